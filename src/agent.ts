@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { startAgent } from './app.js';
+import { verifyAuditLog } from './audit.js';
+import { ConfigError, loadConfig } from './config.js';
+import { describe } from './errors.js';
+
+/**
+ * Entry point. `node agent.js` runs the agent from its environment (and ENV_FILE);
+ * `node agent.js audit-verify <file>` checks an audit log's hash chain.
+ */
+const NAME = 'dreichor-deploy-agent';
+
+function fatal(message: string, code: number): never {
+  process.stderr.write(`${NAME}: ${message}\n`);
+  process.exit(code);
+}
+
+function auditVerify(file: string | undefined): never {
+  if (file === undefined) fatal('usage: agent.js audit-verify <audit.jsonl>', 2);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    fatal(`cannot read ${file}: ${describe(error)}`, 2);
+  }
+  const result = verifyAuditLog(text);
+  if (result.ok) {
+    process.stdout.write(`${file}: intact, ${result.lines} lines\n`);
+    process.exit(0);
+  }
+  process.stdout.write(`${file}: line ${result.badLine} of ${result.lines}: ${result.problem}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === 'audit-verify') auditVerify(process.argv[3]);
+  if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
+
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) fatal(`invalid configuration: ${error.message}`, 2);
+    fatal(`invalid configuration: ${describe(error)}`, 2);
+  }
+
+  const logger = pino({ name: NAME, base: { environment: config.environment, pid: process.pid } });
+  let agent;
+  try {
+    agent = await startAgent(config, { logger });
+  } catch (error) {
+    fatal(`cannot start: ${describe(error)}`, 1);
+  }
+  logger.info({ url: agent.url, container: config.containerName, repository: config.imageRepository }, 'listening');
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal, busy: agent.deployer.busy }, 'shutting down: new deploys and stops are refused, the one in progress finishes');
+    agent.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('uncaughtException', (error) => {
+    // A bug, never a request: requests end in the error middleware. Exit so systemd restarts clean.
+    logger.fatal({ err: error }, 'uncaught exception');
+    process.exit(1);
+  });
+}
+
+void main();

@@ -1,0 +1,122 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
+import type { AccessJwtConfig, ServiceToken } from './config.js';
+import { AgentError } from './errors.js';
+
+/**
+ * Every credential check of the agent. The checks are pure functions of the request headers and the
+ * configuration; the middleware at the bottom only wires them into Express.
+ */
+
+export const CLIENT_ID_HEADER = 'cf-access-client-id';
+export const CLIENT_SECRET_HEADER = 'cf-access-client-secret';
+export const ACCESS_JWT_HEADER = 'cf-access-jwt-assertion';
+
+const unauthorized = (reason: string) => new AgentError(401, reason);
+
+// Hashing both sides first gives equal-length inputs to timingSafeEqual, so neither the content nor
+// the length of the configured value leaks through response timing.
+const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+function constantTimeEqual(given: string, expected: string): boolean {
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/**
+ * Checks the Cloudflare Access service-token headers. Returns the client id that matched (the primary
+ * token or, during a rotation window, the second one).
+ */
+export function checkServiceToken(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  tokens: readonly ServiceToken[],
+): string {
+  const id = headers[CLIENT_ID_HEADER];
+  const secret = headers[CLIENT_SECRET_HEADER];
+  if (typeof id !== 'string' || typeof secret !== 'string' || id === '' || secret === '') {
+    throw unauthorized('missing CF-Access-Client-Id or CF-Access-Client-Secret header');
+  }
+  // Security: compare against every configured token without stopping at the first match, and
+  // compare id and secret both, so timing tells nothing about which part or which token was wrong.
+  let matched: string | null = null;
+  for (const token of tokens) {
+    const idOk = constantTimeEqual(id, token.clientId);
+    const secretOk = constantTimeEqual(secret, token.clientSecret);
+    if (idOk && secretOk && matched === null) matched = token.clientId;
+  }
+  if (matched === null) throw unauthorized('invalid service token');
+  return matched;
+}
+
+export type AccessJwtVerifier = (token: string | undefined) => Promise<void>;
+
+export interface AccessJwtOptions {
+  /** After a successful key fetch, how long an unknown `kid` waits before another fetch. */
+  readonly cooldownMs?: number;
+  readonly fetchTimeoutMs?: number;
+}
+
+/**
+ * Verifies the Cloudflare Access JWT that the edge adds to every request it let through. Keys come
+ * from the team's certs endpoint, cached, and are fetched again when a token names an unknown `kid`
+ * (Cloudflare rotates its signing keys).
+ */
+export function createAccessJwtVerifier(config: AccessJwtConfig, options: AccessJwtOptions = {}): AccessJwtVerifier {
+  const keys = createRemoteJWKSet(new URL(config.certsUrl), {
+    cooldownDuration: options.cooldownMs ?? 30_000,
+    timeoutDuration: options.fetchTimeoutMs ?? 5_000,
+    cacheMaxAge: 10 * 60_000,
+  });
+  const issuer = `https://${config.teamDomain}`;
+
+  return async (token) => {
+    if (token === undefined || token === '') throw unauthorized('missing Cf-Access-Jwt-Assertion header');
+    try {
+      // Security: the algorithm list is fixed to RS256, which is what Access signs with. This shuts
+      // out `alg: none` and the HS256-with-the-public-key confusion attack.
+      await jwtVerify(token, keys, { issuer, audience: config.audience, algorithms: ['RS256'] });
+    } catch (error) {
+      if (keysUnavailable(error)) {
+        // Security: fail closed. Without the keys no token can be checked, so no request is let in.
+        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', { cause: error });
+      }
+      throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(error)})`);
+    }
+  };
+}
+
+function keysUnavailable(error: unknown): boolean {
+  if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid) return true;
+  if (error instanceof joseErrors.JOSEError) return /Expected 200 OK/.test(error.message);
+  // fetch() itself failed: refused connection, DNS, TLS.
+  return error instanceof TypeError;
+}
+
+function jwtProblem(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `claim "${error.claim}" rejected`;
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature does not verify';
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'signed by an unknown key';
+  return 'malformed';
+}
+
+/** Express middleware: the service token always, the Access JWT when configured. */
+export function authenticate(tokens: readonly ServiceToken[], verifyJwt: AccessJwtVerifier | null): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    let clientId: string;
+    try {
+      clientId = checkServiceToken(req.headers, tokens);
+    } catch (error) {
+      next(error);
+      return;
+    }
+    res.locals['clientId'] = clientId;
+    if (verifyJwt === null) {
+      next();
+      return;
+    }
+    const jwt = req.headers[ACCESS_JWT_HEADER];
+    verifyJwt(typeof jwt === 'string' ? jwt : undefined).then(() => next(), next);
+  };
+}

@@ -1,0 +1,420 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { AuditLog } from './audit.js';
+import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
+import type { ContainerInfo, CreateSpec, Engine } from './docker.js';
+import { AgentError, describe } from './errors.js';
+import type { ImageReference } from './image.js';
+import type { LastDeploy, StateStore } from './state.js';
+
+/**
+ * The deploy and stop sequences, the lock that allows one of them at a time, and the clean-up of an
+ * unfinished deploy at start. This is where atomicity is decided; read `deploy` top to bottom.
+ *
+ * The point of no return is the stop of the old container. Everything before it (pull, digest check,
+ * create) can fail or be abandoned and leaves the old container running, untouched. Everything after
+ * it runs to its end even if the caller goes away, and every step has a deadline.
+ */
+
+export const LABEL = {
+  owner: 'io.dreichor.owner',
+  environment: 'io.dreichor.environment',
+  containerName: 'io.dreichor.container-name',
+  deployId: 'io.dreichor.deploy-id',
+  image: 'io.dreichor.image',
+  digest: 'io.dreichor.image-digest',
+  previousImage: 'io.dreichor.previous-image',
+} as const;
+export const OWNER = 'dreichor-deploy-agent';
+
+const LOG_LINES_IN_REASON = 20;
+const START_CHECK_POLL_MS = 200;
+
+export interface RequestContext {
+  readonly requestId: string;
+  readonly clientId: string;
+}
+
+export interface DeployContext extends RequestContext {
+  /** Fires when the caller disconnects. Honoured only before the old container is touched. */
+  readonly callerGone: AbortSignal;
+}
+
+export interface DeployResult {
+  readonly status: 'deployed';
+  readonly container_name: string;
+  readonly image: string;
+  readonly environment: string;
+  readonly image_digest: string;
+  readonly container_id: string;
+  readonly started_at: string | null;
+  readonly previous_image: string | null;
+}
+
+export interface StopResult {
+  readonly status: 'stopped';
+  readonly container_name: string;
+  /** Whether there was a container to stop and remove; false means the stop was a no-op. */
+  readonly removed: boolean;
+}
+
+export interface StatusBody {
+  readonly container_name: string;
+  readonly environment: string;
+  readonly running: boolean;
+  readonly image?: string;
+  readonly image_digest?: string | null;
+  readonly started_at?: string;
+  /** The engine's state of the container: running, exited, created, ... or "absent". */
+  readonly state: string;
+  readonly operation_in_progress: 'deploy' | 'stop' | null;
+  readonly deploy_in_progress: boolean;
+  readonly last_deploy: LastDeploy | null;
+  /** The image that ran before the current one: deploy it to roll back. */
+  readonly previous_image: string | null;
+  readonly audit_head: string;
+}
+
+export interface DeployerDeps {
+  readonly config: Config;
+  readonly engine: Engine;
+  readonly store: StateStore;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+}
+
+type Operation = 'deploy' | 'stop';
+
+export class Deployer {
+  private readonly config: Config;
+  private readonly engine: Engine;
+  private readonly store: StateStore;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+
+  private operation: Operation | null = null;
+  private closing = false;
+  private recovery: Promise<void> | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private sharedInspection: Promise<ContainerInfo | null> | null = null;
+
+  constructor(deps: DeployerDeps) {
+    this.config = deps.config;
+    this.engine = deps.engine;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+  }
+
+  // ---------------------------------------------------------------- deploy
+
+  async deploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
+    const release = this.acquire('deploy');
+    try {
+      await this.recordAccepted('/v1/deploy', context, image.reference);
+      const result = await this.runDeploy(image, context);
+      await this.remember(image, context, 'deployed', null, result.image_digest);
+      return result;
+    } catch (error) {
+      const outcome = error instanceof AgentError && error.status === 499 ? 'abandoned' : 'failed';
+      await this.remember(image, context, outcome, describe(error), null);
+      throw error;
+    } finally {
+      release();
+    }
+  }
+
+  private async runDeploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
+    const { config, engine } = this;
+    await this.ensureRecovered();
+
+    // Before the point of no return, one signal abandons the deploy: the caller went away, or the
+    // pull ran so long that the stop, start and start check would no longer fit in the deploy timeout.
+    const reserveSeconds = config.stopTimeoutSeconds + config.startCheckSeconds + DEPLOY_MARGIN_SECONDS;
+    const pullBudgetSeconds = config.deployTimeoutSeconds - reserveSeconds;
+    const before = new AbortController();
+    const timer = setTimeout(() => {
+      before.abort(new AgentError(504, `the image was not ready within ${pullBudgetSeconds} s (DEPLOY_TIMEOUT_SECONDS less the time kept for stop, start and start check); the running container was not touched`));
+    }, pullBudgetSeconds * 1000);
+    const onCallerGone = () => before.abort(new AgentError(499, 'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched'));
+    if (context.callerGone.aborted) onCallerGone();
+    context.callerGone.addEventListener('abort', onCallerGone, { once: true });
+    let staged: string | null = null;
+    try {
+      // 1. Pull, by digest when the caller pinned one.
+      const pulled = await engine.pull(image.repository, image.digest ?? image.tag, config.registryAuth, before.signal);
+      const digest = image.digest ?? pulled.digest;
+      if (digest === null) throw new AgentError(502, `the engine did not report a digest for ${image.reference}; refusing to deploy an image whose identity is unknown`);
+      const local = `${image.repository}@${digest}`;
+      const imageInfo = await engine.inspectImage(local);
+      if (imageInfo === null) throw new AgentError(502, `the pulled image ${local} is not in the engine's image store`);
+
+      // 2. Immutable tags: a tag keeps the digest of its first deploy in this environment.
+      const recorded = this.store.recordedDigest(image.tag);
+      if (recorded !== null && recorded !== digest) {
+        throw new AgentError(409, `tag ${image.tag} was first deployed here as ${recorded} but now resolves to ${digest}; tags are immutable, push a new tag (the running container was not touched)`);
+      }
+
+      // 3. Create the new container beside the old one, under a staging name.
+      const current = await engine.inspectContainer(config.containerName);
+      const deployId = randomUUID();
+      staged = await engine.create(this.containerSpec(image, digest, deployId, current));
+      before.signal.throwIfAborted();
+      await this.store.recordTag(image.tag, digest);
+      before.signal.throwIfAborted();
+
+      // ---- point of no return: from here on the deploy ends on its own, whatever the caller does.
+      clearTimeout(timer);
+      context.callerGone.removeEventListener('abort', onCallerGone);
+      const newId = staged;
+
+      // 4. Stop and remove the old container. Never two running at once: the new one starts after.
+      if (current !== null) {
+        await engine.stop(current.id, config.stopTimeoutSeconds);
+        await engine.remove(current.id);
+      }
+
+      // 5. Give the new container the fixed name and start it.
+      await engine.rename(newId, config.containerName);
+      staged = null;
+      await engine.start(newId);
+
+      // 6. Start check: it must stay running (or become healthy) before we say "deployed".
+      const running = await this.startCheck(newId, imageInfo.hasHealthcheck, current);
+      return {
+        status: 'deployed',
+        container_name: config.containerName,
+        image: image.reference,
+        environment: config.environment,
+        image_digest: digest,
+        container_id: newId,
+        started_at: iso(running.startedAt),
+        previous_image: current === null ? null : imageOf(current),
+      };
+    } catch (error) {
+      if (staged !== null) await this.discard(staged);
+      throw before.signal.aborted && before.signal.reason instanceof AgentError ? before.signal.reason : error;
+    } finally {
+      clearTimeout(timer);
+      context.callerGone.removeEventListener('abort', onCallerGone);
+    }
+  }
+
+  private containerSpec(image: ImageReference, digest: string, deployId: string, current: ContainerInfo | null): CreateSpec {
+    const { config } = this;
+    const env = {
+      ...config.runtimeEnv,
+      ENVIRONMENT: config.environment,
+      AUDIT_EVENTS_PATH: config.auditEventsPath,
+      SNAPSHOTS_PATH: config.snapshotsPath,
+      ALLOW_EXECUTION_PLANE: String(config.allowExecutionPlane),
+    };
+    const labels: Record<string, string> = {
+      [LABEL.owner]: OWNER,
+      [LABEL.environment]: config.environment,
+      [LABEL.containerName]: config.containerName,
+      [LABEL.deployId]: deployId,
+      [LABEL.image]: image.reference,
+      [LABEL.digest]: digest,
+    };
+    if (current !== null) labels[LABEL.previousImage] = imageOf(current);
+    return {
+      name: `${config.containerName}-staging-${deployId.slice(0, 8)}`,
+      image: `${image.repository}@${digest}`,
+      env: Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort(),
+      labels,
+      binds: [
+        { source: config.auditEventsPath, target: config.auditEventsPath },
+        { source: config.snapshotsPath, target: config.snapshotsPath },
+      ],
+      networkMode: config.runtimeNetwork,
+      stopTimeoutSeconds: config.stopTimeoutSeconds,
+    };
+  }
+
+  /**
+   * Watches the new container for START_CHECK_SECONDS: it must keep running, or, when its image has
+   * a HEALTHCHECK, report healthy within that time. A failure stops it (the deploy failed, so the
+   * runtime must not keep running half-checked) and reports its last log lines.
+   */
+  private async startCheck(id: string, hasHealthcheck: boolean, previous: ContainerInfo | null): Promise<ContainerInfo> {
+    const seconds = this.config.startCheckSeconds;
+    const until = Date.now() + seconds * 1000;
+    for (;;) {
+      const c = await this.engine.inspectContainer(id);
+      if (c === null) throw await this.startFailure(id, 'disappeared during the start check', previous);
+      if (!c.running) throw await this.startFailure(id, `exited with code ${c.exitCode} during the start check`, previous);
+      if (hasHealthcheck && c.health === 'healthy') return c;
+      if (hasHealthcheck && c.health === 'unhealthy') throw await this.startFailure(id, 'reported unhealthy', previous);
+      const left = until - Date.now();
+      if (left <= 0) {
+        if (hasHealthcheck) throw await this.startFailure(id, `did not become healthy within ${seconds} s`, previous);
+        return c;
+      }
+      await sleep(Math.min(START_CHECK_POLL_MS, left));
+    }
+  }
+
+  private async startFailure(id: string, what: string, previous: ContainerInfo | null): Promise<AgentError> {
+    const logs = await this.engine.logsTail(id, LOG_LINES_IN_REASON).catch((error: unknown) => `(logs unavailable: ${describe(error)})`);
+    const stopped = await this.engine.stop(id, this.config.stopTimeoutSeconds).catch((error: unknown) => {
+      this.logger.error({ err: error }, 'could not stop the failed container');
+      return 'failed';
+    });
+    const rollback = previous === null ? '' : ` The image before it was ${imageOf(previous)}: deploy it to roll back.`;
+    const state = stopped === 'stopped' ? ' It was stopped and kept for inspection.' : ' It is kept for inspection.';
+    return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${logs.slice(-2000) || '(none)'}`);
+  }
+
+  /** Removes a staging container that will never run. Failing here must not hide the first error. */
+  private async discard(id: string): Promise<void> {
+    await this.engine.remove(id).catch((error: unknown) => {
+      this.logger.error({ err: error, container: id }, 'could not remove the staging container; it is removed at the next start');
+    });
+  }
+
+  /**
+   * Written once the lock is held and before anything else: no deploy or stop ever happens
+   * unrecorded. If this line cannot be written the request is refused, and an interrupted operation
+   * (agent killed mid-deploy) still shows in the log. The HTTP layer appends the outcome line.
+   */
+  private async recordAccepted(endpoint: string, context: RequestContext, image: string | null): Promise<void> {
+    try {
+      await this.audit.append({ request_id: context.requestId, client_id: context.clientId, endpoint, image, outcome: 'accepted', status: 0, reason: null, duration_ms: 0 });
+    } catch (error) {
+      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed or stopped unrecorded`, { cause: error });
+    }
+  }
+
+  private async remember(image: ImageReference, context: DeployContext, outcome: LastDeploy['outcome'], reason: string | null, digest: string | null): Promise<void> {
+    await this.store
+      .setLastDeploy({ image: image.reference, outcome, reason, at: new Date().toISOString(), request_id: context.requestId, image_digest: digest })
+      .catch((error: unknown) => this.logger.error({ err: error }, 'could not record the last deploy'));
+  }
+
+  // ---------------------------------------------------------------- stop
+
+  async stop(context: RequestContext): Promise<StopResult> {
+    const release = this.acquire('stop');
+    try {
+      await this.recordAccepted('/v1/stop', context, null);
+      await this.ensureRecovered();
+      const current = await this.engine.inspectContainer(this.config.containerName);
+      if (current !== null) {
+        await this.engine.stop(current.id, this.config.stopTimeoutSeconds);
+        await this.engine.remove(current.id);
+      }
+      return { status: 'stopped', container_name: this.config.containerName, removed: current !== null };
+    } finally {
+      release();
+    }
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** Read-only. Concurrent callers share one engine inspection. */
+  async status(): Promise<StatusBody> {
+    if (this.sharedInspection === null) {
+      this.sharedInspection = this.engine.inspectContainer(this.config.containerName).finally(() => {
+        this.sharedInspection = null;
+      });
+    }
+    const c = await this.sharedInspection;
+    const running = c?.running === true;
+    return {
+      container_name: this.config.containerName,
+      environment: this.config.environment,
+      running,
+      ...(c !== null && running ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined } : {}),
+      state: c?.status ?? 'absent',
+      operation_in_progress: this.operation,
+      deploy_in_progress: this.operation === 'deploy',
+      last_deploy: this.store.lastDeploy,
+      previous_image: c?.labels[LABEL.previousImage] ?? null,
+      audit_head: this.audit.lastHash,
+    };
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * Removes what an interrupted deploy left behind: staging containers of this environment and
+   * container name, which were created but never started. The runtime container itself is never
+   * started or stopped here. What was done goes to the audit log.
+   */
+  private async recover(): Promise<void> {
+    const { config } = this;
+    const owned = await this.engine.listByLabels({ [LABEL.owner]: OWNER, [LABEL.environment]: config.environment, [LABEL.containerName]: config.containerName });
+    const leftovers = owned.filter((c) => c.name !== config.containerName);
+    const removed: string[] = [];
+    const leftRunning: string[] = [];
+    for (const c of leftovers) {
+      if (c.state === 'running') {
+        // Staging containers are never started, so this is not ours to decide; say so loudly.
+        leftRunning.push(c.name);
+        continue;
+      }
+      if ((await this.engine.remove(c.id)) === 'removed') removed.push(c.name);
+    }
+    if (removed.length === 0 && leftRunning.length === 0) return;
+    const reason = [
+      removed.length > 0 ? `removed staging leftovers of an interrupted deploy: ${removed.join(', ')}` : '',
+      leftRunning.length > 0 ? `left running, needs an operator: ${leftRunning.join(', ')}` : '',
+    ]
+      .filter((s) => s !== '')
+      .join('; ');
+    this.logger.warn({ removed, leftRunning }, 'start-up recovery');
+    await this.audit.append({ request_id: randomUUID(), client_id: null, endpoint: 'startup-recovery', image: null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
+  }
+
+  /**
+   * Recovery needs the engine. It starts in the background at start-up, so the agent listens at
+   * once even when the engine is down; a deploy or stop waits for it, and retries it if it failed.
+   */
+  ensureRecovered(): Promise<void> {
+    if (this.recovery === null) {
+      const attempt = this.recover();
+      this.recovery = attempt;
+      attempt.catch(() => {
+        if (this.recovery === attempt) this.recovery = null;
+      });
+    }
+    return this.recovery;
+  }
+
+  // ---------------------------------------------------------------- lock and shutdown
+
+  private acquire(operation: Operation): () => void {
+    if (this.closing) throw new AgentError(503, 'the agent is shutting down; try again when it is back');
+    if (this.operation !== null) {
+      throw new AgentError(409, `a ${this.operation} is in progress; only one deploy or stop runs at a time`);
+    }
+    this.operation = operation;
+    return () => {
+      this.operation = null;
+      for (const wake of this.idleWaiters.splice(0)) wake();
+    };
+  }
+
+  get busy(): Operation | null {
+    return this.operation;
+  }
+
+  /** Refuses new deploys and stops from now on; resolves when the one in progress has ended. */
+  shutdown(): Promise<void> {
+    this.closing = true;
+    if (this.operation === null) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}
+
+const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.image;
+
+function iso(timestamp: string | null): string | null {
+  if (timestamp === null) return null;
+  const date = new Date(timestamp);
+  return Number.isNaN(date.getTime()) ? timestamp : date.toISOString();
+}

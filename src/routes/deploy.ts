@@ -1,0 +1,31 @@
+import type { RequestHandler } from 'express';
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import type { Deployer } from '../deployer.js';
+import { MAX_REFERENCE_LENGTH, parseImageReference } from '../image.js';
+import { auditContext, type Reply } from '../respond.js';
+import { checkEnvironment, parseBody } from './body.js';
+
+// Security: strict. The body can name an image and nothing else: no container name, volumes, env,
+// command or any other runtime behaviour can be smuggled in through an extra field.
+export const deployBodySchema = z.strictObject({
+  image: z.string({ error: 'is required and must be a string' }).max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`),
+  environment: z.string({ error: 'must be a string' }).max(64).optional(),
+});
+
+export function deployRoute(config: Config, deployer: Deployer, reply: Reply): RequestHandler {
+  return async (req, res) => {
+    const body = parseBody(deployBodySchema, req.body);
+    const context = auditContext(res);
+    if (context !== undefined) context.image = body.image;
+    checkEnvironment(body.environment, config.environment);
+    const image = parseImageReference(body.image, { repository: config.imageRepository, environment: config.environment });
+
+    const callerGone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) callerGone.abort();
+    });
+    const result = await deployer.deploy(image, { requestId: String(req.id), clientId: String(res.locals['clientId']), callerGone: callerGone.signal });
+    await reply(res, 200, result);
+  };
+}

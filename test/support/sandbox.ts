@@ -1,0 +1,272 @@
+/**
+ * The private Docker engine, image registries and test images that the tests (and the demo) run
+ * against. Nothing here touches the host's own engine: the engine gets its own socket and folders
+ * under a temporary directory, no bridge and no iptables, and the registries listen on 127.0.0.1.
+ *
+ *   tsx test/support/sandbox.ts run -- <command...>
+ *
+ * starts everything, runs the command with the sandbox described in DREICHOR_SANDBOX_* variables,
+ * then stops and removes everything, and exits with the command's status.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const REPOSITORY_PATH = 'dreichor/runtime';
+export const AUTH_USER = 'deployer';
+// A throwaway password for a registry that lives for one test run on 127.0.0.1.
+export const AUTH_PASSWORD = 'sandbox-registry-password';
+
+/** What the tests get to know about the sandbox, through the environment. */
+export interface SandboxInfo {
+  readonly dir: string;
+  readonly dockerHost: string;
+  readonly socketPath: string;
+  /** host:port of the open registry. */
+  readonly registry: string;
+  /** host:port of the registry that requires AUTH_USER / AUTH_PASSWORD. */
+  readonly authRegistry: string;
+}
+
+export const SANDBOX_ENV = 'DREICHOR_SANDBOX';
+
+/** The test images, by tag: what each one does is what the tests rely on. */
+const LONG_RUNNING = [
+  // Exits at once on SIGTERM; proves the bind mount by writing into AUDIT_EVENTS_PATH on start.
+  "trap 'echo runtime: SIGTERM; exit 0' TERM",
+  'echo "runtime $RUNTIME_VERSION starting in $ENVIRONMENT"',
+  'touch "$AUDIT_EVENTS_PATH/started-$HOSTNAME"',
+  'sleep 3600 & wait $!',
+].join('; ');
+
+const IMAGES: Readonly<Record<string, { script: string; extra?: string }>> = {
+  v1: { script: LONG_RUNNING },
+  v2: { script: LONG_RUNNING },
+  v3: { script: LONG_RUNNING },
+  // Fails at start, the way a runtime without its database would.
+  crash: { script: 'echo "boom: cannot connect to the database"; echo "giving up" >&2; exit 3' },
+  // Ignores SIGTERM: the engine has to kill it when the stop timeout runs out.
+  stubborn: { script: "trap '' TERM; echo 'stubborn: ignoring SIGTERM'; while :; do sleep 1; done" },
+  // Runs, but its HEALTHCHECK always fails.
+  unhealthy: { script: LONG_RUNNING, extra: 'HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["/bin/busybox", "false"]' },
+  // Runs and becomes healthy after its first check.
+  healthy: { script: LONG_RUNNING, extra: 'HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["/bin/busybox", "true"]' },
+};
+
+export function sandboxInfo(): SandboxInfo {
+  const raw = process.env[SANDBOX_ENV];
+  if (raw === undefined) throw new Error(`${SANDBOX_ENV} is not set: run the tests with "npm test", which starts the sandbox`);
+  return JSON.parse(raw) as SandboxInfo;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check().catch(() => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs / 1000} s`);
+}
+
+function httpOk(options: { socketPath?: string; host?: string; port?: number; path: string }): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ ...options, method: 'GET', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve((res.statusCode ?? 500) < 500);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+export class Sandbox {
+  private readonly children: ChildProcess[] = [];
+  private constructor(readonly info: SandboxInfo) {}
+
+  static async start(log: (line: string) => void = () => undefined): Promise<Sandbox> {
+    // A short path: unix socket paths are limited to 108 bytes.
+    const dir = mkdtempSync('/tmp/dreichor-sandbox-');
+    const socketPath = join(dir, 'docker.sock');
+    const [registryPort, authRegistryPort] = [await freePort(), await freePort()];
+    const sandbox = new Sandbox({
+      dir,
+      socketPath,
+      dockerHost: `unix://${socketPath}`,
+      registry: `127.0.0.1:${registryPort}`,
+      authRegistry: `127.0.0.1:${authRegistryPort}`,
+    });
+    try {
+      log(`starting a private Docker engine in ${dir}`);
+      sandbox.spawnLogged('dockerd', [
+        '-H', `unix://${socketPath}`,
+        '--data-root', join(dir, 'root'),
+        '--exec-root', join(dir, 'exec'),
+        '--pidfile', join(dir, 'dockerd.pid'),
+        '--bridge=none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
+        '--host-gateway-ip=127.0.0.1',
+      ], 'dockerd.log');
+      await waitFor('the private Docker engine', 60_000, () => httpOk({ socketPath, path: '/_ping' }));
+
+      log(`starting image registries on 127.0.0.1:${registryPort} (open) and :${authRegistryPort} (htpasswd)`);
+      await sandbox.startRegistry('registry', registryPort, false);
+      await sandbox.startRegistry('auth-registry', authRegistryPort, true);
+
+      log('building and publishing the test images (FROM scratch + busybox)');
+      await sandbox.buildImages();
+      return sandbox;
+    } catch (error) {
+      await sandbox.stop();
+      throw error;
+    }
+  }
+
+  /** The environment a child process needs to find this sandbox. */
+  env(): Record<string, string> {
+    return { [SANDBOX_ENV]: JSON.stringify(this.info) };
+  }
+
+  async docker(...args: string[]): Promise<string> {
+    const { stdout } = await run('docker', args, {
+      env: { ...process.env, DOCKER_HOST: this.info.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(this.info.dir, 'docker-config') },
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 120_000,
+    });
+    return stdout.trim();
+  }
+
+  private spawnLogged(command: string, args: string[], logFile: string): ChildProcess {
+    const out = join(this.info.dir, logFile);
+    writeFileSync(out, '');
+    const fd = openSync(out, 'a');
+    const child = spawn(command, args, { stdio: ['ignore', fd, fd], detached: false });
+    child.on('error', (error) => writeFileSync(out, `spawn failed: ${error.message}\n`, { flag: 'a' }));
+    this.children.push(child);
+    return child;
+  }
+
+  private async startRegistry(name: string, port: number, withAuth: boolean): Promise<void> {
+    const root = join(this.info.dir, name);
+    mkdirSync(root, { recursive: true });
+    let auth = '';
+    if (withAuth) {
+      const htpasswd = join(root, 'htpasswd');
+      await run('htpasswd', ['-Bbc', htpasswd, AUTH_USER, AUTH_PASSWORD]);
+      auth = `auth:\n  htpasswd:\n    realm: sandbox\n    path: ${htpasswd}\n`;
+    }
+    const config = join(root, 'config.yml');
+    writeFileSync(
+      config,
+      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(root, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`,
+    );
+    this.spawnLogged('docker-registry', ['serve', config], `${name}.log`);
+    await waitFor(`the ${name}`, 30_000, () => httpOk({ host: '127.0.0.1', port, path: '/v2/' }));
+  }
+
+  private async buildImages(): Promise<void> {
+    const context = join(this.info.dir, 'image');
+    mkdirSync(context, { recursive: true });
+    copyFileSync('/bin/busybox', join(context, 'busybox'));
+    for (const [tag, image] of Object.entries(IMAGES)) {
+      await this.buildAndPush(context, tag, image.script, image.extra ?? '');
+    }
+    await this.docker('login', '-u', AUTH_USER, '-p', AUTH_PASSWORD, this.info.authRegistry);
+    await this.pushTo(this.info.authRegistry, 'v1');
+    await this.docker('logout', this.info.authRegistry).catch(() => undefined);
+    // The engine starts with no test image: every deploy does a real pull from a registry.
+    await this.docker('rmi', ...Object.keys(IMAGES).map((tag) => `${this.info.registry}/${REPOSITORY_PATH}:${tag}`));
+  }
+
+  /** Builds `tag` (each build gets a distinct digest) and pushes it to the open registry. */
+  async buildAndPush(context: string, tag: string, script: string, extra = ''): Promise<string> {
+    const ref = `${this.info.registry}/${REPOSITORY_PATH}:${tag}`;
+    writeFileSync(
+      join(context, 'Dockerfile'),
+      [
+        'FROM scratch',
+        'COPY busybox /bin/busybox',
+        `ENV RUNTIME_VERSION=${tag}`,
+        `LABEL io.dreichor.test.build="${tag}-${Date.now()}-${Math.random()}"`,
+        extra,
+        'ENTRYPOINT ["/bin/busybox", "sh", "-c"]',
+        `CMD ${JSON.stringify([script])}`,
+      ].join('\n'),
+    );
+    await this.docker('build', '-q', '--network', 'none', '-t', ref, context);
+    await this.docker('push', ref);
+    return ref;
+  }
+
+  private async pushTo(registry: string, tag: string): Promise<void> {
+    const source = `${this.info.registry}/${REPOSITORY_PATH}:${tag}`;
+    const target = `${registry}/${REPOSITORY_PATH}:${tag}`;
+    await this.docker('tag', source, target);
+    await this.docker('push', target);
+    await this.docker('rmi', target);
+  }
+
+  /** Stops everything it started and removes its folder. Bounded: never waits forever. */
+  async stop(): Promise<void> {
+    if (existsSync(this.info.socketPath)) {
+      const ids = await this.docker('ps', '-aq').catch(() => '');
+      if (ids !== '') await this.docker('rm', '-f', ...ids.split('\n')).catch(() => undefined);
+    }
+    for (const child of this.children.reverse()) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill('SIGTERM');
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if ((await Promise.race([exited, sleep(20_000, 'timeout')])) === 'timeout') child.kill('SIGKILL');
+    }
+    // dockerd unmounts its layers on a clean exit; a forced one may leave some behind.
+    const mounts = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(this.info.dir))
+      .sort((a, b) => b.length - a.length);
+    for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
+    rmSync(this.info.dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+async function main(): Promise<void> {
+  const [verb, separator, command, ...args] = process.argv.slice(2);
+  if (verb !== 'run' || separator !== '--' || command === undefined) {
+    process.stderr.write('usage: tsx test/support/sandbox.ts run -- <command...>\n');
+    process.exit(2);
+  }
+  const sandbox = await Sandbox.start((line) => process.stdout.write(`sandbox: ${line}\n`));
+  let code = 1;
+  const stopOnSignal = () => undefined; // the child gets the signal too; clean up when it exits
+  process.on('SIGINT', stopOnSignal);
+  process.on('SIGTERM', stopOnSignal);
+  try {
+    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...sandbox.env() } });
+    code = await new Promise<number>((resolve) => {
+      child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
+      child.on('error', () => resolve(127));
+    });
+  } finally {
+    process.stdout.write('sandbox: stopping the private engine and registries\n');
+    await sandbox.stop();
+  }
+  process.exit(code);
+}
+
+if (process.argv[1]?.endsWith('sandbox.ts')) void main();
