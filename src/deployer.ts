@@ -156,7 +156,12 @@ export class Deployer {
         throw new AgentError(409, `tag ${image.tag} was first deployed here as ${recorded} but now resolves to ${digest}; tags are immutable, push a new tag (the running container was not touched)`);
       }
 
-      // 3. Create the new container beside the old one, under a staging name.
+      // 3. Create the new container beside the old one, under a staging name. The engine checks
+      //    bind sources at create but the network only at start, which is after the stop: check it
+      //    now, or a wrong RUNTIME_NETWORK would take the running runtime down.
+      if (!(await engine.networkExists(config.runtimeNetwork))) {
+        throw new AgentError(502, `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`);
+      }
       const current = await engine.inspectContainer(config.containerName);
       const deployId = randomUUID();
       staged = await engine.create(this.containerSpec(image, digest, deployId, current));

@@ -137,6 +137,8 @@ export class Engine {
       const opts = { fromImage: repository, tag: tagOrDigest, abortSignal: signal };
       stream = (await (auth === null ? this.docker.createImage(opts) : this.docker.createImage(auth, opts))) as Readable;
     } catch (error) {
+      // Some refusals (unknown manifest, bad credentials) come as an HTTP error before any stream.
+      if (!signal.aborted && engineStatus(error) !== null) throw pullFailure(what, engineMessage(error));
       throw this.translate(what, error, signal);
     }
     let digest: string | null = null;
@@ -196,6 +198,12 @@ export class Engine {
       health: c.State.Health?.Status ?? null,
       labels: c.Config.Labels,
     };
+  }
+
+  /** Whether the engine has a network of this name ("none" and "host" are networks too). */
+  async networkExists(name: string): Promise<boolean> {
+    const raw = await this.call(`inspect of network ${name}`, () => this.docker.getNetwork(name).inspect()).catch(nullOn404);
+    return raw !== null;
   }
 
   /** Containers carrying all the given labels, running or not. */

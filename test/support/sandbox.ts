@@ -97,6 +97,51 @@ function httpOk(options: { socketPath?: string; host?: string; port?: number; pa
   });
 }
 
+/** The docker CLI, pointed at the sandbox engine, with its own client configuration. */
+export async function docker(info: SandboxInfo, ...args: string[]): Promise<string> {
+  const { stdout } = await run('docker', args, {
+    env: { ...process.env, DOCKER_HOST: info.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(info.dir, 'docker-config') },
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 120_000,
+  });
+  return stdout.trim();
+}
+
+/** The long-running runtime script of the test images, for tests that publish their own. */
+export const RUNTIME_SCRIPT = LONG_RUNNING;
+
+/**
+ * Builds an image for `tag` (every build has its own digest, even with the same script), pushes it
+ * to the open registry and removes the local copy, so that a deploy of it does a real pull.
+ * Returns the pushed manifest's digest.
+ */
+export async function publishImage(info: SandboxInfo, tag: string, script: string = LONG_RUNNING, extra = '', contextDir?: string): Promise<string> {
+  const context = contextDir ?? mkdtempSync(join(info.dir, 'build-'));
+  if (!existsSync(join(context, 'busybox'))) copyFileSync('/bin/busybox', join(context, 'busybox'));
+  const ref = `${info.registry}/${REPOSITORY_PATH}:${tag}`;
+  writeFileSync(
+    join(context, 'Dockerfile'),
+    [
+      'FROM scratch',
+      'COPY busybox /bin/busybox',
+      `ENV RUNTIME_VERSION=${tag}`,
+      `LABEL io.dreichor.test.build="${tag}-${Date.now()}-${Math.random()}"`,
+      extra,
+      'ENTRYPOINT ["/bin/busybox", "sh", "-c"]',
+      `CMD ${JSON.stringify([script])}`,
+    ].join('\n'),
+  );
+  await docker(info, 'build', '-q', '--network', 'none', '-t', ref, context);
+  const pushed = await docker(info, 'push', ref);
+  const digest = /digest: (sha256:[0-9a-f]{64})/.exec(pushed)?.[1];
+  if (digest === undefined) throw new Error(`no digest in the push output of ${ref}`);
+  if (contextDir === undefined) {
+    await docker(info, 'rmi', ref);
+    rmSync(context, { recursive: true, force: true });
+  }
+  return digest;
+}
+
 export class Sandbox {
   private readonly children: ChildProcess[] = [];
   private constructor(readonly info: SandboxInfo) {}
@@ -143,13 +188,8 @@ export class Sandbox {
     return { [SANDBOX_ENV]: JSON.stringify(this.info) };
   }
 
-  async docker(...args: string[]): Promise<string> {
-    const { stdout } = await run('docker', args, {
-      env: { ...process.env, DOCKER_HOST: this.info.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(this.info.dir, 'docker-config') },
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 120_000,
-    });
-    return stdout.trim();
+  docker(...args: string[]): Promise<string> {
+    return docker(this.info, ...args);
   }
 
   private spawnLogged(command: string, args: string[], logFile: string): ChildProcess {
@@ -185,33 +225,13 @@ export class Sandbox {
     mkdirSync(context, { recursive: true });
     copyFileSync('/bin/busybox', join(context, 'busybox'));
     for (const [tag, image] of Object.entries(IMAGES)) {
-      await this.buildAndPush(context, tag, image.script, image.extra ?? '');
+      await publishImage(this.info, tag, image.script, image.extra ?? '', context);
     }
     await this.docker('login', '-u', AUTH_USER, '-p', AUTH_PASSWORD, this.info.authRegistry);
     await this.pushTo(this.info.authRegistry, 'v1');
     await this.docker('logout', this.info.authRegistry).catch(() => undefined);
     // The engine starts with no test image: every deploy does a real pull from a registry.
     await this.docker('rmi', ...Object.keys(IMAGES).map((tag) => `${this.info.registry}/${REPOSITORY_PATH}:${tag}`));
-  }
-
-  /** Builds `tag` (each build gets a distinct digest) and pushes it to the open registry. */
-  async buildAndPush(context: string, tag: string, script: string, extra = ''): Promise<string> {
-    const ref = `${this.info.registry}/${REPOSITORY_PATH}:${tag}`;
-    writeFileSync(
-      join(context, 'Dockerfile'),
-      [
-        'FROM scratch',
-        'COPY busybox /bin/busybox',
-        `ENV RUNTIME_VERSION=${tag}`,
-        `LABEL io.dreichor.test.build="${tag}-${Date.now()}-${Math.random()}"`,
-        extra,
-        'ENTRYPOINT ["/bin/busybox", "sh", "-c"]',
-        `CMD ${JSON.stringify([script])}`,
-      ].join('\n'),
-    );
-    await this.docker('build', '-q', '--network', 'none', '-t', ref, context);
-    await this.docker('push', ref);
-    return ref;
   }
 
   private async pushTo(registry: string, tag: string): Promise<void> {
