@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { type CryptoKey, generateKeyPair } from 'jose';
+import { checkServiceToken, createAccessJwtVerifier } from '../../src/auth.js';
+import { AgentError } from '../../src/errors.js';
+import { type AccessStandIn, AUD, startAccessStandIn, TEAM } from '../support/jwks.js';
+
+const TOKENS = [
+  { clientId: 'primary.access', clientSecret: 'primary-secret-0123456789' },
+  { clientId: 'rotation.access', clientSecret: 'rotation-secret-0123456789' },
+];
+
+const status = (fn: () => unknown): number => {
+  try {
+    fn();
+    return 200;
+  } catch (e) {
+    assert.ok(e instanceof AgentError, String(e));
+    return e.status;
+  }
+};
+
+describe('service token', () => {
+  const h = (id?: string, secret?: string) => ({ 'cf-access-client-id': id, 'cf-access-client-secret': secret });
+
+  it('accepts either configured pair, and names which', () => {
+    assert.equal(checkServiceToken(h('primary.access', 'primary-secret-0123456789'), TOKENS), 'primary.access');
+    assert.equal(checkServiceToken(h('rotation.access', 'rotation-secret-0123456789'), TOKENS), 'rotation.access');
+  });
+
+  it('refuses anything else with 401', () => {
+    for (const [id, secret] of [
+      [undefined, undefined],
+      ['primary.access', undefined],
+      [undefined, 'primary-secret-0123456789'],
+      ['', ''],
+      ['primary.access', 'primary-secret-012345678'],
+      ['primary.access', 'primary-secret-01234567890'],
+      ['primary.access', 'rotation-secret-0123456789'],
+      ['rotation.access', 'primary-secret-0123456789'],
+      ['PRIMARY.ACCESS', 'primary-secret-0123456789'],
+    ] as const) {
+      assert.equal(status(() => checkServiceToken(h(id, secret), TOKENS)), 401, `${id} / ${secret}`);
+    }
+    // A header sent twice arrives as an array: refused, not joined.
+    assert.equal(status(() => checkServiceToken({ 'cf-access-client-id': ['primary.access', 'x'], 'cf-access-client-secret': 'primary-secret-0123456789' }, TOKENS)), 401);
+  });
+});
+
+describe('Cloudflare Access JWT', () => {
+  let access: AccessStandIn;
+  let other: CryptoKey;
+
+  before(async () => {
+    access = await startAccessStandIn();
+    other = (await generateKeyPair('RS256')).privateKey;
+  });
+  after(async () => {
+    await access.close();
+  });
+
+  const verifier = () => createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: access.certsUrl }, { cooldownMs: 0 });
+
+  const outcome = async (verify: (t: string | undefined) => Promise<void>, jwt: string | undefined): Promise<string> => {
+    try {
+      await verify(jwt);
+      return 'ok';
+    } catch (e) {
+      assert.ok(e instanceof AgentError, String(e));
+      return `${e.status} ${e.reason}`;
+    }
+  };
+
+  it('accepts a valid token, and one whose audience list contains ours', async () => {
+    const verify = verifier();
+    assert.equal(await outcome(verify, await access.sign()), 'ok');
+    assert.equal(await outcome(verify, await access.sign({ aud: ['another-app', AUD] })), 'ok');
+  });
+
+  it('refuses missing, wrong audience, wrong issuer, expired, foreign key, alg none and HS256 tokens', async () => {
+    const verify = verifier();
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const payload = { iss: `https://${TEAM}`, aud: [AUD], exp: Math.floor(Date.now() / 1000) + 300, iat: Math.floor(Date.now() / 1000) };
+    const none = `${b64({ alg: 'none', kid: 'k1' })}.${b64(payload)}.`;
+    // The classic confusion: HS256 "signed" with the RSA public key as the HMAC secret.
+    const hsInput = `${b64({ alg: 'HS256', kid: 'k1' })}.${b64(payload)}`;
+    const hs256 = `${hsInput}.${createHmac('sha256', access.publicPem).update(hsInput).digest('base64url')}`;
+    const cases: [string, string | undefined, RegExp][] = [
+      ['missing', undefined, /^401 missing Cf-Access-Jwt-Assertion/],
+      ['empty', '', /^401 missing/],
+      ['garbage', 'not.a.jwt', /^401 invalid Cloudflare Access token/],
+      ['wrong audience', await access.sign({ aud: 'another-app' }), /^401 .*claim "aud"/],
+      ['wrong issuer', await access.sign({ iss: 'https://evil.cloudflareaccess.com' }), /^401 .*claim "iss"/],
+      ['expired', await access.sign({ exp: Math.floor(Date.now() / 1000) - 120 }), /^401 .*expired/],
+      ['signed by another key', await access.sign({ key: other }), /^401 .*signature/],
+      ['alg none', none, /^401 /],
+      ['HS256 with the public key', hs256, /^401 .*algorithm not allowed/],
+    ];
+    for (const [name, jwt, expected] of cases) {
+      assert.match(await outcome(verify, jwt), expected, name);
+    }
+  });
+
+  it('fetches the keys again for an unknown kid (key rotation)', async () => {
+    const verify = verifier();
+    assert.equal(await outcome(verify, await access.sign()), 'ok');
+    const rotated = await access.addKey('k2');
+    const before = access.fetches();
+    assert.equal(await outcome(verify, await access.sign({ kid: 'k2', key: rotated })), 'ok');
+    assert.ok(access.fetches() > before, 'the new kid caused a fetch');
+    // A kid that does not exist even after a refresh is refused.
+    assert.match(await outcome(verify, await access.sign({ kid: 'k9', key: rotated })), /^401 .*unknown key/);
+  });
+
+  it('fails closed when the keys cannot be fetched', async () => {
+    access.setAvailable(false);
+    try {
+      assert.match(await outcome(verifier(), await access.sign()), /^503 Cloudflare Access signing keys could not be fetched/);
+    } finally {
+      access.setAvailable(true);
+    }
+    const nowhere = createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: 'http://127.0.0.1:9/certs' }, { fetchTimeoutMs: 1000 });
+    assert.match(await outcome(nowhere, await access.sign()), /^503 /);
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const dir = mkdtempSync('/tmp/dreichor-config-test-');
+const BASE: Record<string, string> = {
+  ENVIRONMENT: 'dev',
+  CF_ACCESS_CLIENT_ID: 'client.access',
+  CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+  AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
+  SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
+};
+
+function rejects(env: Record<string, string | undefined>, variable: string, message?: RegExp): void {
+  assert.throws(
+    () => loadConfig({ ...BASE, ...env }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.variable, variable, error.message);
+      if (message !== undefined) assert.match(error.message, message);
+      return true;
+    },
+  );
+}
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig(BASE);
+    assert.equal(c.port, 3005);
+    assert.equal(c.containerName, 'dreichor-runtime-dev');
+    assert.equal(c.imageRepository, 'ghcr.io/ceerkle/dreichor-trading/runtime');
+    assert.equal(c.runtimeNetwork, 'bridge');
+    assert.equal(c.stopTimeoutSeconds, 30);
+    assert.equal(c.startCheckSeconds, 5);
+    assert.equal(c.deployTimeoutSeconds, 90);
+    assert.equal(c.stateDir, '/var/lib/dreichor/dev/deploy-agent');
+    assert.equal(c.dockerSocketPath, '/var/run/docker.sock');
+    assert.equal(c.allowExecutionPlane, false);
+    assert.equal(c.accessJwt, null);
+    assert.equal(c.registryAuth, null);
+    assert.equal(c.serviceTokens.length, 1);
+    assert.ok(Object.isFrozen(c));
+    const prod = loadConfig({ ...BASE, ENVIRONMENT: 'prod' });
+    assert.equal(prod.port, 3006);
+    assert.equal(prod.containerName, 'dreichor-runtime-prod');
+  });
+
+  it('names the variable that is missing or wrong, without echoing secrets', () => {
+    rejects({ ENVIRONMENT: undefined }, 'ENVIRONMENT', /required/);
+    rejects({ ENVIRONMENT: 'staging' }, 'ENVIRONMENT');
+    rejects({ CF_ACCESS_CLIENT_SECRET: undefined }, 'CF_ACCESS_CLIENT_SECRET', /required/);
+    rejects({ CF_ACCESS_CLIENT_SECRET: 'short-secret' }, 'CF_ACCESS_CLIENT_SECRET');
+    assert.throws(() => loadConfig({ ...BASE, CF_ACCESS_CLIENT_SECRET: 'short-secret' }), (e: Error) => !e.message.includes('short-secret'));
+    rejects({ CF_ACCESS_CLIENT_ID: 'has space' }, 'CF_ACCESS_CLIENT_ID');
+    rejects({ PORT: '0' }, 'PORT');
+    rejects({ PORT: '70000' }, 'PORT');
+    rejects({ PORT: '3005abc' }, 'PORT');
+    rejects({ AUDIT_EVENTS_PATH: undefined }, 'AUDIT_EVENTS_PATH', /required/);
+    rejects({ AUDIT_EVENTS_PATH: 'relative/path' }, 'AUDIT_EVENTS_PATH');
+    rejects({ SNAPSHOTS_PATH: '/var/../etc' }, 'SNAPSHOTS_PATH');
+    rejects({ ALLOW_EXECUTION_PLANE: 'yes' }, 'ALLOW_EXECUTION_PLANE');
+    rejects({ STOP_TIMEOUT_SECONDS: '-1' }, 'STOP_TIMEOUT_SECONDS');
+    rejects({ START_CHECK_SECONDS: '1.5' }, 'START_CHECK_SECONDS');
+    rejects({ DEPLOY_TIMEOUT_SECONDS: '120' }, 'DEPLOY_TIMEOUT_SECONDS', /at most 95/);
+    rejects({ DEPLOY_TIMEOUT_SECONDS: '40', STOP_TIMEOUT_SECONDS: '30' }, 'DEPLOY_TIMEOUT_SECONDS', /leave at least 5 s/);
+    rejects({ RUNTIME_NETWORK: 'host;rm' }, 'RUNTIME_NETWORK');
+    rejects({ IMAGE_REPOSITORY: 'ghcr.io/owner/runtime:v1' }, 'IMAGE_REPOSITORY');
+    rejects({ IMAGE_REPOSITORY: 'owner/runtime' }, 'IMAGE_REPOSITORY');
+    rejects({ IMAGE_REPOSITORY: 'GHCR.io/Owner/Runtime' }, 'IMAGE_REPOSITORY');
+    rejects({ DOCKER_HOST: 'tcp://127.0.0.1:2375' }, 'DOCKER_HOST');
+    rejects({ DOCKER_HOST: 'ssh://root@host' }, 'DOCKER_HOST');
+    rejects({ STATE_DIR: 'state' }, 'STATE_DIR');
+  });
+
+  it('keeps dev and prod container names apart', () => {
+    rejects({ CONTAINER_NAME: 'dreichor-runtime-prod' }, 'CONTAINER_NAME');
+    rejects({ CONTAINER_NAME: 'dreichor-runtime' }, 'CONTAINER_NAME');
+    rejects({ CONTAINER_NAME: 'dreichor-runtime-dev-prod' }, 'CONTAINER_NAME');
+    rejects({ CONTAINER_NAME: 'dreichor-runtime-devx' }, 'CONTAINER_NAME');
+    rejects({ CONTAINER_NAME: '/dreichor-runtime-dev' }, 'CONTAINER_NAME');
+    assert.equal(loadConfig({ ...BASE, CONTAINER_NAME: 'trading.dev' }).containerName, 'trading.dev');
+  });
+
+  it('takes the Access JWT settings together, and https keys only (http to 127.0.0.1 for tests)', () => {
+    rejects({ CF_ACCESS_TEAM_DOMAIN: 'team.cloudflareaccess.com' }, 'CF_ACCESS_AUD');
+    rejects({ CF_ACCESS_AUD: 'abc123' }, 'CF_ACCESS_TEAM_DOMAIN');
+    rejects({ CF_ACCESS_TEAM_DOMAIN: 'https://team.cloudflareaccess.com', CF_ACCESS_AUD: 'abc' }, 'CF_ACCESS_TEAM_DOMAIN');
+    rejects({ CF_ACCESS_CERTS_URL: 'https://x.example/certs' }, 'CF_ACCESS_CERTS_URL');
+    const jwt = { CF_ACCESS_TEAM_DOMAIN: 'team.cloudflareaccess.com', CF_ACCESS_AUD: 'abc123' };
+    assert.equal(loadConfig({ ...BASE, ...jwt }).accessJwt?.certsUrl, 'https://team.cloudflareaccess.com/cdn-cgi/access/certs');
+    rejects({ ...jwt, CF_ACCESS_CERTS_URL: 'http://keys.example/certs' }, 'CF_ACCESS_CERTS_URL');
+    assert.equal(loadConfig({ ...BASE, ...jwt, CF_ACCESS_CERTS_URL: 'http://127.0.0.1:9/certs' }).accessJwt?.certsUrl, 'http://127.0.0.1:9/certs');
+  });
+
+  it('takes a rotation token as a pair', () => {
+    rejects({ CF_ACCESS_ROTATION_CLIENT_ID: 'next.access' }, 'CF_ACCESS_ROTATION_CLIENT_SECRET');
+    rejects({ CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' }, 'CF_ACCESS_ROTATION_CLIENT_ID');
+    rejects({ CF_ACCESS_ROTATION_CLIENT_ID: 'client.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' }, 'CF_ACCESS_ROTATION_CLIENT_ID');
+    const c = loadConfig({ ...BASE, CF_ACCESS_ROTATION_CLIENT_ID: 'next.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' });
+    assert.deepEqual(c.serviceTokens.map((t) => t.clientId), ['client.access', 'next.access']);
+  });
+
+  it('reads registry credentials, from a file too', () => {
+    rejects({ REGISTRY_USERNAME: 'bot' }, 'REGISTRY_PASSWORD');
+    rejects({ REGISTRY_PASSWORD: 'pw' }, 'REGISTRY_USERNAME');
+    const file = join(dir, 'registry-password');
+    writeFileSync(file, 'from-a-file\n');
+    const c = loadConfig({ ...BASE, REGISTRY_USERNAME: 'bot', REGISTRY_PASSWORD_FILE: file });
+    assert.deepEqual(c.registryAuth, { username: 'bot', password: 'from-a-file', serveraddress: 'ghcr.io' });
+    rejects({ REGISTRY_USERNAME: 'bot', REGISTRY_PASSWORD: 'pw', REGISTRY_PASSWORD_FILE: file }, 'REGISTRY_PASSWORD_FILE');
+    rejects({ REGISTRY_USERNAME: 'bot', REGISTRY_PASSWORD_FILE: join(dir, 'missing') }, 'REGISTRY_PASSWORD_FILE', /ENOENT/);
+  });
+
+  it('reads the runtime environment file, and refuses one that overrides what the agent owns', () => {
+    const file = join(dir, 'runtime.env');
+    writeFileSync(file, '# server-owned\nDATABASE_URL=postgres://x@127.0.0.1/db\nSAFETY_MODE=strict\n');
+    assert.deepEqual({ ...loadConfig({ ...BASE, RUNTIME_ENV_FILE: file }).runtimeEnv }, { DATABASE_URL: 'postgres://x@127.0.0.1/db', SAFETY_MODE: 'strict' });
+    for (const owned of ['ENVIRONMENT', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH', 'ALLOW_EXECUTION_PLANE']) {
+      writeFileSync(file, `${owned}=x\n`);
+      rejects({ RUNTIME_ENV_FILE: file }, 'RUNTIME_ENV_FILE', new RegExp(owned));
+    }
+    rejects({ RUNTIME_ENV_FILE: join(dir, 'missing.env') }, 'RUNTIME_ENV_FILE', /ENOENT/);
+  });
+
+  it('loads ENV_FILE first; the environment wins; empty values count as unset', () => {
+    const file = join(dir, 'agent.env');
+    writeFileSync(file, 'ENVIRONMENT=prod\nPORT=4000\nCF_ACCESS_CLIENT_ID=from-file.access\nCF_ACCESS_CLIENT_SECRET=file-secret-long-enough\nAUDIT_EVENTS_PATH=/a\nSNAPSHOTS_PATH=/s\nRUNTIME_NETWORK=none\n');
+    const c = loadConfig({ ENV_FILE: file, PORT: '4001', RUNTIME_NETWORK: '' });
+    assert.equal(c.environment, 'prod');
+    assert.equal(c.port, 4001);
+    assert.equal(c.runtimeNetwork, 'none');
+    assert.throws(() => loadConfig({ ENV_FILE: join(dir, 'nope.env') }), (e: unknown) => e instanceof ConfigError && e.variable === 'ENV_FILE');
+  });
+
+  it('the built agent stops at start with one line naming the variable, and listens on nothing', () => {
+    const result = spawnSync(process.execPath, ['dist/agent.js'], { env: { PATH: process.env['PATH'] ?? '', ...BASE, PORT: '3999', STOP_TIMEOUT_SECONDS: 'soon' }, encoding: 'utf8', timeout: 10_000 });
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, 'dreichor-deploy-agent: invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds\n');
+  });
+});
