@@ -142,3 +142,23 @@ describe('configuration', () => {
     assert.equal(result.stderr, 'dreichor-deploy-agent: invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds\n');
   });
 });
+
+describe('env examples', () => {
+  for (const environment of ['dev', 'prod'] as const) {
+    it(`env/${environment}.env.example names every variable the agent reads, and only those, and loads`, async () => {
+      const { readFileSync } = await import('node:fs');
+      const { parse } = await import('dotenv');
+      const { CONFIG_VARIABLES } = await import('../../src/config.js');
+      const values = parse(readFileSync(`env/${environment}.env.example`, 'utf8'));
+      assert.deepEqual(Object.keys(values).sort(), [...CONFIG_VARIABLES].sort());
+      const runtimeEnv = join(dir, `${environment}-runtime.env`);
+      writeFileSync(runtimeEnv, 'DATABASE_URL=postgres://x@127.0.0.1/db\n');
+      const c = loadConfig({ ...values, RUNTIME_ENV_FILE: runtimeEnv });
+      assert.equal(c.environment, environment);
+      assert.equal(c.containerName, `dreichor-runtime-${environment}`);
+      assert.equal(c.port, environment === 'dev' ? 3005 : 3006);
+      assert.ok(c.serviceTokens.every((t) => t.clientSecret.startsWith('FAKE-')), 'example secrets are obviously fake');
+      assert.ok(c.accessJwt !== null, 'the examples turn on the Access JWT check');
+    });
+  }
+});

@@ -1,0 +1,99 @@
+/**
+ * The demo behind `npm run demo`: runs the dev agent on this machine against a private Docker engine
+ * and a local registry, from env/dev.env.example, and deploys through the same script CI uses.
+ * Everything it starts, it stops; everything it creates, it removes.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parse } from 'dotenv';
+import { REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
+
+const say = (line: string) => process.stdout.write(`\ndemo: ${line}\n`);
+const PORT = process.env['DEMO_PORT'] ?? '3005';
+const url = `http://127.0.0.1:${PORT}`;
+
+async function main(): Promise<void> {
+  say('1. starting a private Docker engine and an image registry on 127.0.0.1, and publishing sample runtime images');
+  const sandbox = await Sandbox.start((line) => process.stdout.write(`      ${line}\n`));
+  let agent: ChildProcess | null = null;
+  try {
+    const repository = `${sandbox.info.registry}/${REPOSITORY_PATH}`;
+    const dir = join(sandbox.info.dir, 'demo');
+    const folders = { audit: join(dir, 'audit-events'), snapshots: join(dir, 'snapshots'), state: join(dir, 'state') };
+    for (const f of Object.values(folders)) mkdirSync(f, { recursive: true });
+    writeFileSync(join(dir, 'runtime.env'), 'DATABASE_URL=postgres://dreichor@127.0.0.1:5432/dreichor_dev\nSAFETY_MODE=strict\nLOG_LEVEL=info\n', { mode: 0o600 });
+
+    say('2. writing the agent configuration: env/dev.env.example with this machine\'s engine, registry and folders');
+    const example = parse(readFileSync('env/dev.env.example', 'utf8'));
+    const local: Record<string, string> = {
+      ...example,
+      PORT,
+      IMAGE_REPOSITORY: repository,
+      AUDIT_EVENTS_PATH: folders.audit,
+      SNAPSHOTS_PATH: folders.snapshots,
+      RUNTIME_ENV_FILE: join(dir, 'runtime.env'),
+      // The private engine has no bridge network: the demo runtime gets none.
+      RUNTIME_NETWORK: 'none',
+      STATE_DIR: folders.state,
+      DOCKER_HOST: sandbox.info.dockerHost,
+      STOP_TIMEOUT_SECONDS: '5',
+      START_CHECK_SECONDS: '2',
+      // No Cloudflare Access here, so no Access JWT check: the service token is still required.
+      CF_ACCESS_TEAM_DOMAIN: '',
+      CF_ACCESS_AUD: '',
+    };
+    const envFile = join(dir, 'dev.env');
+    writeFileSync(envFile, Object.entries(local).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+    process.stdout.write(`      ${envFile}\n`);
+
+    say(`3. starting the dev agent: ENV_FILE=${envFile} node dist/agent.js`);
+    // Only ENV_FILE and PATH: nothing from this shell's environment may override the file.
+    agent = spawn(process.execPath, ['dist/agent.js'], { env: { ENV_FILE: envFile, PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const headers = { 'CF-Access-Client-Id': local['CF_ACCESS_CLIENT_ID'] ?? '', 'CF-Access-Client-Secret': local['CF_ACCESS_CLIENT_SECRET'] ?? '', 'Content-Type': 'application/json' };
+    const until = Date.now() + 15_000;
+    while (!(await fetch(`${url}/v1/status`, { headers }).then((r) => r.ok, () => false))) {
+      if (Date.now() > until || agent.exitCode !== null) throw new Error('the agent did not start listening');
+      await sleep(100);
+    }
+    process.stdout.write(`      listening on ${url}\n`);
+
+    for (const tag of ['v1', 'v2']) {
+      say(`4. deploying ${tag} through scripts/deploy-and-verify.mjs, as the GitHub workflow does`);
+      await runScript({ AGENT_URL: url, IMAGE: `${repository}:${tag}`, ENVIRONMENT: 'dev', CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'], CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'] });
+    }
+
+    say(`5. GET ${url}/v1/status`);
+    process.stdout.write(`${JSON.stringify(await (await fetch(`${url}/v1/status`, { headers })).json(), null, 2)}\n`);
+
+    say(`6. POST ${url}/v1/stop`);
+    process.stdout.write(`${JSON.stringify(await (await fetch(`${url}/v1/stop`, { method: 'POST', headers, body: '{}' })).json())}\n`);
+
+    say(`7. the audit log, ${join(folders.state, 'audit.jsonl')}:`);
+    for (const line of readFileSync(join(folders.state, 'audit.jsonl'), 'utf8').trim().split('\n')) {
+      const l = JSON.parse(line) as Record<string, unknown>;
+      process.stdout.write(`      #${String(l['seq'])} ${String(l['endpoint'])} ${String(l['outcome'])} ${String(l['image'] ?? '')}\n`);
+    }
+  } finally {
+    say('8. cleaning up: stopping the agent, the engine and the registries, removing their folders');
+    if (agent !== null && agent.exitCode === null) {
+      agent.kill('SIGTERM');
+      await Promise.race([new Promise((resolve) => agent?.once('exit', resolve)), sleep(10_000)]);
+    }
+    await sandbox.stop();
+  }
+  say('done');
+}
+
+function runScript(env: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: 'inherit' });
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`deploy-and-verify exited with ${code}`))));
+  });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine, and nothing that is there
+# already: a Docker engine, an image registry, a static busybox for the test images, htpasswd,
+# and the node packages exactly as locked. Sourced by test.sh and demo.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then echo "need root to install: ${missing[*]}" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v docker >/dev/null 2>&1 || { echo "no docker client after installing docker.io" >&2; exit 1; }
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
