@@ -55,6 +55,8 @@ describe('hostile input', () => {
       fc.string({ unit: 'grapheme', maxLength: 80 }),
       fc.stringMatching(/^[a-z0-9.:\/_@-]{0,120}$/),
       fc.array(tagChars, { maxLength: 140 }).map((cs) => `${repo}:${cs.join('')}`),
+      // Shapes that make backtracking reference parsers explode.
+      fc.tuple(fc.constantFrom('-', 'a-', 'a_', 'v1', 'a.', '__'), fc.integer({ min: 1, max: 250 }), fc.constantFrom('', '!', ':', '@', '-')).map(([unit, n, end]) => `${repo}:${unit.repeat(n)}${end}`),
       fc.constantFrom(`${repo}:latest`, `${repo}:LATEST`, repo, `${repo}:`, `${repo}@sha256:${'a'.repeat(64)}`, `${repo}:v1@sha256:${'a'.repeat(63)}`, `${repo}-x:v1`, `${repo}/x:v1`, `${repo}:v1\u0000`, `${repo}:v1\n`, `${repo}:\u00e9`, `${repo.toUpperCase()}:v1`),
     );
     const body = fc.oneof(

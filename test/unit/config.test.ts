@@ -143,6 +143,36 @@ describe('configuration', () => {
   });
 });
 
+describe('the bundle', () => {
+  it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
+    const { copyFileSync } = await import('node:fs');
+    const { spawn } = await import('node:child_process');
+    const { setTimeout: sleep } = await import('node:timers/promises');
+    const alone = mkdtempSync('/tmp/dreichor-opt-');
+    copyFileSync('dist/agent.js', join(alone, 'agent.js'));
+    const port = 3900 + Math.floor(Math.random() * 90);
+    const child = spawn(process.execPath, [join(alone, 'agent.js')], {
+      cwd: alone,
+      env: { PATH: process.env['PATH'] ?? '', ...BASE, PORT: String(port), STATE_DIR: join(alone, 'state'), DOCKER_HOST: `unix://${join(alone, 'no-engine.sock')}` },
+      stdio: 'ignore',
+    });
+    try {
+      let answer: Response | null = null;
+      for (let i = 0; i < 100 && answer === null; i += 1) {
+        answer = await fetch(`http://127.0.0.1:${port}/v1/status`, { headers: { 'CF-Access-Client-Id': BASE['CF_ACCESS_CLIENT_ID']!, 'CF-Access-Client-Secret': BASE['CF_ACCESS_CLIENT_SECRET']!, 'Content-Type': 'application/json' } }).catch(() => null);
+        if (answer === null) await sleep(100);
+      }
+      assert.ok(answer, 'the bundle listens');
+      // No engine behind this socket: a clear JSON 503, from a process that keeps running.
+      assert.equal(answer.status, 503);
+      assert.match(String(((await answer.json()) as { reason: string }).reason), /cannot be reached/);
+      assert.equal(child.exitCode, null);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+});
+
 describe('env examples', () => {
   for (const environment of ['dev', 'prod'] as const) {
     it(`env/${environment}.env.example names every variable the agent reads, and only those, and loads`, async () => {

@@ -30,13 +30,13 @@ describe('image reference policy', () => {
       'ghcr.io/ceerkle/dreichor-trading/runtime/x:v1',
       'ghcr.io/ceerkle/dreichor-trading:v1',
       'docker.io/ceerkle/dreichor-trading/runtime:v1',
-      'ceerkle/dreichor-trading/runtime:v1',
       'evil.io/ghcr.io/ceerkle/dreichor-trading/runtime:v1',
       'ghcr.io:443/ceerkle/dreichor-trading/runtime:v1',
-      'runtime:v1',
     ]) {
       refused(other, dev, /not from the repository/);
     }
+    // Shorthands without a registry host are not even references here.
+    for (const shorthand of ['ceerkle/dreichor-trading/runtime:v1', 'runtime:v1']) refused(shorthand, dev, /not a valid image reference/);
   });
 
   it('never reveals the allowed repository in a refusal', () => {
@@ -56,10 +56,38 @@ describe('image reference policy', () => {
     }
   });
 
+  // These took seconds to hours in the backtracking grammar of @swimlane/docker-reference, which the
+  // agent used before: a deploy body could pin a CPU. The bound is the test's timeout, not a timing.
+  it('answers in linear time on inputs built to make a backtracking parser explode', { timeout: 10_000 }, () => {
+    const shapes = (n: number) => [
+      `${REPO}:-${'v1'.repeat(n)}`,
+      `${REPO}:${'a'.repeat(n)}!`,
+      `${REPO}:${'a-'.repeat(n)}`,
+      `${REPO}/${'a-'.repeat(n)}!:v1`,
+      `${REPO}/${'a_'.repeat(n)}_:v1`,
+      `${'a.'.repeat(n)}!/x:v1`,
+      `${REPO}:${'a'.repeat(n)}@sha256:${'a'.repeat(n)}!`,
+      `${'ghcr.io/'.repeat(n)}x:v1`,
+    ];
+    for (const n of [16, 64, 200]) {
+      for (const input of shapes(n)) {
+        for (let i = 0; i < 100; i += 1) {
+          try {
+            parseImageReference(input.slice(0, 512), dev);
+          } catch {
+            // refused, as it should be
+          }
+          parseRepository(input.slice(0, 255));
+        }
+      }
+    }
+  });
+
   it('parses configured repositories and nothing else', () => {
     assert.deepEqual(parseRepository(REPO), { domain: 'ghcr.io', path: 'ceerkle/dreichor-trading/runtime' });
     assert.deepEqual(parseRepository('127.0.0.1:5000/dreichor/runtime'), { domain: '127.0.0.1:5000', path: 'dreichor/runtime' });
-    for (const bad of [`${REPO}:v1`, `${REPO}@${DIGEST}`, 'owner/name', 'name', '', 'ghcr.io/X/y']) {
+    assert.deepEqual(parseRepository('localhost/a__b/c-d.e'), { domain: 'localhost', path: 'a__b/c-d.e' });
+    for (const bad of [`${REPO}:v1`, `${REPO}@${DIGEST}`, 'owner/name', 'name', '', 'ghcr.io/X/y', 'ghcr.io/', 'ghcr.io//x', 'ghcr.io/x/', 'ghcr.io/-x', 'ghcr.io/x_', 'ghcr.io/a___b', 'ghcr.io:99999/x', '-ghcr.io/x', 'ghcr.io:80:80/x']) {
       assert.equal(parseRepository(bad), null, bad);
     }
   });
