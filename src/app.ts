@@ -11,6 +11,7 @@ import { type AccessJwtOptions, type AccessJwtVerifier, authenticate, CLIENT_ID_
 import type { Config } from './config.js';
 import { Deployer } from './deployer.js';
 import { Engine } from './docker.js';
+import { type DeployPhase, DeployJournal } from './journal.js';
 import { AgentError } from './errors.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
 import { deployRoute } from './routes/deploy.js';
@@ -151,6 +152,8 @@ export interface StartOptions {
   readonly port?: number;
   readonly engineCallTimeoutMs?: number;
   readonly accessJwt?: AccessJwtOptions;
+  /** Fault-injection tests only: called after each deploy phase is journaled. */
+  readonly onPhase?: (phase: DeployPhase) => Promise<void>;
 }
 
 export interface RunningAgent {
@@ -168,7 +171,8 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'));
   const store = await StateStore.open(config.stateDir);
   const engine = new Engine({ socketPath: config.dockerSocketPath, ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }) });
-  const deployer = new Deployer({ config, engine, store, audit, logger });
+  const journal = new DeployJournal(config.stateDir);
+  const deployer = new Deployer({ config, engine, store, audit, journal, logger, ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }) });
   deployer.ensureRecovered().catch((err: unknown) => logger.warn({ err }, 'start-up recovery postponed: it runs again before the next deploy or stop'));
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);

@@ -6,6 +6,7 @@ import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
 import type { ContainerInfo, CreateSpec, Engine } from './docker.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
+import type { DeployJournal, DeployPhase, JournalRecord } from './journal.js';
 import type { LastDeploy, StateStore } from './state.js';
 
 /**
@@ -81,7 +82,10 @@ export interface DeployerDeps {
   readonly engine: Engine;
   readonly store: StateStore;
   readonly audit: AuditLog;
+  readonly journal: DeployJournal;
   readonly logger: Logger;
+  /** Called after each phase is journaled. Fault-injection tests pause here; production has none. */
+  readonly onPhase?: (phase: DeployPhase) => Promise<void>;
 }
 
 type Operation = 'deploy' | 'stop';
@@ -91,7 +95,9 @@ export class Deployer {
   private readonly engine: Engine;
   private readonly store: StateStore;
   private readonly audit: AuditLog;
+  private readonly journal: DeployJournal;
   private readonly logger: Logger;
+  private readonly onPhase: (phase: DeployPhase) => Promise<void>;
 
   private operation: Operation | null = null;
   private closing = false;
@@ -104,7 +110,9 @@ export class Deployer {
     this.engine = deps.engine;
     this.store = deps.store;
     this.audit = deps.audit;
+    this.journal = deps.journal;
     this.logger = deps.logger;
+    this.onPhase = deps.onPhase ?? (() => Promise.resolve());
   }
 
   // ---------------------------------------------------------------- deploy
@@ -121,8 +129,15 @@ export class Deployer {
       await this.remember(image, context, outcome, describe(error), null);
       throw error;
     } finally {
+      await this.journal.clear().catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
       release();
     }
+  }
+
+  /** Journals the phase the deploy is entering, before it acts on it. */
+  private async enter(phase: DeployPhase, image: ImageReference, context: DeployContext, oldId: string | null, newId: string | null): Promise<void> {
+    await this.journal.enter({ request_id: context.requestId, image: image.reference, phase, old_container_id: oldId, new_container_id: newId });
+    await this.onPhase(phase);
   }
 
   private async runDeploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
@@ -143,6 +158,7 @@ export class Deployer {
     let staged: string | null = null;
     try {
       // 1. Pull, by digest when the caller pinned one.
+      await this.enter('pulling', image, context, null, null);
       const pulled = await engine.pull(image.repository, image.digest ?? image.tag, config.registryAuth, before.signal);
       const digest = image.digest ?? pulled.digest;
       if (digest === null) throw new AgentError(502, `the engine did not report a digest for ${image.reference}; refusing to deploy an image whose identity is unknown`);
@@ -165,6 +181,7 @@ export class Deployer {
       const current = await engine.inspectContainer(config.containerName);
       const deployId = randomUUID();
       staged = await engine.create(this.containerSpec(image, digest, deployId, current));
+      await this.enter('created', image, context, current?.id ?? null, staged);
       before.signal.throwIfAborted();
       await this.store.recordTag(image.tag, digest);
       before.signal.throwIfAborted();
@@ -175,15 +192,18 @@ export class Deployer {
       const newId = staged;
 
       // 4. Stop and remove the old container. Never two running at once: the new one starts after.
+      await this.enter('stopping', image, context, current?.id ?? null, newId);
       if (current !== null) {
         await engine.stop(current.id, config.stopTimeoutSeconds);
         await engine.remove(current.id);
       }
 
       // 5. Give the new container the fixed name and start it.
+      await this.enter('starting', image, context, current?.id ?? null, newId);
       await engine.rename(newId, config.containerName);
       staged = null;
       await engine.start(newId);
+      await this.enter('checking', image, context, current?.id ?? null, newId);
 
       // 6. Start check: it must stay running (or become healthy) before we say "deployed".
       const running = await this.startCheck(newId, imageInfo.hasHealthcheck, current);
@@ -352,6 +372,7 @@ export class Deployer {
    */
   private async recover(): Promise<void> {
     const { config } = this;
+    const interrupted = await this.journal.read();
     const owned = await this.engine.listByLabels({ [LABEL.owner]: OWNER, [LABEL.environment]: config.environment, [LABEL.containerName]: config.containerName });
     const leftovers = owned.filter((c) => c.name !== config.containerName);
     const removed: string[] = [];
@@ -364,15 +385,23 @@ export class Deployer {
       }
       if ((await this.engine.remove(c.id)) === 'removed') removed.push(c.name);
     }
-    if (removed.length === 0 && leftRunning.length === 0) return;
+    if (interrupted === null && removed.length === 0 && leftRunning.length === 0) return;
+
+    const runtime = owned.find((c) => c.name === config.containerName);
+    const found = runtime === undefined ? 'no runtime container' : `runtime container ${runtime.state}${runtime.id === interrupted?.new_container_id ? ' (the new one)' : runtime.id === interrupted?.old_container_id ? ' (the old one)' : ''}`;
     const reason = [
-      removed.length > 0 ? `removed staging leftovers of an interrupted deploy: ${removed.join(', ')}` : '',
+      interrupted === null ? '' : `deploy ${interrupted.request_id} of ${interrupted.image} was interrupted while ${describePhase(interrupted.phase)}; found ${found}, left as it is`,
+      removed.length > 0 ? `removed staging leftovers: ${removed.join(', ')}` : '',
       leftRunning.length > 0 ? `left running, needs an operator: ${leftRunning.join(', ')}` : '',
     ]
-      .filter((s) => s !== '')
+      .filter((part) => part !== '')
       .join('; ');
-    this.logger.warn({ removed, leftRunning }, 'start-up recovery');
-    await this.audit.append({ request_id: randomUUID(), client_id: null, endpoint: 'startup-recovery', image: null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
+    this.logger.warn({ interrupted, removed, leftRunning }, 'start-up recovery');
+    await this.audit.append({ request_id: interrupted?.request_id ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: interrupted?.image ?? null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
+    if (interrupted !== null) {
+      await this.store.setLastDeploy({ image: interrupted.image, outcome: 'interrupted', reason, at: new Date().toISOString(), request_id: interrupted.request_id, image_digest: null });
+      await this.journal.clear();
+    }
   }
 
   /**
@@ -417,6 +446,15 @@ export class Deployer {
 }
 
 const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.image;
+
+const PHASES: Record<JournalRecord['phase'], string> = {
+  pulling: 'pulling the image (nothing was touched)',
+  created: 'the new container was created beside the old one',
+  stopping: 'stopping the old container',
+  starting: 'starting the new container (the old one was already removed)',
+  checking: 'checking the new container after its start',
+};
+const describePhase = (phase: JournalRecord['phase']): string => PHASES[phase];
 
 function iso(timestamp: string | null): string | null {
   if (timestamp === null) return null;

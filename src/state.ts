@@ -10,7 +10,7 @@ import { z } from 'zod';
  */
 const lastDeploySchema = z.object({
   image: z.string(),
-  outcome: z.enum(['deployed', 'failed', 'abandoned']),
+  outcome: z.enum(['deployed', 'failed', 'abandoned', 'interrupted']),
   reason: z.string().nullable(),
   at: z.string(),
   request_id: z.string(),

@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../support/sandbox.js';
-import { Api, engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, type TestAgent, testEnv } from '../support/harness.js';
+import { engine, eventually, image, startTestAgent, type TestAgent } from '../support/harness.js';
 
 const LABELS = (environment: string, containerName: string) => ({
   'io.dreichor.owner': 'dreichor-deploy-agent',
@@ -79,47 +75,6 @@ describe('start-up recovery', () => {
       await engine.remove(otherName);
       await engine.remove(otherEnv);
       await t.cleanup();
-    }
-  });
-
-  it('after a SIGKILL in the middle of a deploy, a restart leaves at most one container and never starts the runtime', async () => {
-    const port = await freePort();
-    const { env, folders } = testEnv({ PORT: String(port), STOP_TIMEOUT_SECONDS: '3' });
-    const name = env['CONTAINER_NAME']!;
-    const api = new Api(`http://127.0.0.1:${port}`);
-    const start = async (): Promise<ChildProcess> => {
-      // The built artefact, as systemd runs it, with exactly this environment.
-      const child = spawn(process.execPath, ['dist/agent.js'], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
-      await eventually('the agent listens', 10_000, async () => (await api.status().catch(() => null))?.status === 200);
-      return child;
-    };
-    let agent = await start();
-    try {
-      assert.equal((await api.deploy(image('stubborn'))).status, 200);
-      const old = await engine.inspect(name);
-      assert.ok(old);
-      const pending = api.deploy(image('v2')).catch(() => null);
-      // Kill it while the old container is being stopped: the staging container exists by then.
-      await eventually('the staging container exists', 10_000, async () => (await engine.named(name)).length === 2);
-      await sleep(500);
-      agent.kill('SIGKILL');
-      await pending;
-      await sleep(3500); // the engine finishes the stop it was asked for
-
-      agent = await start();
-      await eventually('the staging leftover is gone', 10_000, async () => (await engine.named(name)).every((c) => !c.Names.some((n) => n.includes('staging'))));
-      const containers = await engine.named(name);
-      assert.ok(containers.length <= 1, `at most one container, found ${containers.length}`);
-      assert.ok(containers.every((c) => c.State !== 'running'), 'the agent did not start anything on its own');
-      const status = await api.status();
-      assert.equal(status.body['running'], false);
-      const lines = readAudit(env['STATE_DIR']!);
-      assert.ok(lines.some((l) => l['endpoint'] === '/v1/deploy' && l['outcome'] === 'accepted' && l['image'] === image('v2')), 'the interrupted deploy is in the audit log');
-      assert.ok(lines.some((l) => l['endpoint'] === 'startup-recovery'), 'and what recovery did');
-    } finally {
-      agent.kill('SIGKILL');
-      await removeContainersNamed(name);
-      rmSync(folders.root, { recursive: true, force: true });
     }
   });
 });
