@@ -173,7 +173,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   const engine = new Engine({ socketPath: config.dockerSocketPath, ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }) });
   const journal = new DeployJournal(config.stateDir);
   const deployer = new Deployer({ config, engine, store, audit, journal, logger, ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }) });
-  deployer.ensureRecovered().catch((err: unknown) => logger.warn({ err }, 'start-up recovery postponed: it runs again before the next deploy or stop'));
+  deployer.startRecovery();
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const app = createApp({ config, deployer, audit, logger, verifyJwt });

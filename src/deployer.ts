@@ -69,7 +69,7 @@ export interface StatusBody {
   readonly started_at?: string;
   /** The engine's state of the container: running, exited, created, ... or "absent". */
   readonly state: string;
-  readonly operation_in_progress: 'deploy' | 'stop' | null;
+  readonly operation_in_progress: 'deploy' | 'stop' | 'recovery' | null;
   readonly deploy_in_progress: boolean;
   readonly last_deploy: LastDeploy | null;
   /** The image that ran before the current one: deploy it to roll back. */
@@ -88,7 +88,12 @@ export interface DeployerDeps {
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
 }
 
-type Operation = 'deploy' | 'stop';
+type Operation = 'deploy' | 'stop' | 'recovery';
+
+// When a staging container could not be removed (engine down), clean-up is retried this often, for
+// at most this long; a deploy or stop also does it first.
+const RECOVERY_RETRY_MS = 2_000;
+const RECOVERY_RETRY_FOR_MS = 10 * 60_000;
 
 export class Deployer {
   private readonly config: Config;
@@ -102,6 +107,7 @@ export class Deployer {
   private operation: Operation | null = null;
   private closing = false;
   private recovery: Promise<void> | null = null;
+  private recoveryRetry: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   private sharedInspection: Promise<ContainerInfo | null> | null = null;
 
@@ -297,8 +303,31 @@ export class Deployer {
   /** Removes a staging container that will never run. Failing here must not hide the first error. */
   private async discard(id: string): Promise<void> {
     await this.engine.remove(id).catch((error: unknown) => {
-      this.logger.error({ err: error, container: id }, 'could not remove the staging container; it is removed at the next start');
+      this.logger.error({ err: error, container: id }, 'could not remove the staging container; retrying in the background');
+      this.recovery = null;
+      this.retryRecovery(Date.now() + RECOVERY_RETRY_FOR_MS);
     });
+  }
+
+  /**
+   * Retries the clean-up of staging leftovers until the engine answers. It holds the lock while it
+   * runs, because a deploy's own staging container must never be taken for a leftover.
+   */
+  private retryRecovery(until: number): void {
+    if (this.recoveryRetry !== null || Date.now() > until) return;
+    this.recoveryRetry = setTimeout(() => {
+      this.recoveryRetry = null;
+      if (this.recovery !== null || this.closing) return;
+      if (this.operation !== null) {
+        this.retryRecovery(until);
+        return;
+      }
+      const release = this.acquire('recovery');
+      this.ensureRecovered()
+        .catch(() => this.retryRecovery(until))
+        .finally(release);
+    }, RECOVERY_RETRY_MS);
+    this.recoveryRetry.unref();
   }
 
   /**
@@ -404,6 +433,14 @@ export class Deployer {
     }
   }
 
+  /** At start-up: recover now, or, if the engine is not there yet, keep trying in the background. */
+  startRecovery(): void {
+    this.ensureRecovered().catch((error: unknown) => {
+      this.logger.warn({ err: error }, 'start-up recovery postponed until the engine answers');
+      this.retryRecovery(Date.now() + RECOVERY_RETRY_FOR_MS);
+    });
+  }
+
   /**
    * Recovery needs the engine. It starts in the background at start-up, so the agent listens at
    * once even when the engine is down; a deploy or stop waits for it, and retries it if it failed.
@@ -440,6 +477,7 @@ export class Deployer {
   /** Refuses new deploys and stops from now on; resolves when the one in progress has ended. */
   shutdown(): Promise<void> {
     this.closing = true;
+    if (this.recoveryRetry !== null) clearTimeout(this.recoveryRetry);
     if (this.operation === null) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }

@@ -163,9 +163,9 @@ export interface EngineSummary {
   Labels: Record<string, string>;
 }
 
-function engineRequest(method: string, path: string): Promise<{ status: number; body: unknown }> {
+function engineRequest(socketPath: string, method: string, path: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: sandboxInfo().socketPath, path, method, timeout: 30_000 }, (res) => {
+    const req = request({ socketPath, path, method, timeout: 30_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -185,9 +185,12 @@ function engineRequest(method: string, path: string): Promise<{ status: number; 
   });
 }
 
-export const engine = {
+/** The engine behind `socketPath`, read directly over its API. */
+export const engineAt = (socket: string | (() => string)) => {
+  const at = () => (typeof socket === 'string' ? socket : socket());
+  return {
   async inspect(nameOrId: string): Promise<EngineContainer | null> {
-    const { status, body } = await engineRequest('GET', `/containers/${encodeURIComponent(nameOrId)}/json`);
+    const { status, body } = await engineRequest(at(), 'GET', `/containers/${encodeURIComponent(nameOrId)}/json`);
     if (status === 404) return null;
     if (status !== 200) throw new Error(`inspect ${nameOrId}: ${status} ${JSON.stringify(body)}`);
     return body as EngineContainer;
@@ -195,26 +198,26 @@ export const engine = {
   /** Every container, running or not, whose labels include all of `labels`. */
   async list(labels: Record<string, string>): Promise<EngineSummary[]> {
     const filters = encodeURIComponent(JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }));
-    const { body } = await engineRequest('GET', `/containers/json?all=true&filters=${filters}`);
+    const { body } = await engineRequest(at(), 'GET', `/containers/json?all=true&filters=${filters}`);
     return body as EngineSummary[];
   },
   /** Containers whose name starts with `prefix` (the runtime's name and its staging names). */
   async named(prefix: string): Promise<EngineSummary[]> {
-    const { body } = await engineRequest('GET', `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ name: [prefix] }))}`);
+    const { body } = await engineRequest(at(), 'GET', `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ name: [prefix] }))}`);
     return (body as EngineSummary[]).filter((c) => c.Names.some((n) => n.startsWith(`/${prefix}`)));
   },
   async imageId(ref: string): Promise<string | null> {
-    const { status, body } = await engineRequest('GET', `/images/${encodeURIComponent(ref)}/json`);
+    const { status, body } = await engineRequest(at(), 'GET', `/images/${encodeURIComponent(ref)}/json`);
     return status === 200 ? (body as { Id: string }).Id : null;
   },
   async remove(id: string): Promise<void> {
-    await engineRequest('DELETE', `/containers/${encodeURIComponent(id)}?force=true`);
+    await engineRequest(at(), 'DELETE', `/containers/${encodeURIComponent(id)}?force=true`);
   },
   async create(name: string, imageRef: string, labels: Record<string, string>): Promise<string> {
     return new Promise((resolve, reject) => {
       const payload = JSON.stringify({ Image: imageRef, Labels: labels, HostConfig: { NetworkMode: 'none' } });
       const req = request(
-        { socketPath: sandboxInfo().socketPath, path: `/containers/create?name=${encodeURIComponent(name)}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
+        { socketPath: at(), path: `/containers/create?name=${encodeURIComponent(name)}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -229,7 +232,11 @@ export const engine = {
       req.end(payload);
     });
   },
+  };
 };
+
+/** The sandbox's shared engine. */
+export const engine = engineAt(() => sandboxInfo().socketPath);
 
 export async function removeContainersNamed(prefix: string): Promise<void> {
   for (const c of await engine.named(prefix)) await engine.remove(c.Id);

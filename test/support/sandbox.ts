@@ -142,9 +142,67 @@ export async function publishImage(info: SandboxInfo, tag: string, script: strin
   return digest;
 }
 
+/**
+ * A Docker engine of its own: own socket and folders under `dir`, no bridge, no iptables. Tests of
+ * engine faults own one, so they can stop it and start it again mid-deploy.
+ */
+export class PrivateEngine {
+  private child: ChildProcess | null = null;
+  readonly socketPath: string;
+
+  constructor(readonly dir: string) {
+    this.socketPath = join(dir, 'docker.sock');
+  }
+
+  get dockerHost(): string {
+    return `unix://${this.socketPath}`;
+  }
+
+  async start(): Promise<void> {
+    const log = join(this.dir, 'dockerd.log');
+    const fd = openSync(log, 'a');
+    this.child = spawn('dockerd', [
+      '-H', this.dockerHost,
+      '--data-root', join(this.dir, 'root'),
+      '--exec-root', join(this.dir, 'exec'),
+      '--pidfile', join(this.dir, 'dockerd.pid'),
+      '--bridge=none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
+    ], { stdio: ['ignore', fd, fd] });
+    this.child.on('error', (error) => writeFileSync(log, `spawn failed: ${error.message}\n`, { flag: 'a' }));
+    await waitFor('the private Docker engine', 60_000, () => httpOk({ socketPath: this.socketPath, path: '/_ping' }));
+  }
+
+  /** Stops the engine the way a host does: SIGTERM, then SIGKILL after 20 s. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    if ((await Promise.race([exited, sleep(20_000, 'timeout')])) === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+}
+
+/** Unmounts whatever an engine left mounted under `dir`, then removes it. */
+export async function removeEngineFolder(dir: string): Promise<void> {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(dir))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
+  rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
 export class Sandbox {
   private readonly children: ChildProcess[] = [];
-  private constructor(readonly info: SandboxInfo) {}
+  private readonly engine: PrivateEngine;
+  private constructor(readonly info: SandboxInfo) {
+    this.engine = new PrivateEngine(info.dir);
+  }
 
   static async start(log: (line: string) => void = () => undefined): Promise<Sandbox> {
     // A short path: unix socket paths are limited to 108 bytes.
@@ -160,15 +218,7 @@ export class Sandbox {
     });
     try {
       log(`starting a private Docker engine in ${dir}`);
-      sandbox.spawnLogged('dockerd', [
-        '-H', `unix://${socketPath}`,
-        '--data-root', join(dir, 'root'),
-        '--exec-root', join(dir, 'exec'),
-        '--pidfile', join(dir, 'dockerd.pid'),
-        '--bridge=none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
-        '--host-gateway-ip=127.0.0.1',
-      ], 'dockerd.log');
-      await waitFor('the private Docker engine', 60_000, () => httpOk({ socketPath, path: '/_ping' }));
+      await sandbox.engine.start();
 
       log(`starting image registries on 127.0.0.1:${registryPort} (open) and :${authRegistryPort} (htpasswd)`);
       await sandbox.startRegistry('registry', registryPort, false);
@@ -254,14 +304,8 @@ export class Sandbox {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       if ((await Promise.race([exited, sleep(20_000, 'timeout')])) === 'timeout') child.kill('SIGKILL');
     }
-    // dockerd unmounts its layers on a clean exit; a forced one may leave some behind.
-    const mounts = readFileSync('/proc/self/mounts', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[1] ?? '')
-      .filter((m) => m.startsWith(this.info.dir))
-      .sort((a, b) => b.length - a.length);
-    for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
-    rmSync(this.info.dir, { recursive: true, force: true, maxRetries: 3 });
+    await this.engine.stop();
+    await removeEngineFolder(this.info.dir);
   }
 }
 
