@@ -84,6 +84,7 @@ describe('SIGKILL during a deploy, then a restart', () => {
         assert.equal(last['image'], image('v2'));
         const recovery = readAudit(env['STATE_DIR'] ?? '').find((l) => l['endpoint'] === 'startup-recovery');
         assert.match(String(recovery?.['reason']), /was interrupted while/);
+        process.stdout.write(`# observed: killed while ${phase}: ${(await engine.named(name)).length} container(s), running=${String(runtime?.State.Running ?? false)}; audit: ${String(recovery?.['reason'])}\n`);
         assert.equal(existsSync(join(env['STATE_DIR'] ?? '', 'deploy-journal.json')), false, 'the journal is cleared');
         // And it works again: the next deploy goes through.
         assert.equal((await api.deploy(image('v3'))).status, 200);

@@ -36,6 +36,7 @@ describe('engine faults', () => {
       const second = await startTestAgent({ DOCKER_HOST: own.dockerHost, CONTAINER_NAME: name, STATE_DIR: first.config.stateDir });
       try {
         const down = await second.api.status();
+        process.stdout.write(`# observed: engine down at start: status ${down.status} ${String(down.body['reason'])}\n`);
         assert.equal(down.status, 503, down.text);
         assert.match(String(down.body['reason']), /Docker engine cannot be reached/);
         assert.equal((await second.api.deploy(image('v2'))).status, 503);
@@ -71,6 +72,7 @@ describe('engine faults', () => {
       await eventually('the old container is being stopped', 20_000, () => phaseOf(t.config.stateDir) === 'stopping');
       await own.stop();
       const res = await pending;
+      process.stdout.write(`# observed: engine stopped while stopping the old container: ${res.status} ${String(res.body['reason'])}\n`);
       assert.ok(res.status >= 500 && res.status < 600, `${res.status} ${res.text}`);
       assert.equal(res.body['status'], 'error');
       assert.ok(String(res.body['reason']).length > 10);

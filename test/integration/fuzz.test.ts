@@ -15,6 +15,7 @@ import { engine, repository, startTestAgent, type TestAgent, TOKEN } from '../su
  */
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 10_000);
 const MUTATING = ['pull', 'create', 'start', 'stop', 'remove', 'rename'] as const;
+const READING = ['ping', 'inspectImage', 'inspectContainer', 'networkExists', 'listByLabels', 'logsTail'] as const;
 
 interface Generated {
   method: string;
@@ -32,7 +33,7 @@ describe('hostile input', () => {
   before(async () => {
     // Record every mutating engine call the agent makes, and let it through to the real engine.
     const original = Engine.prototype;
-    for (const name of MUTATING) {
+    for (const name of [...MUTATING, ...READING]) {
       const fn = original[name] as (...args: unknown[]) => Promise<unknown>;
       Object.defineProperty(original, name, {
         configurable: true,
@@ -119,7 +120,7 @@ describe('hostile input', () => {
           }
         }
         // Only an accepted stop may touch the engine; and it has nothing to stop here.
-        const changed = calls.slice(before).filter((c) => c !== 'stop' && c !== 'remove');
+        const changed = calls.slice(before).filter((c) => (MUTATING as readonly string[]).includes(c) && c !== 'stop' && c !== 'remove');
         assert.deepEqual(changed, [], `engine changed by ${JSON.stringify(g).slice(0, 300)}`);
       }),
       { numRuns: RUNS, interruptAfterTimeLimit: 600_000 },
@@ -129,6 +130,28 @@ describe('hostile input', () => {
     // The agent is still up and well.
     assert.equal((await t.api.status()).status, 200);
     process.stdout.write(`# fuzz: ${count} requests, statuses ${JSON.stringify(Object.fromEntries(statuses))}\n`);
+  });
+
+  it('10,000 requests with a wrong token cause no engine call at all', async () => {
+    const before = calls.length;
+    const wrong: Record<string, string>[] = [
+      { 'cf-access-client-id': TOKEN.id, 'cf-access-client-secret': 'wrong-secret-0123456789', 'content-type': 'application/json' },
+      { 'cf-access-client-id': 'intruder.access', 'cf-access-client-secret': TOKEN.secret, 'content-type': 'application/json' },
+      { 'content-type': 'application/json' },
+    ];
+    const paths: [string, string][] = [['POST', '/v1/deploy'], ['GET', '/v1/status'], ['POST', '/v1/stop']];
+    const counts = new Map<number, number>();
+    for (let batch = 0; batch < 100; batch += 1) {
+      const answers = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => {
+          const [method, path] = paths[i % 3] ?? ['GET', '/v1/status'];
+          return send(t.agent, { method, path, headers: wrong[(batch + i) % 3] ?? {}, body: method === 'POST' ? JSON.stringify({ image: `${repository()}:v1` }) : null });
+        }),
+      );
+      for (const a of answers) counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
+    }
+    assert.deepEqual(Object.fromEntries(counts), { 401: 10_000 });
+    assert.deepEqual(calls.slice(before), [], 'not one engine call');
   });
 });
 
