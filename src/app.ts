@@ -64,6 +64,12 @@ export function createApp(deps: AppDeps): Express {
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
       redact: { paths: ['req.headers', 'res.headers'], remove: true },
+      // Status is polled; its successful answers are debug noise. Everything else stays visible.
+      customLogLevel: (req, res, err) => {
+        if (err !== undefined || res.statusCode >= 500) return 'error';
+        if (res.statusCode >= 400) return 'warn';
+        return req.method === 'GET' ? 'debug' : 'info';
+      },
     }),
   );
   app.use(routeGate(reply));

@@ -30,6 +30,10 @@ export const LABEL = {
 export const OWNER = 'dreichor-deploy-agent';
 
 const LOG_LINES_IN_REASON = 20;
+// Status answers from an inspection at most this old. Status is polled (CI, monitoring, operators);
+// with this, the engine sees at most ten inspections a second however many callers there are. Every
+// deploy and stop of this agent invalidates it, so its own changes show at once.
+const STATUS_FRESH_MS = 100;
 const START_CHECK_POLL_MS = 200;
 
 export interface RequestContext {
@@ -110,6 +114,8 @@ export class Deployer {
   private recoveryRetry: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   private sharedInspection: Promise<ContainerInfo | null> | null = null;
+  private lastInspection: { readonly at: number; readonly container: ContainerInfo | null } | null = null;
+  private inspectionGeneration = 0;
 
   constructor(deps: DeployerDeps) {
     this.config = deps.config;
@@ -369,14 +375,9 @@ export class Deployer {
 
   // ---------------------------------------------------------------- status
 
-  /** Read-only. Concurrent callers share one engine inspection. */
+  /** Read-only. Concurrent callers share one engine inspection, and reuse it for STATUS_FRESH_MS. */
   async status(): Promise<StatusBody> {
-    if (this.sharedInspection === null) {
-      this.sharedInspection = this.engine.inspectContainer(this.config.containerName).finally(() => {
-        this.sharedInspection = null;
-      });
-    }
-    const c = await this.sharedInspection;
+    const c = await this.inspectForStatus();
     const running = c?.running === true;
     return {
       container_name: this.config.containerName,
@@ -390,6 +391,35 @@ export class Deployer {
       previous_image: c?.labels[LABEL.previousImage] ?? null,
       audit_head: this.audit.lastHash,
     };
+  }
+
+  private inspectForStatus(): Promise<ContainerInfo | null> {
+    const last = this.lastInspection;
+    if (last !== null && Date.now() - last.at < STATUS_FRESH_MS) return Promise.resolve(last.container);
+    if (this.sharedInspection === null) {
+      const generation = this.inspectionGeneration;
+      const startedAt = Date.now();
+      const inspection = this.engine.inspectContainer(this.config.containerName);
+      this.sharedInspection = inspection;
+      inspection.then(
+        (container) => {
+          // An inspection that started before a deploy or stop ended must not outlive it.
+          if (generation === this.inspectionGeneration) this.lastInspection = { at: startedAt, container };
+        },
+        () => undefined,
+      );
+      void inspection.finally(() => {
+        if (this.sharedInspection === inspection) this.sharedInspection = null;
+      }).catch(() => undefined);
+    }
+    return this.sharedInspection;
+  }
+
+  /** Forgets the last inspection: called whenever this agent changes the runtime. */
+  private invalidateStatus(): void {
+    this.inspectionGeneration += 1;
+    this.lastInspection = null;
+    this.sharedInspection = null;
   }
 
   // ---------------------------------------------------------------- recovery
@@ -464,7 +494,9 @@ export class Deployer {
       throw new AgentError(409, `a ${this.operation} is in progress; only one deploy or stop runs at a time`);
     }
     this.operation = operation;
+    this.invalidateStatus();
     return () => {
+      this.invalidateStatus();
       this.operation = null;
       for (const wake of this.idleWaiters.splice(0)) wake();
     };

@@ -118,6 +118,38 @@ describe('engine faults', () => {
   });
 });
 
+describe('the audit log cannot be written', () => {
+  it('disk full: deploy and stop are refused, nothing happens unrecorded, status still answers', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const mountPoint = mkdtempSync('/tmp/dreichor-full-');
+    // A real file system that really fills up: 1 MiB of tmpfs for STATE_DIR.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
+    const stateDir = join(mountPoint, 'state');
+    mkdirSync(stateDir);
+    const t = await startTestAgent({ STATE_DIR: stateDir });
+    try {
+      try {
+        writeFileSync(join(mountPoint, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+      } catch {
+        // ENOSPC: the disk is now full, which is the point
+      }
+      const deploy = await t.api.deploy(image('v1'));
+      assert.equal(deploy.status, 503, deploy.text);
+      assert.match(String(deploy.body['reason']), /audit log could not be written \(ENOSPC\).*nothing is deployed or stopped unrecorded/);
+      assert.equal((await t.api.stop()).status, 503);
+      assert.deepEqual(await engine.named(t.config.containerName), [], 'nothing was deployed');
+      const status = await t.api.status();
+      assert.equal(status.status, 200, status.text);
+    } finally {
+      await t.agent.close();
+      execFileSync('umount', [mountPoint]);
+      rmSync(mountPoint, { recursive: true, force: true });
+      rmSync(t.folders.root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('caller faults', () => {
   it('a caller that disconnects while the old container stops: the deploy completes and is recorded', async () => {
     const t = await startTestAgent({ STOP_TIMEOUT_SECONDS: '3' });
