@@ -169,9 +169,19 @@ export class Deployer {
     context.callerGone.addEventListener('abort', onCallerGone, { once: true });
     let staged: string | null = null;
     try {
-      // 1. Pull, by digest when the caller pinned one.
+      // 1. Pull, by digest when the caller pinned one. What only reads (the runtime network, the
+      //    current container) is looked up meanwhile: the lock is held, so neither can change.
       await this.enter('pulling', image, context, null, null);
-      const pulled = await engine.pull(image.repository, image.digest ?? image.tag, config.registryAuth, before.signal);
+      const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
+        lookup.catch((error: unknown) => {
+          before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
+          throw error;
+        });
+      const [pulled, networkExists, current] = await Promise.all([
+        engine.pull(image.repository, image.digest ?? image.tag, config.registryAuth, before.signal),
+        abortOnFailure(engine.networkExists(config.runtimeNetwork)),
+        abortOnFailure(engine.inspectContainer(config.containerName)),
+      ]);
       const digest = image.digest ?? pulled.digest;
       if (digest === null) throw new AgentError(502, `the engine did not report a digest for ${image.reference}; refusing to deploy an image whose identity is unknown`);
       const local = `${image.repository}@${digest}`;
@@ -187,10 +197,9 @@ export class Deployer {
       // 3. Create the new container beside the old one, under a staging name. The engine checks
       //    bind sources at create but the network only at start, which is after the stop: check it
       //    now, or a wrong RUNTIME_NETWORK would take the running runtime down.
-      if (!(await engine.networkExists(config.runtimeNetwork))) {
+      if (!networkExists) {
         throw new AgentError(502, `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`);
       }
-      const current = await engine.inspectContainer(config.containerName);
       const deployId = randomUUID();
       staged = await engine.create(this.containerSpec(image, digest, deployId, current));
       await this.enter('created', image, context, current?.id ?? null, staged);

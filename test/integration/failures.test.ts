@@ -39,6 +39,25 @@ describe('a failed or refused deploy leaves the running container untouched', ()
     await t.cleanup();
   });
 
+  /**
+   * Runs `body` with an agent for the same container whose registry stalls every blob download, on
+   * an image published for the occasion (so the engine really has to download it); then checks that
+   * the running container was not touched.
+   */
+  async function withStalledPull(tag: string, overrides: Record<string, string>, body: (agent: TestAgent, ref: string, held: () => number) => Promise<void>): Promise<void> {
+    const stalling = await startStallingRegistry(sandboxInfo().registry);
+    let agent: TestAgent | undefined;
+    try {
+      await publishImage(sandboxInfo(), tag);
+      agent = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`, ...overrides });
+      await body(agent, `${stalling.host}/${REPOSITORY_PATH}:${tag}`, () => stalling.held());
+    } finally {
+      await agent?.agent.close();
+      await stalling.close();
+    }
+    await assertUntouched(t, old);
+  }
+
   it('a tag the registry does not have: 502 naming it', async () => {
     const res = await t.api.deploy(image('no-such-tag'));
     assert.equal(res.status, 502, res.text);
@@ -110,45 +129,24 @@ describe('a failed or refused deploy leaves the running container untouched', ()
   });
 
   it('a registry that stalls mid-pull: the deadline fires before the stop, 504', async () => {
-    const stalling = await startStallingRegistry(sandboxInfo().registry);
-    let slow: TestAgent | undefined;
-    try {
-      await publishImage(sandboxInfo(), 'stalled');
-      // 12 s in all, of which 1 + 1 + 5 are kept for stop, start check and margin: 5 s for the pull.
-      slow = await startTestAgent({
-        CONTAINER_NAME: t.config.containerName,
-        IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`,
-        DEPLOY_TIMEOUT_SECONDS: '12',
-        STOP_TIMEOUT_SECONDS: '1',
-        START_CHECK_SECONDS: '1',
-      });
+    // 12 s in all, of which 1 + 1 + 5 are kept for stop, start check and margin: 5 s for the pull.
+    await withStalledPull('stalled', { DEPLOY_TIMEOUT_SECONDS: '12', STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1' }, async (slow, ref, held) => {
       const started = Date.now();
-      const res = await slow.api.deploy(`${stalling.host}/${REPOSITORY_PATH}:stalled`);
+      const res = await slow.api.deploy(ref);
       const took = Date.now() - started;
       assert.equal(res.status, 504, res.text);
       assert.match(String(res.body['reason']), /not ready within 5 s.*not touched/);
       assert.ok(took < 12_000, `answered within the deploy timeout (${took} ms)`);
-      assert.ok(stalling.held() > 0, 'the pull really was stuck on a blob');
+      assert.ok(held() > 0, 'the pull really was stuck on a blob');
       assert.equal(lastOutcome(slow)?.['outcome'], 'failed');
-    } finally {
-      await slow?.agent.close();
-      await stalling.close();
-    }
-    await assertUntouched(t, old);
+    });
   });
 
   it('a caller that disconnects during the pull: abandoned, recorded, nothing touched', async () => {
-    const stalling = await startStallingRegistry(sandboxInfo().registry);
-    let other: TestAgent | undefined;
-    try {
-      await publishImage(sandboxInfo(), 'abandoned');
-      other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}` });
-      const agent = other;
+    await withStalledPull('abandoned', {}, async (agent, ref, held) => {
       const controller = new AbortController();
-      const call = agent.api
-        .call('POST', '/v1/deploy', { body: { image: `${stalling.host}/${REPOSITORY_PATH}:abandoned` }, signal: controller.signal })
-        .catch((e: unknown) => e);
-      await eventually('the pull reached the stalled blob', 10_000, () => stalling.held() > 0);
+      const call = agent.api.call('POST', '/v1/deploy', { body: { image: ref }, signal: controller.signal }).catch((e: unknown) => e);
+      await eventually('the pull reached the stalled blob', 10_000, () => held() > 0);
       controller.abort();
       await call;
       await eventually('the abandoned deploy was recorded', 10_000, () => lastOutcome(agent)?.['outcome'] === 'abandoned');
@@ -156,23 +154,15 @@ describe('a failed or refused deploy leaves the running container untouched', ()
       assert.equal(lastOutcome(agent)?.['status'], 499);
       // The lock is free again at once.
       assert.equal((await agent.api.status()).body['deploy_in_progress'], false);
-    } finally {
-      await other?.agent.close();
-      await stalling.close();
-    }
-    await assertUntouched(t, old);
+    });
   });
 
   it('one deploy or stop at a time: the second gets 409 at once; status answers meanwhile', async () => {
-    const stalling = await startStallingRegistry(sandboxInfo().registry);
-    let other: TestAgent | undefined;
-    try {
-      await publishImage(sandboxInfo(), 'held');
-      other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`, DEPLOY_TIMEOUT_SECONDS: '12', STOP_TIMEOUT_SECONDS: '1' });
-      const first = other.api.deploy(`${stalling.host}/${REPOSITORY_PATH}:held`);
-      await eventually('the first deploy is pulling', 10_000, () => stalling.held() > 0);
+    await withStalledPull('held', { DEPLOY_TIMEOUT_SECONDS: '12', STOP_TIMEOUT_SECONDS: '1' }, async (other, ref, held) => {
+      const first = other.api.deploy(ref);
+      await eventually('the first deploy is pulling', 10_000, () => held() > 0);
       const started = Date.now();
-      const second = await other.api.deploy(`${stalling.host}/${REPOSITORY_PATH}:held`);
+      const second = await other.api.deploy(ref);
       const stop = await other.api.stop();
       const status = await other.api.status();
       assert.ok(Date.now() - started < 2000, 'refused at once, not queued');
@@ -183,11 +173,7 @@ describe('a failed or refused deploy leaves the running container untouched', ()
       assert.equal(status.body['deploy_in_progress'], true);
       assert.equal(status.body['running'], true);
       assert.equal((await first).status, 504);
-    } finally {
-      await other?.agent.close();
-      await stalling.close();
-    }
-    await assertUntouched(t, old);
+    });
   });
 
   it('the registry refuses the credentials: a clear reason, nothing touched', async () => {

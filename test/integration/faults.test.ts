@@ -16,83 +16,88 @@ function phaseOf(stateDir: string): string | null {
   }
 }
 
+/** Runs `body` with a Docker engine of its own, which it may stop and start; removes it afterwards. */
+async function withOwnEngine(body: (own: PrivateEngine, e: ReturnType<typeof engineAt>) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync('/tmp/dreichor-engine-');
+  const own = new PrivateEngine(dir);
+  try {
+    await own.start();
+    await body(own, engineAt(own.socketPath));
+  } finally {
+    await own.stop();
+    await removeEngineFolder(dir);
+  }
+}
+
 describe('engine faults', () => {
   it('the engine is down when the agent starts: it listens, says so, and recovers by itself when the engine is back', async () => {
-    const dir = mkdtempSync('/tmp/dreichor-engine-');
-    const own = new PrivateEngine(dir);
-    const e = engineAt(own.socketPath);
-    await own.start();
-    const first = await startTestAgent({ DOCKER_HOST: own.dockerHost });
-    try {
-      const name = first.config.containerName;
-      assert.equal((await first.api.deploy(image('v1'))).status, 200);
-      await first.agent.close();
-      const runtime = await e.inspect(name);
-      assert.ok(runtime);
-      // What an agent killed mid-deploy leaves behind.
-      const leftover = await e.create(`${name}-staging-0000dead`, runtime.Config.Image, runtime.Config.Labels);
-      await own.stop();
-
-      const second = await startTestAgent({ DOCKER_HOST: own.dockerHost, CONTAINER_NAME: name, STATE_DIR: first.config.stateDir });
+    await withOwnEngine(async (own, e) => {
+      const first = await startTestAgent({ DOCKER_HOST: own.dockerHost });
       try {
-        const down = await second.api.status();
-        process.stdout.write(`# observed: engine down at start: status ${down.status} ${String(down.body['reason'])}\n`);
-        assert.equal(down.status, 503, down.text);
-        assert.match(String(down.body['reason']), /Docker engine cannot be reached/);
-        assert.equal((await second.api.deploy(image('v2'))).status, 503);
+        const name = first.config.containerName;
+        assert.equal((await first.api.deploy(image('v1'))).status, 200);
+        await first.agent.close();
+        const runtime = await e.inspect(name);
+        assert.ok(runtime);
+        // What an agent killed mid-deploy leaves behind.
+        const leftover = await e.create(`${name}-staging-0000dead`, runtime.Config.Image, runtime.Config.Labels);
+        await own.stop();
 
-        await own.start();
-        await eventually('status answers again', 15_000, async () => (await second.api.status()).status === 200);
-        await eventually('the leftover is cleaned up without any request', 15_000, async () => (await e.inspect(leftover)) === null);
-        assert.ok(second.auditLines().some((l) => l['endpoint'] === 'startup-recovery' && String(l['reason']).includes('0000dead')));
-        // The engine's restart stopped the runtime; the agent does not start it on its own.
-        assert.equal((await e.inspect(name))?.State.Running, false);
-        assert.equal((await second.api.deploy(image('v2'))).status, 200);
+        const second = await startTestAgent({ DOCKER_HOST: own.dockerHost, CONTAINER_NAME: name, STATE_DIR: first.config.stateDir });
+        try {
+          const down = await second.api.status();
+          process.stdout.write(`# observed: engine down at start: status ${down.status} ${String(down.body['reason'])}\n`);
+          assert.equal(down.status, 503, down.text);
+          assert.match(String(down.body['reason']), /Docker engine cannot be reached/);
+          assert.equal((await second.api.deploy(image('v2'))).status, 503);
+
+          await own.start();
+          await eventually('status answers again', 15_000, async () => (await second.api.status()).status === 200);
+          await eventually('the leftover is cleaned up without any request', 15_000, async () => (await e.inspect(leftover)) === null);
+          assert.ok(second.auditLines().some((l) => l['endpoint'] === 'startup-recovery' && String(l['reason']).includes('0000dead')));
+          // The engine's restart stopped the runtime; the agent does not start it on its own.
+          assert.equal((await e.inspect(name))?.State.Running, false);
+          assert.equal((await second.api.deploy(image('v2'))).status, 200);
+        } finally {
+          await second.agent.close();
+        }
       } finally {
-        await second.agent.close();
+        await first.agent.close();
+        rmSync(first.folders.root, { recursive: true, force: true });
       }
-    } finally {
-      await first.agent.close();
-      await own.stop();
-      await removeEngineFolder(dir);
-      rmSync(first.folders.root, { recursive: true, force: true });
-    }
+    });
   });
 
   it('the engine stops in the middle of a deploy: a clear error, and a consistent engine once it is back', async () => {
-    const dir = mkdtempSync('/tmp/dreichor-engine-');
-    const own = new PrivateEngine(dir);
-    const e = engineAt(own.socketPath);
-    await own.start();
-    const t = await startTestAgent({ DOCKER_HOST: own.dockerHost, STOP_TIMEOUT_SECONDS: '4' }, { engineCallTimeoutMs: 5000 });
-    try {
-      const name = t.config.containerName;
-      assert.equal((await t.api.deploy(image('stubborn'))).status, 200);
-      const pending = t.api.deploy(image('v2'));
-      await eventually('the old container is being stopped', 20_000, () => phaseOf(t.config.stateDir) === 'stopping');
-      await own.stop();
-      const res = await pending;
-      process.stdout.write(`# observed: engine stopped while stopping the old container: ${res.status} ${String(res.body['reason'])}\n`);
-      assert.ok(res.status >= 500 && res.status < 600, `${res.status} ${res.text}`);
-      assert.equal(res.body['status'], 'error');
-      assert.ok(String(res.body['reason']).length > 10);
+    await withOwnEngine(async (own, e) => {
+      const t = await startTestAgent({ DOCKER_HOST: own.dockerHost, STOP_TIMEOUT_SECONDS: '4' }, { engineCallTimeoutMs: 5000 });
+      try {
+        const name = t.config.containerName;
+        assert.equal((await t.api.deploy(image('stubborn'))).status, 200);
+        const pending = t.api.deploy(image('v2'));
+        await eventually('the old container is being stopped', 20_000, () => phaseOf(t.config.stateDir) === 'stopping');
+        await own.stop();
+        const res = await pending;
+        process.stdout.write(`# observed: engine stopped while stopping the old container: ${res.status} ${String(res.body['reason'])}\n`);
+        assert.ok(res.status >= 500 && res.status < 600, `${res.status} ${res.text}`);
+        assert.equal(res.body['status'], 'error');
+        assert.ok(String(res.body['reason']).length > 10);
 
-      await own.start();
-      await eventually('no staging leftover once the engine is back', 20_000, async () => (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-'))));
-      const containers = await e.named(name);
-      assert.ok(containers.length <= 1, `at most one container: ${containers.length}`);
-      assert.ok(containers.every((c) => c.State !== 'running'), 'nothing restarted on its own');
-      const status = await t.api.status();
-      assert.equal(status.status, 200);
-      assert.equal(status.body['running'], false);
-      assert.equal((status.body['last_deploy'] as Record<string, unknown>)['outcome'], 'failed');
-      assert.equal((await t.api.deploy(image('v3'))).status, 200, 'and it deploys again');
-    } finally {
-      await t.agent.close();
-      await own.stop();
-      await removeEngineFolder(dir);
-      rmSync(t.folders.root, { recursive: true, force: true });
-    }
+        await own.start();
+        await eventually('no staging leftover once the engine is back', 20_000, async () => (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-'))));
+        const containers = await e.named(name);
+        assert.ok(containers.length <= 1, `at most one container: ${containers.length}`);
+        assert.ok(containers.every((c) => c.State !== 'running'), 'nothing restarted on its own');
+        const status = await t.api.status();
+        assert.equal(status.status, 200);
+        assert.equal(status.body['running'], false);
+        assert.equal((status.body['last_deploy'] as Record<string, unknown>)['outcome'], 'failed');
+        assert.equal((await t.api.deploy(image('v3'))).status, 200, 'and it deploys again');
+      } finally {
+        await t.agent.close();
+        rmSync(t.folders.root, { recursive: true, force: true });
+      }
+    });
   });
 
   it('the registry is down: 502 before anything is touched', async () => {

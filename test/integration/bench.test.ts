@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+/** Keeps `npm run bench` working: one quick run with its own sandbox. Asserts no timing. */
+describe('the benchmark', () => {
+  it('runs in quick mode and reports every figure beside its target', () => {
+    const dir = mkdtempSync('/tmp/dreichor-bench-');
+    const out = join(dir, 'BENCHMARKS.md');
+    try {
+      const r = spawnSync('npx', ['tsx', 'scripts/bench.ts', '--quick', '--out', out], { encoding: 'utf8', timeout: 300_000 });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      const report = readFileSync(out, 'utf8');
+      for (const figure of ['agent swap within 10% of the floor', 'faster than the CLI', 'downtime no longer', "old container's stop time", 'status p99', 'idle memory', 'start-up', '(e) Refused requests']) {
+        assert.ok(report.includes(figure), `the report has ${figure}`);
+      }
+      assert.doesNotMatch(report, /NaN|undefined|Infinity/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
