@@ -134,3 +134,26 @@ describe('runtime environment file', () => {
     }
   });
 });
+
+describe('registry credentials', () => {
+  it('pulls with REGISTRY_USERNAME and REGISTRY_PASSWORD_FILE from a registry that requires them', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { AUTH_PASSWORD, AUTH_USER, REPOSITORY_PATH, sandboxInfo } = await import('../support/sandbox.js');
+    const dir = mkdtempSync('/tmp/dreichor-registry-password-');
+    const passwordFile = join(dir, 'password');
+    writeFileSync(passwordFile, `${AUTH_PASSWORD}\n`, { mode: 0o600 });
+    const repository = `${sandboxInfo().authRegistry}/${REPOSITORY_PATH}`;
+    const t = await startTestAgent({ IMAGE_REPOSITORY: repository, REGISTRY_USERNAME: AUTH_USER, REGISTRY_PASSWORD_FILE: passwordFile });
+    try {
+      const res = await t.api.deploy(`${repository}:v1`);
+      assert.equal(res.status, 200, res.text);
+      const c = await engine.inspect(t.config.containerName);
+      assert.equal(c?.State.Running, true);
+      assert.ok(c?.Config.Image.startsWith(`${repository}@sha256:`));
+      assert.ok(!JSON.stringify(t.auditLines()).includes(AUTH_PASSWORD), 'no credential in the audit log');
+      assert.ok(!res.text.includes(AUTH_PASSWORD));
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
