@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 /** Keeps `npm run bench` working: one quick run with its own sandbox. Asserts no timing. */
 describe('the benchmark', () => {
   it('runs in quick mode and reports every figure beside its target', () => {
-    const dir = mkdtempSync('/tmp/dreichor-bench-');
+    const dir = mkdtempSync(join(tmpdir(), 'dreichor-bench-'));
     const out = join(dir, 'BENCHMARKS.md');
     try {
       const r = spawnSync('npx', ['tsx', 'scripts/bench.ts', '--quick', '--out', out], { encoding: 'utf8', timeout: 300_000 });

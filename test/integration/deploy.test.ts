@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { engine, image, maxRunningDuring, startTestAgent, type TestAgent } from '../support/harness.js';
@@ -108,7 +109,7 @@ describe('deploy on the real engine', () => {
 describe('runtime environment file', () => {
   it('injects the server-owned variables and nothing else', async () => {
     const { mkdtempSync } = await import('node:fs');
-    const dir = mkdtempSync('/tmp/dreichor-envfile-');
+    const dir = mkdtempSync(join(tmpdir(), 'dreichor-envfile-'));
     const file = join(dir, 'runtime.env');
     writeFileSync(file, 'DATABASE_URL=postgres://runtime@127.0.0.1/dreichor\nSAFETY_MODE=strict\nLOG_LEVEL=info\nEXECUTION_PLANE=paper\n');
     const t = await startTestAgent({ RUNTIME_ENV_FILE: file, ALLOW_EXECUTION_PLANE: 'true' });
@@ -139,7 +140,7 @@ describe('registry credentials', () => {
   it('pulls with REGISTRY_USERNAME and REGISTRY_PASSWORD_FILE from a registry that requires them', async () => {
     const { mkdtempSync } = await import('node:fs');
     const { AUTH_PASSWORD, AUTH_USER, REPOSITORY_PATH, sandboxInfo } = await import('../support/sandbox.js');
-    const dir = mkdtempSync('/tmp/dreichor-registry-password-');
+    const dir = mkdtempSync(join(tmpdir(), 'dreichor-registry-password-'));
     const passwordFile = join(dir, 'password');
     writeFileSync(passwordFile, `${AUTH_PASSWORD}\n`, { mode: 0o600 });
     const repository = `${sandboxInfo().authRegistry}/${REPOSITORY_PATH}`;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AUTH_USER, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
@@ -261,7 +262,7 @@ describe('the engine does not answer', () => {
   it('a hung engine: every call ends with 504 within its deadline, and the lock is released', async () => {
     const { createServer } = await import('node:net');
     const { mkdtempSync } = await import('node:fs');
-    const socketPath = join(mkdtempSync('/tmp/dreichor-hung-'), 'hung.sock');
+    const socketPath = join(mkdtempSync(join(tmpdir(), 'dreichor-hung-')), 'hung.sock');
     const sockets = new Set<import('node:net').Socket>();
     // Accepts connections and never answers: an engine that hangs.
     const hung = createServer((s) => sockets.add(s));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +19,7 @@ function phaseOf(stateDir: string): string | null {
 
 /** Runs `body` with a Docker engine of its own, which it may stop and start; removes it afterwards. */
 async function withOwnEngine(body: (own: PrivateEngine, e: ReturnType<typeof engineAt>) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync('/tmp/dreichor-engine-');
+  const dir = mkdtempSync(join(tmpdir(), 'e-'));
   const own = new PrivateEngine(dir);
   try {
     await own.start();
@@ -127,7 +128,7 @@ describe('the audit log cannot be written', () => {
   it('disk full: deploy and stop are refused, nothing happens unrecorded, status still answers', async () => {
     const { execFileSync } = await import('node:child_process');
     const { mkdirSync, writeFileSync } = await import('node:fs');
-    const mountPoint = mkdtempSync('/tmp/dreichor-full-');
+    const mountPoint = mkdtempSync(join(tmpdir(), 'dreichor-full-'));
     // A real file system that really fills up: 1 MiB of tmpfs for STATE_DIR.
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
     const stateDir = join(mountPoint, 'state');

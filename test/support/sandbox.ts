@@ -321,7 +321,10 @@ async function main(): Promise<void> {
   process.on('SIGINT', stopOnSignal);
   process.on('SIGTERM', stopOnSignal);
   try {
-    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...sandbox.env() } });
+    // Everything the tests put in a temporary folder lands inside the sandbox and goes with it.
+    const tmp = join(sandbox.info.dir, 't');
+    mkdirSync(tmp);
+    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...sandbox.env(), TMPDIR: tmp } });
     code = await new Promise<number>((resolve) => {
       child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
       child.on('error', () => resolve(127));

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
-const dir = mkdtempSync('/tmp/dreichor-config-test-');
+const dir = mkdtempSync(join(tmpdir(), 'dreichor-config-test-'));
 const BASE: Record<string, string> = {
   ENVIRONMENT: 'dev',
   CF_ACCESS_CLIENT_ID: 'client.access',
@@ -148,7 +149,7 @@ describe('the bundle', () => {
     const { copyFileSync } = await import('node:fs');
     const { spawn } = await import('node:child_process');
     const { setTimeout: sleep } = await import('node:timers/promises');
-    const alone = mkdtempSync('/tmp/dreichor-opt-');
+    const alone = mkdtempSync(join(tmpdir(), 'dreichor-opt-'));
     copyFileSync('dist/agent.js', join(alone, 'agent.js'));
     const port = 3900 + Math.floor(Math.random() * 90);
     const child = spawn(process.execPath, [join(alone, 'agent.js')], {
