@@ -60,7 +60,11 @@ async function main(): Promise<void> {
     process.stdout.write(`      listening on ${url}\n`);
 
     for (const tag of ['v1', 'v2']) {
-      say(`4. deploying ${tag} through scripts/deploy-and-verify.mjs, as the GitHub workflow does`);
+      say(
+        tag === 'v1'
+          ? '4. deploying v1 through scripts/deploy-and-verify.mjs, as the GitHub workflow does'
+          : '4. deploying v2 the same way: a replacement, v1 is stopped and removed before v2 starts',
+      );
       await runScript({ AGENT_URL: url, IMAGE: `${repository}:${tag}`, ENVIRONMENT: 'dev', CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'], CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'] });
     }
 
