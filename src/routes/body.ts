@@ -1,5 +1,10 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { badRequest, conflict } from '../errors.js';
+
+/** A body that may carry only the informational `environment` (stop, and status if it has a body). */
+export const environmentOnlyBodySchema = z.strictObject({
+  environment: z.string({ error: 'must be a string' }).max(64).optional(),
+});
 
 /** Parses a request body with its schema; the first problem becomes a 400 naming the field. */
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {

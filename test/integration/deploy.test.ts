@@ -74,7 +74,6 @@ describe('deploy on the real engine', () => {
     assert.equal(now.State.Running, true);
     assert.equal(await engine.inspect(old.Id), null, 'the old container is removed');
     assert.equal((await engine.named(t.config.containerName)).length, 1, 'exactly one container, no staging leftover');
-    // The engine's own clock: the new container started after the old one finished.
     assert.equal(res!.body['previous_image'], image('v1'));
     const status = await t.api.status();
     assert.equal(status.body['previous_image'], image('v1'));

@@ -40,10 +40,12 @@ describe('image reference policy', () => {
   });
 
   it('never reveals the allowed repository in a refusal', () => {
-    try {
-      parseImageReference('ghcr.io/x/y:v1', dev);
-    } catch (e) {
-      assert.ok(e instanceof AgentError && !e.reason.includes(REPO));
+    for (const other of ['ghcr.io/x/y:v1', `${REPO}-evil:v1`, 'not a reference']) {
+      assert.throws(
+        () => parseImageReference(other, dev),
+        (e: unknown) => e instanceof AgentError && e.status === 400 && !e.reason.includes(REPO),
+        other,
+      );
     }
   });
 
