@@ -183,9 +183,10 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const app = createApp({ config, deployer, audit, logger, verifyJwt });
-  const server = createServer(app);
   // Security: slow clients cannot hold connections open (slowloris); a deploy's answer may take up
-  // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not.
+  // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces the two
+  // timeouts below only when it checks its connections, every 30 s by default: check every second.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
   server.headersTimeout = 10_000;
   server.requestTimeout = 15_000;
   server.keepAliveTimeout = 5_000;

@@ -465,11 +465,13 @@ export class Deployer {
       .filter((part) => part !== '')
       .join('; ');
     this.logger.warn({ interrupted, removed, leftRunning }, 'start-up recovery');
-    await this.audit.append({ request_id: interrupted?.request_id ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: interrupted?.image ?? null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
+    // Status first, then the audit line, then the journal: once the line is there, status already
+    // tells the truth; and a crash in between leaves the journal, so the next start does it again.
     if (interrupted !== null) {
       await this.store.setLastDeploy({ image: interrupted.image, outcome: 'interrupted', reason, at: new Date().toISOString(), request_id: interrupted.request_id, image_digest: null });
-      await this.journal.clear();
     }
+    await this.audit.append({ request_id: interrupted?.request_id ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: interrupted?.image ?? null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
+    if (interrupted !== null) await this.journal.clear();
   }
 
   /** At start-up: recover now, or, if the engine is not there yet, keep trying in the background. */

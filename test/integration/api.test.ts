@@ -146,6 +146,31 @@ describe('the HTTP contract', () => {
     assert.ok(logs.text().includes('request completed'), 'the capture did see the request logs');
   });
 
+  it('drops a client that sends its headers too slowly (slowloris) after the 10 s headers timeout', async () => {
+    const { connect } = await import('node:net');
+    const started = Date.now();
+    const socket = connect(t.agent.port, '127.0.0.1');
+    socket.setEncoding('utf8');
+    let answer = '';
+    socket.on('data', (chunk: string) => (answer += chunk));
+    // A drip that races the server's close gets EPIPE: expected, not a failure.
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('POST /v1/deploy HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    // One header byte a second, never finishing the headers.
+    const drip = setInterval(() => socket.write('X'), 1000);
+    const closed = await Promise.race([
+      new Promise<boolean>((resolve) => socket.once('close', () => resolve(true))),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20_000)),
+    ]);
+    clearInterval(drip);
+    socket.destroy();
+    assert.ok(closed, 'the agent closed the connection');
+    assert.match(answer, /^HTTP\/1\.1 408/);
+    const after = Date.now() - started;
+    assert.ok(after >= 9_000, `not before the headers timeout (${after} ms)`);
+  });
+
   it('sends no X-Powered-By and its own request id', async () => {
     const r = await t.api.status();
     assert.equal(r.headers.get('x-powered-by'), null);
