@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { startAgent } from './app.js';
-import { verifyAuditLog } from './audit.js';
+import { verifyAuditFile } from './audit.js';
 import { ConfigError, loadConfig } from './config.js';
 import { describe } from './errors.js';
 
@@ -16,15 +15,15 @@ function fatal(message: string, code: number): never {
   process.exit(code);
 }
 
-function auditVerify(file: string | undefined): never {
+/** Streams the file: a log of any size is checked in constant memory. */
+async function auditVerify(file: string | undefined): Promise<never> {
   if (file === undefined) fatal('usage: agent.js audit-verify <audit.jsonl>', 2);
-  let text: string;
+  let result;
   try {
-    text = readFileSync(file, 'utf8');
+    result = await verifyAuditFile(file);
   } catch (error) {
     fatal(`cannot read ${file}: ${describe(error)}`, 2);
   }
-  const result = verifyAuditLog(text);
   if (result.ok) {
     process.stdout.write(`${file}: intact, ${result.lines} lines\n`);
     process.exit(0);
@@ -34,7 +33,7 @@ function auditVerify(file: string | undefined): never {
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === 'audit-verify') auditVerify(process.argv[3]);
+  if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
   if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
 
   let config;

@@ -6,13 +6,15 @@ import { join } from 'node:path';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
-import { AuditLog } from './audit.js';
+import { AuditLog, type AuditOpenOptions } from './audit.js';
 import { type AccessJwtOptions, type AccessJwtVerifier, authenticate, CLIENT_ID_HEADER, createAccessJwtVerifier } from './auth.js';
-import type { Config } from './config.js';
+import { type Config, secretsOf } from './config.js';
 import { Deployer } from './deployer.js';
 import { Engine } from './docker.js';
 import { type DeployPhase, DeployJournal } from './journal.js';
 import { AgentError } from './errors.js';
+import { createRedactor } from './redact.js';
+import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
 import { deployRoute } from './routes/deploy.js';
 import { statusRoute } from './routes/status.js';
@@ -32,13 +34,14 @@ export interface AppDeps {
   readonly config: Config;
   readonly deployer: Deployer;
   readonly audit: AuditLog;
+  readonly refusals: RefusalThrottle;
   readonly logger: Logger;
   readonly verifyJwt: AccessJwtVerifier | null;
 }
 
 export function createApp(deps: AppDeps): Express {
   const { config, deployer, logger } = deps;
-  const reply = createReply(deps.audit, logger);
+  const reply = createReply(deps.audit, deps.refusals, logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -112,9 +115,26 @@ function routeGate(reply: Reply): RequestHandler {
   };
 }
 
+/**
+ * `application/json`, with no charset or UTF-8. The body parser would decode UTF-16 and others
+ * quietly; the contract is UTF-8 only, so any other charset is refused before the body is read.
+ */
 const requireJson: RequestHandler = (req, _res, next) => {
-  const media = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-  next(media === 'application/json' ? undefined : new AgentError(415, 'Content-Type must be application/json'));
+  const [media, ...params] = (req.headers['content-type'] ?? '').split(';');
+  if (media?.trim().toLowerCase() !== 'application/json') {
+    next(new AgentError(415, 'Content-Type must be application/json'));
+    return;
+  }
+  for (const param of params) {
+    const [name, value = ''] = param.split('=');
+    if (name?.trim().toLowerCase() !== 'charset') continue;
+    const charset = value.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    if (charset !== 'utf-8' && charset !== 'utf8') {
+      next(new AgentError(415, 'request body must be UTF-8 (Content-Type: application/json; charset=utf-8, or no charset)'));
+      return;
+    }
+  }
+  next();
 };
 
 /** Errors of the body parser, by their `type`, as a person would want them explained. */
@@ -160,6 +180,8 @@ export interface StartOptions {
   readonly accessJwt?: AccessJwtOptions;
   /** Fault-injection tests only: called after each deploy phase is journaled. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
+  /** Fault-injection tests only: opens the audit log file (to fail a write or an fsync). */
+  readonly openAuditFile?: AuditOpenOptions['openFile'];
 }
 
 export interface RunningAgent {
@@ -174,15 +196,22 @@ export interface RunningAgent {
 export async function startAgent(config: Config, options: StartOptions = {}): Promise<RunningAgent> {
   const logger = options.logger ?? pino({ level: 'silent' });
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'));
+  const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'), options.openAuditFile === undefined ? {} : { openFile: options.openAuditFile });
   const store = await StateStore.open(config.stateDir);
-  const engine = new Engine({ socketPath: config.dockerSocketPath, ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }) });
+  const engine = new Engine({
+    socketPath: config.dockerSocketPath,
+    redact: createRedactor(secretsOf(config)),
+    ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }),
+  });
   const journal = new DeployJournal(config.stateDir);
   const deployer = new Deployer({ config, engine, store, audit, journal, logger, ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }) });
   deployer.startRecovery();
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
-  const app = createApp({ config, deployer, audit, logger, verifyJwt });
+  const refusals = new RefusalThrottle((event) => audit.append(event), {
+    onError: (error) => logger.error({ err: error }, 'could not write the summary of counted refusals; kept for the next one'),
+  });
+  const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt });
   // Security: slow clients cannot hold connections open (slowloris); a deploy's answer may take up
   // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces the two
   // timeouts below only when it checks its connections, every 30 s by default: check every second.
@@ -206,6 +235,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
           server.close(() => resolve());
           server.closeIdleConnections();
         });
+        await refusals.close().catch((error: unknown) => logger.error({ err: error }, 'could not write the summary of counted refusals'));
         await audit.close();
       })();
       return closing;

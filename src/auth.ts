@@ -15,6 +15,10 @@ export const ACCESS_JWT_HEADER = 'cf-access-jwt-assertion';
 
 const unauthorized = (reason: string) => new AgentError(401, reason);
 
+// The agent's clock and Cloudflare's may disagree a little: "nbf", "iat" and "exp" are allowed this
+// much slack, and no more.
+export const CLOCK_SKEW_SECONDS = 60;
+
 // Hashing both sides first gives equal-length inputs to timingSafeEqual, so neither the content nor
 // the length of the configured value leaks through response timing.
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
@@ -74,7 +78,19 @@ export function createAccessJwtVerifier(config: AccessJwtConfig, options: Access
     try {
       // Security: the algorithm list is fixed to RS256, which is what Access signs with. This shuts
       // out `alg: none` and the HS256-with-the-public-key confusion attack.
-      await jwtVerify(token, keys, { issuer, audience: config.audience, algorithms: ['RS256'] });
+      const { payload } = await jwtVerify(token, keys, {
+        issuer,
+        audience: config.audience,
+        algorithms: ['RS256'],
+        // Security: a token without an expiry would be good forever once leaked.
+        requiredClaims: ['exp'],
+        clockTolerance: CLOCK_SKEW_SECONDS,
+      });
+      // jose checks "iat" only together with a maximum age; a token issued in the future is refused
+      // like one not yet valid.
+      if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + CLOCK_SKEW_SECONDS) {
+        throw new joseErrors.JWTClaimValidationFailed('"iat" claim is in the future', payload, 'iat', 'check_failed');
+      }
     } catch (error) {
       if (keysUnavailable(error)) {
         // Security: fail closed. Without the keys no token can be checked, so no request is let in.
@@ -94,7 +110,7 @@ function keysUnavailable(error: unknown): boolean {
 
 function jwtProblem(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'expired';
-  if (error instanceof joseErrors.JWTClaimValidationFailed) return `claim "${error.claim}" rejected`;
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return error.reason === 'missing' ? `claim "${error.claim}" missing` : `claim "${error.claim}" rejected`;
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature does not verify';
   if (error instanceof joseErrors.JWKSNoMatchingKey) return 'signed by an unknown key';
@@ -111,12 +127,17 @@ export function authenticate(tokens: readonly ServiceToken[], verifyJwt: AccessJ
       next(error);
       return;
     }
-    res.locals['clientId'] = clientId;
-    if (verifyJwt === null) {
+    // The caller counts as authenticated only once every check has passed: a request with a good
+    // service token and a bad JWT is a refusal before authentication, audited as such.
+    const authenticated = () => {
+      res.locals['clientId'] = clientId;
       next();
+    };
+    if (verifyJwt === null) {
+      authenticated();
       return;
     }
     const jwt = req.headers[ACCESS_JWT_HEADER];
-    verifyJwt(typeof jwt === 'string' ? jwt : undefined).then(() => next(), next);
+    verifyJwt(typeof jwt === 'string' ? jwt : undefined).then(authenticated, next);
   };
 }

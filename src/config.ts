@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { parseRepository } from './image.js';
+import { type NamedSecret, runtimeSecrets } from './redact.js';
 
 /**
  * The agent's whole configuration, read once at start from the process environment (and ENV_FILE).
@@ -218,6 +219,9 @@ function build(raw: Raw): Config {
   const repository = parseRepository(imageRepository);
   if (repository === null) fail('IMAGE_REPOSITORY', 'must be a fully qualified repository such as ghcr.io/owner/name, without tag or digest');
 
+  const stateDir = raw.STATE_DIR ?? `/var/lib/dreichor/${environment}/deploy-agent`;
+  checkPaths(environment, { STATE_DIR: stateDir, AUDIT_EVENTS_PATH: raw.AUDIT_EVENTS_PATH, SNAPSHOTS_PATH: raw.SNAPSHOTS_PATH });
+
   return {
     environment,
     port: raw.PORT ?? DEFAULT_PORTS[environment],
@@ -235,9 +239,51 @@ function build(raw: Raw): Config {
     stopTimeoutSeconds,
     startCheckSeconds,
     deployTimeoutSeconds,
-    stateDir: raw.STATE_DIR ?? `/var/lib/dreichor/${environment}/deploy-agent`,
+    stateDir,
     dockerSocketPath: dockerSocketPath(raw.DOCKER_HOST),
   };
+}
+
+/**
+ * Security: dev and prod never share state. A path that names the other environment as a word of
+ * one of its segments (split on / - _ .) is a copied configuration, not a choice: refused. And the
+ * runtime must never see the agent's own state: a runtime mount that is STATE_DIR or contains it
+ * would hand the runtime the audit log and the record of tag digests.
+ */
+function checkPaths(environment: Environment, paths: Record<'STATE_DIR' | 'AUDIT_EVENTS_PATH' | 'SNAPSHOTS_PATH', string>): void {
+  const other = OTHER_ENVIRONMENT[environment];
+  for (const [variable, path] of Object.entries(paths) as [Variable, string][]) {
+    if (path.toLowerCase().split(/[/\-_.]/).includes(other)) fail(variable, `must not name the other environment ("${other}") in its path`);
+  }
+  const state = canonical(paths.STATE_DIR);
+  for (const variable of ['AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH'] as const) {
+    const mount = canonical(paths[variable]);
+    if (state === mount || state.startsWith(mount === '/' ? '/' : `${mount}/`)) {
+      fail(variable, 'must not be STATE_DIR or contain it: the runtime would see the agent\'s audit log and state');
+    }
+  }
+}
+
+/** The path with symbolic links resolved where it exists, so a link cannot hide that two are one. */
+function canonical(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+/**
+ * Every secret the agent knows, named after its variable, to be masked wherever text from the
+ * runtime or the engine could carry one: the service token secrets, the registry password, and the
+ * runtime's own variables.
+ */
+export function secretsOf(config: Config): NamedSecret[] {
+  return [
+    ...config.serviceTokens.map((t, i) => ({ name: i === 0 ? 'CF_ACCESS_CLIENT_SECRET' : 'CF_ACCESS_ROTATION_CLIENT_SECRET', value: t.clientSecret })),
+    ...(config.registryAuth === null ? [] : [{ name: 'REGISTRY_PASSWORD', value: config.registryAuth.password }]),
+    ...runtimeSecrets(config.runtimeEnv),
+  ];
 }
 
 function accessJwt(raw: Raw): AccessJwtConfig | null {

@@ -3,10 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.js';
 import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
-import type { ContainerInfo, CreateSpec, Engine } from './docker.js';
+import type { ContainerInfo, CreateSpec, Engine, TagResolution } from './docker.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
 import type { DeployJournal, DeployPhase, JournalRecord } from './journal.js';
+import { tail } from './redact.js';
 import type { LastDeploy, StateStore } from './state.js';
 
 /**
@@ -30,6 +31,13 @@ export const LABEL = {
 export const OWNER = 'dreichor-deploy-agent';
 
 const LOG_LINES_IN_REASON = 20;
+const LOG_CHARS_IN_REASON = 2000;
+// The answer must reach the caller within DEPLOY_TIMEOUT_SECONDS, and Cloudflare gives up on an origin
+// after 100 s (524, and the caller never learns the reason). Engine work after the point of no return
+// ends this long before that bound, leaving time to write the outcome and answer.
+const ANSWER_RESERVE_MS = 2_500;
+// What the engine needs beyond a stop's grace to kill a container and answer.
+const KILL_SLACK_MS = 1_500;
 // Status answers from an inspection at most this old. Status is polled (CI, monitoring, operators);
 // with this, the engine sees at most ten inspections a second however many callers there are. Every
 // deploy and stop of this agent invalidates it, so its own changes show at once.
@@ -44,6 +52,8 @@ export interface RequestContext {
 export interface DeployContext extends RequestContext {
   /** Fires when the caller disconnects. Honoured only before the old container is touched. */
   readonly callerGone: AbortSignal;
+  /** When the request arrived (ms since the epoch): DEPLOY_TIMEOUT_SECONDS counts from here. */
+  readonly receivedAt: number;
 }
 
 export interface DeployResult {
@@ -76,6 +86,8 @@ export interface StatusBody {
   readonly operation_in_progress: 'deploy' | 'stop' | 'recovery' | null;
   readonly deploy_in_progress: boolean;
   readonly last_deploy: LastDeploy | null;
+  /** The last deploy that the agent found interrupted at start (killed mid-deploy). */
+  readonly last_interrupted: LastDeploy | null;
   /** The image that ran before the current one: deploy it to roll back. */
   readonly previous_image: string | null;
   readonly audit_head: string;
@@ -116,6 +128,8 @@ export class Deployer {
   private sharedInspection: Promise<ContainerInfo | null> | null = null;
   private lastInspection: { readonly at: number; readonly container: ContainerInfo | null } | null = null;
   private inspectionGeneration = 0;
+  /** Whether the deploy in progress has written the journal (and so owns what is in it). */
+  private journaled = false;
 
   constructor(deps: DeployerDeps) {
     this.config = deps.config;
@@ -131,6 +145,7 @@ export class Deployer {
 
   async deploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
     const release = this.acquire('deploy');
+    this.journaled = false;
     try {
       await this.recordAccepted('/v1/deploy', context, image.reference);
       const result = await this.runDeploy(image, context);
@@ -141,13 +156,18 @@ export class Deployer {
       await this.remember(image, context, outcome, describe(error), null);
       throw error;
     } finally {
-      await this.journal.clear().catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
+      // Only this deploy's own record: a deploy that failed before its first phase (recovery could
+      // not run yet, the engine being down) must leave an interrupted deploy's record for recovery.
+      if (this.journaled) {
+        await this.journal.clear().catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
+      }
       release();
     }
   }
 
   /** Journals the phase the deploy is entering, before it acts on it. */
   private async enter(phase: DeployPhase, image: ImageReference, context: DeployContext, oldId: string | null, newId: string | null): Promise<void> {
+    this.journaled = true;
     await this.journal.enter({ request_id: context.requestId, image: image.reference, phase, old_container_id: oldId, new_container_id: newId });
     await this.onPhase(phase);
   }
@@ -155,6 +175,7 @@ export class Deployer {
   private async runDeploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
     const { config, engine } = this;
     await this.ensureRecovered();
+    const answerBy = context.receivedAt + config.deployTimeoutSeconds * 1000;
 
     // Before the point of no return, one signal abandons the deploy: the caller went away, or the
     // pull ran so long that the stop, start and start check would no longer fit in the deploy timeout.
@@ -163,38 +184,35 @@ export class Deployer {
     const before = new AbortController();
     const timer = setTimeout(() => {
       before.abort(new AgentError(504, `the image was not ready within ${pullBudgetSeconds} s (DEPLOY_TIMEOUT_SECONDS less the time kept for stop, start and start check); the running container was not touched`));
-    }, pullBudgetSeconds * 1000);
+    }, answerBy - reserveSeconds * 1000 - Date.now());
     const onCallerGone = () => before.abort(new AgentError(499, 'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched'));
     if (context.callerGone.aborted) onCallerGone();
     context.callerGone.addEventListener('abort', onCallerGone, { once: true });
     let staged: string | null = null;
     try {
-      // 1. Pull, by digest when the caller pinned one. What only reads (the runtime network, the
-      //    current container) is looked up meanwhile: the lock is held, so neither can change.
+      // 1. What the tag is now, asked of the registry; then pull exactly that, by digest. What only
+      //    reads (the runtime network, the current container) is looked up meanwhile: the lock is
+      //    held, so neither can change.
       await this.enter('pulling', image, context, null, null);
       const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
         lookup.catch((error: unknown) => {
           before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
           throw error;
         });
-      const [pulled, networkExists, current] = await Promise.all([
-        engine.pull(image.repository, image.digest ?? image.tag, config.registryAuth, before.signal),
-        abortOnFailure(engine.networkExists(config.runtimeNetwork)),
-        abortOnFailure(engine.inspectContainer(config.containerName)),
-      ]);
-      const digest = image.digest ?? pulled.digest;
-      if (digest === null) throw new AgentError(502, `the engine did not report a digest for ${image.reference}; refusing to deploy an image whose identity is unknown`);
+      const lookups = Promise.all([abortOnFailure(engine.networkExists(config.runtimeNetwork)), abortOnFailure(engine.inspectContainer(config.containerName))]);
+      lookups.catch(() => undefined); // observed below; a rejection before then must not go unhandled
+      const tagDigest = await this.resolveTag(image, before.signal);
+      const digest = image.digest ?? tagDigest.digest;
+      await this.pullExactly(image.repository, digest, before.signal);
+      if (image.digest !== null && image.digest !== tagDigest.digest) {
+        await this.checkPinInIndex(image, tagDigest.digest, before.signal);
+      }
+      const [networkExists, current] = await lookups;
       const local = `${image.repository}@${digest}`;
-      const imageInfo = await engine.inspectImage(local);
+      const imageInfo = await engine.inspectImage(local, before.signal);
       if (imageInfo === null) throw new AgentError(502, `the pulled image ${local} is not in the engine's image store`);
 
-      // 2. Immutable tags: a tag keeps the digest of its first deploy in this environment.
-      const recorded = this.store.recordedDigest(image.tag);
-      if (recorded !== null && recorded !== digest) {
-        throw new AgentError(409, `tag ${image.tag} was first deployed here as ${recorded} but now resolves to ${digest}; tags are immutable, push a new tag (the running container was not touched)`);
-      }
-
-      // 3. Create the new container beside the old one, under a staging name. The engine checks
+      // 2. Create the new container beside the old one, under a staging name. The engine checks
       //    bind sources at create but the network only at start, which is after the stop: check it
       //    now, or a wrong RUNTIME_NETWORK would take the running runtime down.
       if (!networkExists) {
@@ -204,30 +222,32 @@ export class Deployer {
       staged = await engine.create(this.containerSpec(image, digest, deployId, current));
       await this.enter('created', image, context, current?.id ?? null, staged);
       before.signal.throwIfAborted();
-      await this.store.recordTag(image.tag, digest);
+      await this.store.recordTag(image.tag, tagDigest.digest);
       before.signal.throwIfAborted();
 
-      // ---- point of no return: from here on the deploy ends on its own, whatever the caller does.
+      // ---- point of no return: from here on the deploy ends on its own, whatever the caller does,
+      //      and every engine call ends before the answer is due.
       clearTimeout(timer);
       context.callerGone.removeEventListener('abort', onCallerGone);
       const newId = staged;
+      const bound = deadline(answerBy - ANSWER_RESERVE_MS, config.deployTimeoutSeconds);
 
-      // 4. Stop and remove the old container. Never two running at once: the new one starts after.
+      // 3. Stop and remove the old container. Never two running at once: the new one starts after.
       await this.enter('stopping', image, context, current?.id ?? null, newId);
       if (current !== null) {
-        await engine.stop(current.id, config.stopTimeoutSeconds);
-        await engine.remove(current.id);
+        await engine.stop(current.id, config.stopTimeoutSeconds, bound);
+        await engine.remove(current.id, bound);
       }
 
-      // 5. Give the new container the fixed name and start it.
+      // 4. Give the new container the fixed name and start it.
       await this.enter('starting', image, context, current?.id ?? null, newId);
-      await engine.rename(newId, config.containerName);
+      await engine.rename(newId, config.containerName, bound);
       staged = null;
-      await engine.start(newId);
+      await engine.start(newId, bound);
       await this.enter('checking', image, context, current?.id ?? null, newId);
 
-      // 6. Start check: it must stay running (or become healthy) before we say "deployed".
-      const running = await this.startCheck(newId, imageInfo.hasHealthcheck, current);
+      // 5. Start check: it must stay running (or become healthy) before we say "deployed".
+      const running = await this.startCheck(newId, imageInfo.hasHealthcheck, current, answerBy, bound);
       return {
         status: 'deployed',
         container_name: config.containerName,
@@ -245,6 +265,45 @@ export class Deployer {
       clearTimeout(timer);
       context.callerGone.removeEventListener('abort', onCallerGone);
     }
+  }
+
+  /**
+   * Resolves the tag in its registry and holds it to its record: a tag keeps the digest of its first
+   * deploy in this environment. Refused before anything is pulled.
+   */
+  private async resolveTag(image: ImageReference, signal: AbortSignal): Promise<TagResolution> {
+    const resolved = await this.engine.resolveTag(image.repository, image.tag, this.config.registryAuth, signal);
+    const recorded = this.store.recordedDigest(image.tag);
+    if (recorded !== null && recorded !== resolved.digest) {
+      throw new AgentError(409, `tag ${image.tag} was first deployed here as ${recorded} but now resolves to ${resolved.digest}; tags are immutable, push a new tag (the running container was not touched)`);
+    }
+    if (image.digest !== null && image.digest !== resolved.digest && !resolved.index) {
+      throw pinMismatch(image, resolved.digest);
+    }
+    return resolved;
+  }
+
+  /** Pulls `repository@digest` and makes sure the engine pulled that very manifest. */
+  private async pullExactly(repository: string, digest: string, signal: AbortSignal): Promise<void> {
+    const pulled = await this.engine.pull(repository, digest, this.config.registryAuth, signal);
+    if (pulled.digest !== null && pulled.digest !== digest) {
+      throw new AgentError(502, `the engine pulled ${pulled.digest} when asked for ${repository}@${digest}; refusing to deploy it`);
+    }
+  }
+
+  /**
+   * A pin that is not the tag's own digest is accepted only as the manifest the engine would run from
+   * the tag's image index: its image (the config digest, which covers every layer's content) must be
+   * the one the engine pulls for the index on its platform. Both are pulled into the image store;
+   * nothing runs from them unless they match.
+   */
+  private async checkPinInIndex(image: ImageReference, indexDigest: string, signal: AbortSignal): Promise<void> {
+    await this.pullExactly(image.repository, indexDigest, signal);
+    const [pinned, fromIndex] = await Promise.all([
+      this.engine.inspectImage(`${image.repository}@${image.digest ?? ''}`, signal),
+      this.engine.inspectImage(`${image.repository}@${indexDigest}`, signal),
+    ]);
+    if (pinned === null || fromIndex === null || pinned.id !== fromIndex.id) throw pinMismatch(image, indexDigest);
   }
 
   private containerSpec(image: ImageReference, digest: string, deployId: string, current: ContainerInfo | null): CreateSpec {
@@ -286,33 +345,49 @@ export class Deployer {
    * a HEALTHCHECK, report healthy within that time. A failure stops it (the deploy failed, so the
    * runtime must not keep running half-checked) and reports its last log lines.
    */
-  private async startCheck(id: string, hasHealthcheck: boolean, previous: ContainerInfo | null): Promise<ContainerInfo> {
+  private async startCheck(id: string, hasHealthcheck: boolean, previous: ContainerInfo | null, answerBy: number, bound: AbortSignal): Promise<ContainerInfo> {
     const seconds = this.config.startCheckSeconds;
     const until = Date.now() + seconds * 1000;
+    const fail = (what: string) => this.startFailure(id, what, previous, answerBy);
     for (;;) {
-      const c = await this.engine.inspectContainer(id);
-      if (c === null) throw await this.startFailure(id, 'disappeared during the start check', previous);
-      if (!c.running) throw await this.startFailure(id, `exited with code ${c.exitCode} during the start check`, previous);
+      const c = await this.engine.inspectContainer(id, bound);
+      if (c === null) throw await fail('disappeared during the start check');
+      if (!c.running) throw await fail(`exited with code ${c.exitCode} during the start check`);
       if (hasHealthcheck && c.health === 'healthy') return c;
-      if (hasHealthcheck && c.health === 'unhealthy') throw await this.startFailure(id, 'reported unhealthy', previous);
+      if (hasHealthcheck && c.health === 'unhealthy') throw await fail('reported unhealthy');
       const left = until - Date.now();
       if (left <= 0) {
-        if (hasHealthcheck) throw await this.startFailure(id, `did not become healthy within ${seconds} s`, previous);
+        if (hasHealthcheck) throw await fail(`did not become healthy within ${seconds} s`);
         return c;
       }
       await sleep(Math.min(START_CHECK_POLL_MS, left));
     }
   }
 
-  private async startFailure(id: string, what: string, previous: ContainerInfo | null): Promise<AgentError> {
-    const logs = await this.engine.logsTail(id, LOG_LINES_IN_REASON).catch((error: unknown) => `(logs unavailable: ${describe(error)})`);
-    const stopped = await this.engine.stop(id, this.config.stopTimeoutSeconds).catch((error: unknown) => {
+  /**
+   * Stops a container that failed its start check, then reads its last log lines (masked by the
+   * engine wrapper). Its stop grace is what is left before the answer is due: a container that
+   * ignores SIGTERM is killed rather than let the answer come after Cloudflare has given up.
+   */
+  private async startFailure(id: string, what: string, previous: ContainerInfo | null, answerBy: number): Promise<AgentError> {
+    const grace = this.config.stopTimeoutSeconds;
+    const left = answerBy - ANSWER_RESERVE_MS - KILL_SLACK_MS - Date.now();
+    const seconds = Math.max(0, Math.min(grace, Math.floor(left / 1000)));
+    const stopped = await this.engine.stop(id, seconds, undefined, KILL_SLACK_MS).catch((error: unknown) => {
       this.logger.error({ err: error }, 'could not stop the failed container');
       return 'failed';
     });
+    const logs = await this.engine.logsTail(id, LOG_LINES_IN_REASON, KILL_SLACK_MS).catch((error: unknown) => `(logs unavailable: ${describe(error)})`);
+    const after = stopped === 'failed' ? null : await this.engine.inspectContainer(id, AbortSignal.timeout(KILL_SLACK_MS)).catch(() => null);
+    const killed = after?.exitCode === 137 && seconds < grace;
     const rollback = previous === null ? '' : ` The image before it was ${imageOf(previous)}: deploy it to roll back.`;
-    const state = stopped === 'stopped' ? ' It was stopped and kept for inspection.' : ' It is kept for inspection.';
-    return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${logs.slice(-2000) || '(none)'}`);
+    const state =
+      stopped === 'failed'
+        ? ' It could not be stopped and is kept for inspection.'
+        : killed
+          ? ` It did not stop within the ${seconds} s left of DEPLOY_TIMEOUT_SECONDS (its grace is ${grace} s) and was killed; it is kept for inspection.`
+          : ' It was stopped and kept for inspection.';
+    return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${tail(logs, LOG_CHARS_IN_REASON) || '(none)'}`);
   }
 
   /** Removes a staging container that will never run. Failing here must not hide the first error. */
@@ -397,6 +472,7 @@ export class Deployer {
       operation_in_progress: this.operation,
       deploy_in_progress: this.operation === 'deploy',
       last_deploy: this.store.lastDeploy,
+      last_interrupted: this.store.lastInterrupted,
       previous_image: c?.labels[LABEL.previousImage] ?? null,
       audit_head: this.audit.lastHash,
     };
@@ -468,7 +544,8 @@ export class Deployer {
     // Status first, then the audit line, then the journal: once the line is there, status already
     // tells the truth; and a crash in between leaves the journal, so the next start does it again.
     if (interrupted !== null) {
-      await this.store.setLastDeploy({ image: interrupted.image, outcome: 'interrupted', reason, at: new Date().toISOString(), request_id: interrupted.request_id, image_digest: null });
+      const record = { image: interrupted.image, outcome: 'interrupted', reason, at: new Date().toISOString(), request_id: interrupted.request_id, image_digest: null } as const;
+      await this.store.setInterrupted(record, interrupted.since);
     }
     await this.audit.append({ request_id: interrupted?.request_id ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: interrupted?.image ?? null, outcome: 'recovered', status: 0, reason, duration_ms: 0 });
     if (interrupted !== null) await this.journal.clear();
@@ -527,6 +604,21 @@ export class Deployer {
 }
 
 const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.image;
+
+const pinMismatch = (image: ImageReference, tagDigest: string): AgentError =>
+  new AgentError(
+    409,
+    `the pinned digest ${image.digest ?? ''} is not what tag ${image.tag} is: the tag resolves to ${tagDigest} (nor is the pin its manifest for this engine's platform); nothing was deployed or recorded, the running container was not touched`,
+  );
+
+/** A signal that fires at `at` (ms since the epoch) with a reason a person can act on. */
+function deadline(at: number, deployTimeoutSeconds: number): AbortSignal {
+  const controller = new AbortController();
+  const reason = new AgentError(504, `the engine did not finish the deploy within DEPLOY_TIMEOUT_SECONDS (${deployTimeoutSeconds} s); check the status for what is running`);
+  const timer = setTimeout(() => controller.abort(reason), Math.max(0, at - Date.now()));
+  timer.unref();
+  return controller.signal;
+}
 
 const PHASES: Record<JournalRecord['phase'], string> = {
   pulling: 'pulling the image (nothing was touched)',

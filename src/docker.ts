@@ -2,6 +2,7 @@ import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { AgentError, describe } from './errors.js';
+import type { Redactor } from './redact.js';
 
 /**
  * The Docker engine, behind the few operations the agent needs. This is the only module that imports
@@ -38,6 +39,13 @@ export interface ImageInfo {
   readonly id: string;
   readonly repoDigests: readonly string[];
   readonly hasHealthcheck: boolean;
+}
+
+/** What a tag points at in its registry right now, as the engine resolved it. */
+export interface TagResolution {
+  readonly digest: string;
+  /** True when the tag names an image index (one manifest per platform), not a single manifest. */
+  readonly index: boolean;
 }
 
 export interface PullResult {
@@ -100,6 +108,14 @@ const pullEventSchema = z.object({
 
 const createAnswerSchema = z.object({ Id: z.string() });
 
+const distributionSchema = z.object({
+  Descriptor: z.object({ mediaType: z.string(), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'not a sha256 digest') }),
+});
+const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+]);
+
 // An engine timestamp for "never": "0001-01-01T00:00:00Z".
 const never = (t: string | undefined): string | null => (t === undefined || t.startsWith('0001-') ? null : t);
 
@@ -107,6 +123,11 @@ export interface EngineOptions {
   readonly socketPath: string;
   /** Deadline of an ordinary engine call (inspect, create, start, ...). */
   readonly callTimeoutMs?: number;
+  /**
+   * Masks secrets in whatever text leaves this module: container log lines and the engine's own
+   * error messages. Security: a runtime's log lines can carry its DATABASE_URL.
+   */
+  readonly redact?: Redactor;
 }
 
 type EngineErrorLike = Error & { statusCode?: number; code?: string; json?: unknown };
@@ -114,14 +135,37 @@ type EngineErrorLike = Error & { statusCode?: number; code?: string; json?: unkn
 export class Engine {
   private readonly docker: Docker;
   private readonly callTimeoutMs: number;
+  private readonly redact: Redactor;
 
   constructor(options: EngineOptions) {
     this.docker = new Docker({ socketPath: options.socketPath });
     this.callTimeoutMs = options.callTimeoutMs ?? 10_000;
+    this.redact = options.redact ?? ((text) => text);
   }
 
   async ping(): Promise<void> {
     await this.call('ping', () => this.docker.ping());
+  }
+
+  /**
+   * Asks the registry, through the engine (GET /distribution/{name}/json) and with the same
+   * credentials as a pull, which digest `tag` points at now. Nothing is downloaded.
+   */
+  async resolveTag(repository: string, tag: string, auth: RegistryCredentials | null, signal: AbortSignal): Promise<TagResolution> {
+    const what = `look-up of ${repository}:${tag} in its registry`;
+    let raw: unknown;
+    try {
+      raw = await this.call(what, () => this.docker.getImage(`${repository}:${tag}`).distribution(auth === null ? {} : { authconfig: auth }), this.callTimeoutMs, signal);
+    } catch (error) {
+      // The engine relays the registry's refusal (unknown tag, bad credentials) as an HTTP error.
+      if (!signal.aborted && error instanceof AgentError && engineStatus(error) !== null) {
+        throw pullFailure(what, this.redact(engineMessage(error.cause)), tag);
+      }
+      throw error;
+    }
+    const parsed = distributionSchema.safeParse(raw);
+    if (!parsed.success) throw new AgentError(502, `the engine's answer to the ${what} has no manifest digest`);
+    return { digest: parsed.data.Descriptor.digest, index: INDEX_MEDIA_TYPES.has(parsed.data.Descriptor.mediaType) };
   }
 
   /**
@@ -138,7 +182,7 @@ export class Engine {
       stream = (await (auth === null ? this.docker.createImage(opts) : this.docker.createImage(auth, opts))) as Readable;
     } catch (error) {
       // Some refusals (unknown manifest, bad credentials) come as an HTTP error before any stream.
-      if (!signal.aborted && engineStatus(error) !== null) throw pullFailure(what, engineMessage(error));
+      if (!signal.aborted && engineStatus(error) !== null) throw pullFailure(what, this.redact(engineMessage(error)));
       throw this.translate(what, error, signal);
     }
     let digest: string | null = null;
@@ -160,12 +204,12 @@ export class Engine {
     } finally {
       stream.destroy();
     }
-    if (failure !== null) throw pullFailure(what, failure);
+    if (failure !== null) throw pullFailure(what, this.redact(failure));
     return { digest };
   }
 
-  async inspectImage(reference: string): Promise<ImageInfo | null> {
-    const raw = await this.call(`inspect of image ${reference}`, () => this.docker.getImage(reference).inspect()).catch(nullOn404);
+  async inspectImage(reference: string, signal?: AbortSignal): Promise<ImageInfo | null> {
+    const raw = await this.call(`inspect of image ${reference}`, () => this.docker.getImage(reference).inspect(), this.callTimeoutMs, signal).catch(nullOn404);
     if (raw === null) return null;
     const image = imageInspectSchema.parse(raw);
     const test = image.Config?.Healthcheck?.Test ?? [];
@@ -241,17 +285,21 @@ export class Engine {
     return createAnswerSchema.parse(raw).Id;
   }
 
-  async start(id: string): Promise<void> {
-    await this.call(`start of container ${short(id)}`, (signal) => this.docker.getContainer(id).start({ abortSignal: signal }));
+  async start(id: string, outer?: AbortSignal): Promise<void> {
+    await this.call(`start of container ${short(id)}`, (signal) => this.docker.getContainer(id).start({ abortSignal: signal }), this.callTimeoutMs, outer);
   }
 
-  /** Stops a container, letting the engine kill it after `timeoutSeconds`. */
-  async stop(id: string, timeoutSeconds: number): Promise<'stopped' | 'not-running' | 'gone'> {
+  /**
+   * Stops a container, letting the engine kill it after `timeoutSeconds` (0: at once). The call's
+   * own deadline is the grace plus `slackMs` for the engine to act.
+   */
+  async stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs = 15_000): Promise<'stopped' | 'not-running' | 'gone'> {
     try {
       await this.call(
         `stop of container ${short(id)}`,
         (signal) => this.docker.getContainer(id).stop({ t: timeoutSeconds, abortSignal: signal }),
-        (timeoutSeconds + 15) * 1000,
+        timeoutSeconds * 1000 + slackMs,
+        outer,
       );
       return 'stopped';
     } catch (error) {
@@ -262,11 +310,14 @@ export class Engine {
     }
   }
 
-  async remove(id: string): Promise<'removed' | 'gone'> {
+  async remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'> {
     try {
       // force: a container that is still running is killed; callers stop it first when it matters.
-      await this.call(`removal of container ${short(id)}`, (signal) =>
-        this.docker.getContainer(id).remove({ force: true, v: false, abortSignal: signal }),
+      await this.call(
+        `removal of container ${short(id)}`,
+        (signal) => this.docker.getContainer(id).remove({ force: true, v: false, abortSignal: signal }),
+        this.callTimeoutMs,
+        outer,
       );
       return 'removed';
     } catch (error) {
@@ -275,19 +326,24 @@ export class Engine {
     }
   }
 
-  async rename(id: string, name: string): Promise<void> {
-    await this.call(`rename of container ${short(id)} to ${name}`, (signal) =>
-      this.docker.getContainer(id).rename({ name, abortSignal: signal }),
+  async rename(id: string, name: string, outer?: AbortSignal): Promise<void> {
+    await this.call(
+      `rename of container ${short(id)} to ${name}`,
+      (signal) => this.docker.getContainer(id).rename({ name, abortSignal: signal }),
+      this.callTimeoutMs,
+      outer,
     );
   }
 
-  /** The last `lines` lines of a container's output, stdout and stderr interleaved. */
-  async logsTail(id: string, lines: number): Promise<string> {
-    const raw: unknown = await this.call(`logs of container ${short(id)}`, (signal) =>
-      this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
+  /** The last `lines` lines of a container's output, stdout and stderr interleaved, secrets masked. */
+  async logsTail(id: string, lines: number, timeoutMs = this.callTimeoutMs): Promise<string> {
+    const raw: unknown = await this.call(
+      `logs of container ${short(id)}`,
+      (signal) => this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
+      timeoutMs,
     );
     const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
-    return demultiplex(buffer).trimEnd();
+    return this.redact(demultiplex(buffer).trimEnd());
   }
 
   // ---- deadlines and error translation ----
@@ -331,11 +387,11 @@ export class Engine {
     }
     const status = engineStatus(error);
     if (status !== null) {
-      return Object.assign(new AgentError(502, `the Docker engine refused the ${what}: ${engineMessage(error)}`, { cause: error }), {
+      return Object.assign(new AgentError(502, `the Docker engine refused the ${what}: ${this.redact(engineMessage(error))}`, { cause: error }), {
         engineStatus: status,
       });
     }
-    return new AgentError(502, `the ${what} failed: ${describe(error)}`, { cause: error });
+    return new AgentError(502, `the ${what} failed: ${this.redact(describe(error))}`, { cause: error });
   }
 }
 
@@ -361,10 +417,15 @@ function nullOn404(error: unknown): null {
 // A registry refusing credentials shows up with one of these phrases, depending on registry and engine.
 const AUTH_FAILURE = /unauthorized|authentication required|denied|no basic auth credentials|incorrect username or password/i;
 
-function pullFailure(what: string, message: string): AgentError {
+const NOT_FOUND = /manifest unknown|not found|no such/i;
+
+function pullFailure(what: string, message: string, tag?: string): AgentError {
   const clean = message.replace(/\s+/g, ' ').trim().slice(0, 500);
   if (AUTH_FAILURE.test(clean)) {
     return new AgentError(502, `the registry refused the credentials for the ${what} (${clean})`);
+  }
+  if (tag !== undefined && NOT_FOUND.test(clean)) {
+    return new AgentError(502, `the tag ${tag} was not found in the registry (${clean}); the running container was not touched`);
   }
   return new AgentError(502, `the ${what} failed: ${clean}`);
 }

@@ -2,6 +2,7 @@ import type { Response } from 'express';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.js';
 import { describe } from './errors.js';
+import type { RefusalThrottle } from './refusals.js';
 
 /**
  * The one way a response leaves the agent. For the mutating endpoints it first appends the request's
@@ -41,10 +42,14 @@ function outcomeOf(status: number, body: object): string {
   return status < 500 ? 'refused' : 'failed';
 }
 
-export function createReply(audit: AuditLog, logger: Logger): Reply {
+export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: Logger): Reply {
   return async (res, status, body) => {
     const context = auditContext(res);
-    if (context !== undefined) {
+    // A refusal before authentication beyond the rate is counted for a summary line, not written
+    // alone: see refusals.ts. One that passed authentication is always written alone.
+    const counted = context !== undefined && clientIdOf(res) === null && !refusals.admit();
+    if (context !== undefined && counted) refusals.count({ endpoint: context.endpoint, status });
+    if (context !== undefined && !counted) {
       const reason = 'reason' in body && typeof body.reason === 'string' ? body.reason : null;
       try {
         await audit.append({

@@ -18,12 +18,28 @@ const lastDeploySchema = z.object({
 });
 export type LastDeploy = z.infer<typeof lastDeploySchema>;
 
+const tagRecordSchema = z.object({ digest: z.string(), first_deployed_at: z.string() });
+type TagRecord = z.infer<typeof tagRecordSchema>;
+
+// `tags` is checked entry by entry below, not with z.record: a record schema builds a plain object,
+// and assigning a key such as "__proto__" to one sets its prototype instead of storing the tag.
 const stateSchema = z.object({
   version: z.literal(1),
-  tags: z.record(z.string(), z.object({ digest: z.string(), first_deployed_at: z.string() })),
+  tags: z.unknown(),
   last_deploy: lastDeploySchema.nullable(),
+  last_interrupted: lastDeploySchema.nullable().optional(),
 });
-type State = z.infer<typeof stateSchema>;
+
+interface State {
+  /**
+   * Tag name to the digest of its first deploy. A Map, so that every valid tag name is a key like
+   * any other: "constructor", "toString" or "__proto__" must be as immutable as "v1".
+   */
+  readonly tags: ReadonlyMap<string, TagRecord>;
+  readonly last_deploy: LastDeploy | null;
+  /** The last deploy that start-up recovery found interrupted (agent killed mid-deploy). */
+  readonly last_interrupted: LastDeploy | null;
+}
 
 export class StateStore {
   private constructor(
@@ -38,36 +54,75 @@ export class StateStore {
       if (error.code === 'ENOENT') return null;
       throw error;
     });
-    if (text === null) return new StateStore(file, { version: 1, tags: {}, last_deploy: null });
-    // A damaged record of tag digests must stop the agent: carrying on would silently forget which
-    // digests tags were pinned to, and immutability with it.
-    const parsed = stateSchema.safeParse(JSON.parse(text));
-    if (!parsed.success) throw new Error(`${file} is damaged (${parsed.error.issues[0]?.message ?? 'invalid'}); restore it from a backup`);
-    return new StateStore(file, parsed.data);
+    if (text === null) return new StateStore(file, { tags: new Map(), last_deploy: null, last_interrupted: null });
+    return new StateStore(file, parseState(file, text));
   }
 
   /** The digest recorded for `tag`, or null when the tag was never deployed here. */
   recordedDigest(tag: string): string | null {
-    return this.state.tags[tag]?.digest ?? null;
+    return this.state.tags.get(tag)?.digest ?? null;
   }
 
   async recordTag(tag: string, digest: string): Promise<void> {
-    if (this.state.tags[tag] !== undefined) return;
-    await this.save({ ...this.state, tags: { ...this.state.tags, [tag]: { digest, first_deployed_at: new Date().toISOString() } } });
+    if (this.state.tags.has(tag)) return;
+    const tags = new Map(this.state.tags).set(tag, { digest, first_deployed_at: new Date().toISOString() });
+    await this.save({ ...this.state, tags });
   }
 
   get lastDeploy(): LastDeploy | null {
     return this.state.last_deploy;
   }
 
+  get lastInterrupted(): LastDeploy | null {
+    return this.state.last_interrupted;
+  }
+
   async setLastDeploy(last: LastDeploy): Promise<void> {
     await this.save({ ...this.state, last_deploy: last });
   }
 
+  /**
+   * Records a deploy that recovery found interrupted. It also becomes the last deploy unless a later
+   * one was recorded meanwhile (a deploy tried while the engine was still down after a reboot).
+   */
+  async setInterrupted(interrupted: LastDeploy, since: string): Promise<void> {
+    const last = this.state.last_deploy;
+    const newer = last !== null && last.request_id !== interrupted.request_id && last.at > since;
+    await this.save({ ...this.state, last_interrupted: interrupted, last_deploy: newer ? last : interrupted });
+  }
+
   private async save(next: State): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`);
+    // Object.fromEntries defines each key as an own property, "__proto__" included.
+    const serialised = { version: 1, tags: Object.fromEntries(next.tags), last_deploy: next.last_deploy, last_interrupted: next.last_interrupted };
+    await writeFileAtomic(this.file, `${JSON.stringify(serialised, null, 2)}\n`);
     this.state = next;
   }
+}
+
+/**
+ * A damaged record of tag digests must stop the agent: carrying on would silently forget which
+ * digests tags were pinned to, and immutability with it.
+ */
+function parseState(file: string, text: string): State {
+  const damaged = (why: string): Error => new Error(`${file} is damaged (${why}); restore it from a backup`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw damaged('not JSON');
+  }
+  const parsed = stateSchema.safeParse(json);
+  if (!parsed.success) throw damaged(parsed.error.issues[0]?.message ?? 'invalid');
+  const rawTags = parsed.data.tags;
+  if (typeof rawTags !== 'object' || rawTags === null || Array.isArray(rawTags)) throw damaged('tags is not an object');
+  const tags = new Map<string, TagRecord>();
+  // JSON.parse keeps "__proto__" as an own key, and Object.entries lists it.
+  for (const [tag, value] of Object.entries(rawTags)) {
+    const record = tagRecordSchema.safeParse(value);
+    if (!record.success) throw damaged(`the record of tag ${JSON.stringify(tag.slice(0, 128))} is invalid`);
+    tags.set(tag, record.data);
+  }
+  return { tags, last_deploy: parsed.data.last_deploy, last_interrupted: parsed.data.last_interrupted ?? null };
 }
 
 export async function writeFileAtomic(file: string, content: string): Promise<void> {

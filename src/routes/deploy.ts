@@ -25,7 +25,12 @@ export function deployRoute(config: Config, deployer: Deployer, reply: Reply): R
     res.on('close', () => {
       if (!res.writableFinished) callerGone.abort();
     });
-    const result = await deployer.deploy(image, { requestId: String(req.id), clientId: String(res.locals['clientId']), callerGone: callerGone.signal });
+    const result = await deployer.deploy(image, {
+      requestId: String(req.id),
+      clientId: String(res.locals['clientId']),
+      callerGone: callerGone.signal,
+      receivedAt: context?.startedAt ?? Date.now(),
+    });
     await reply(res, 200, result);
   };
 }

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
-import { AUTH_HEADERS, engine, image, startTestAgent, type TestAgent, TOKEN } from '../support/harness.js';
+import { AUTH_HEADERS, engine, eventually, image, startTestAgent, type TestAgent, TOKEN } from '../support/harness.js';
 import { AUD, startAccessStandIn, TEAM } from '../support/jwks.js';
 
 /** Every line the agent logs, to check that no secret reaches a log. */
@@ -87,6 +87,18 @@ describe('the HTTP contract', () => {
     // Parameters are fine, and the media type is case-insensitive.
     const ok = await t.api.call('GET', '/v1/status', { headers: { ...noType, 'Content-Type': 'Application/JSON; charset=utf-8' } });
     assert.equal(ok.status, 200, ok.text);
+    assert.equal((await t.api.call('GET', '/v1/status', { headers: { ...noType, 'Content-Type': 'application/json; charset="UTF-8"' } })).status, 200);
+  });
+
+  it('415 for any charset but UTF-8, before the body is read: a UTF-16 body is not quietly decoded', async () => {
+    const noType: Record<string, string> = { 'CF-Access-Client-Id': TOKEN.id, 'CF-Access-Client-Secret': TOKEN.secret };
+    const utf16 = Buffer.from(`\ufeff${JSON.stringify({ image: image('v1') })}`, 'utf16le');
+    for (const charset of ['utf-16le', 'UTF-16', 'latin1', 'iso-8859-1', '"utf-32"']) {
+      const res = await fetch(`${t.agent.url}/v1/deploy`, { method: 'POST', headers: { ...noType, 'Content-Type': `application/json; charset=${charset}` }, body: utf16 });
+      assert.equal(res.status, 415, charset);
+      assert.match(((await res.json()) as { reason: string }).reason, /must be UTF-8/);
+    }
+    assert.deepEqual(await engine.named(t.config.containerName), [], 'nothing was deployed');
   });
 
   it('413 for a body over 4 KiB', async () => {
@@ -119,18 +131,25 @@ describe('the HTTP contract', () => {
   });
 
   it('every deploy and stop request, refused or not, has its audit line, with no secret in it', async () => {
-    const lines = t.auditLines();
-    const mutating = lines.filter((l) => l['endpoint'] === '/v1/deploy' || l['endpoint'] === '/v1/stop');
-    // Exactly one line for each mutating request the agent saw (its own request log counts them).
-    const requestIds = logs
+    // Every mutating request the agent saw (its own request log counts them) has a line of its own,
+    // or, refused before authentication beyond the rate, is counted in a summary line.
+    const completed = logs
       .text()
       .split('\n')
       .filter((l) => l !== '')
-      .map((l) => JSON.parse(l) as { msg?: string; req?: { id: string; url: string } })
-      .filter((l) => l.msg === 'request completed' && /^\/v1\/(deploy|stop)$/.test(l.req?.url ?? ''))
-      .map((l) => l.req?.id);
+      .map((l) => JSON.parse(l) as { msg?: string; req?: { id: string; url: string }; res?: { statusCode: number } })
+      .filter((l) => l.msg === 'request completed' && /^\/v1\/(deploy|stop)$/.test(l.req?.url ?? ''));
+    const requestIds = completed.map((l) => l.req?.id);
     assert.ok(requestIds.length > 30);
-    assert.deepEqual(mutating.map((l) => l['request_id']).sort(), requestIds.sort());
+    const alone = new Set(t.auditLines().map((l) => l['request_id']));
+    const counted = completed.filter((l) => !alone.has(l.req?.id));
+    assert.ok(counted.every((l) => l.res?.statusCode === 401 || l.res?.statusCode === 405), 'only refusals before authentication are counted');
+    if (counted.length > 0) await eventually('the summary of counted refusals', 8_000, () => t.auditLines().some((l) => l['outcome'] === 'refusals-counted'));
+    const lines = t.auditLines();
+    const summed = lines.filter((l) => l['outcome'] === 'refusals-counted').reduce((sum, l) => sum + Number(l['count']), 0);
+    assert.equal(summed, counted.length, 'every counted refusal is in a summary');
+    const mutating = lines.filter((l) => l['endpoint'] === '/v1/deploy' || l['endpoint'] === '/v1/stop');
+    assert.deepEqual(mutating.map((l) => l['request_id']).sort(), completed.filter((l) => alone.has(l.req?.id)).map((l) => l.req?.id).sort());
     for (const l of mutating) {
       assert.equal(l['outcome'], 'refused');
       assert.ok(typeof l['reason'] === 'string' && typeof l['request_id'] === 'string' && typeof l['duration_ms'] === 'number');

@@ -12,7 +12,10 @@ export const AUD = 'aud-tag-0123456789';
 export interface TokenClaims {
   iss?: string;
   aud?: string | string[];
-  exp?: number | string;
+  /** null: no "exp" claim at all. */
+  exp?: number | string | null;
+  nbf?: number;
+  iat?: number;
   kid?: string;
   key?: CryptoKey;
 }
@@ -56,14 +59,16 @@ export async function startAccessStandIn(): Promise<AccessStandIn> {
       keys.push({ ...(await exportJWK(rotated.publicKey)), kid, alg: 'RS256', use: 'sig' });
       return rotated.privateKey;
     },
-    sign: (claims = {}) =>
-      new SignJWT({ email: 'deploy-bot', type: 'app' })
+    sign: (claims = {}) => {
+      const jwt = new SignJWT({ email: 'deploy-bot', type: 'app' })
         .setProtectedHeader({ alg: 'RS256', kid: claims.kid ?? 'k1' })
         .setIssuer(claims.iss ?? `https://${TEAM}`)
         .setAudience(claims.aud ?? [AUD])
-        .setIssuedAt()
-        .setExpirationTime(claims.exp ?? '5m')
-        .sign(claims.key ?? pair.privateKey),
+        .setIssuedAt(claims.iat);
+      if (claims.exp !== null) jwt.setExpirationTime(claims.exp ?? '5m');
+      if (claims.nbf !== undefined) jwt.setNotBefore(claims.nbf);
+      return jwt.sign(claims.key ?? pair.privateKey);
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -102,6 +102,25 @@ describe('Cloudflare Access JWT', () => {
     }
   });
 
+  it('allows up to 60 s of clock skew on nbf, iat and exp, and no more; refuses a token without exp', async () => {
+    const verify = verifier();
+    const now = Math.floor(Date.now() / 1000);
+    const cases: [string, Parameters<AccessStandIn['sign']>[0], RegExp | 'ok'][] = [
+      ['expired 30 s ago', { exp: now - 30 }, 'ok'],
+      ['expired 90 s ago', { exp: now - 90 }, /^401 .*expired/],
+      ['valid from 30 s from now', { nbf: now + 30 }, 'ok'],
+      ['valid from 90 s from now', { nbf: now + 90 }, /^401 .*claim "nbf" rejected/],
+      ['issued 30 s from now', { iat: now + 30 }, 'ok'],
+      ['issued 90 s from now', { iat: now + 90 }, /^401 .*claim "iat" rejected/],
+      ['no exp at all', { exp: null }, /^401 .*claim "exp" missing/],
+    ];
+    for (const [name, claims, expected] of cases) {
+      const result = await outcome(verify, await access.sign(claims));
+      if (expected === 'ok') assert.equal(result, 'ok', name);
+      else assert.match(result, expected, name);
+    }
+  });
+
   it('fetches the keys again for an unknown kid (key rotation)', async () => {
     const verify = verifier();
     assert.equal(await outcome(verify, await access.sign()), 'ok');

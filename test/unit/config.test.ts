@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -44,7 +44,7 @@ describe('configuration', () => {
     assert.equal(c.registryAuth, null);
     assert.equal(c.serviceTokens.length, 1);
     assert.ok(Object.isFrozen(c));
-    const prod = loadConfig({ ...BASE, ENVIRONMENT: 'prod' });
+    const prod = loadConfig({ ...BASE, ENVIRONMENT: 'prod', AUDIT_EVENTS_PATH: '/var/lib/dreichor/prod/audit-events', SNAPSHOTS_PATH: '/var/lib/dreichor/prod/snapshots' });
     assert.equal(prod.port, 3006);
     assert.equal(prod.containerName, 'dreichor-runtime-prod');
   });
@@ -83,6 +83,30 @@ describe('configuration', () => {
     rejects({ CONTAINER_NAME: 'dreichor-runtime-devx' }, 'CONTAINER_NAME');
     rejects({ CONTAINER_NAME: '/dreichor-runtime-dev' }, 'CONTAINER_NAME');
     assert.equal(loadConfig({ ...BASE, CONTAINER_NAME: 'trading.dev' }).containerName, 'trading.dev');
+  });
+
+  it("keeps dev and prod paths apart, and the agent's state out of the runtime's mounts (exit 2 naming the variable)", () => {
+    for (const variable of ['STATE_DIR', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH']) {
+      rejects({ [variable]: '/var/lib/dreichor/prod/x' }, variable, /other environment/);
+      rejects({ [variable]: '/srv/trading-prod/x' }, variable, /other environment/);
+      rejects({ ENVIRONMENT: 'prod', AUDIT_EVENTS_PATH: '/a/audit', SNAPSHOTS_PATH: '/a/snapshots', STATE_DIR: '/a/state', [variable]: '/var/lib/DEV/x' }, variable, /other environment/);
+    }
+    // "production" or "devices" are other words, not the other environment.
+    assert.equal(loadConfig({ ...BASE, STATE_DIR: '/srv/production-mirror/devices/state' }).stateDir, '/srv/production-mirror/devices/state');
+    rejects({ STATE_DIR: '/var/lib/dreichor/dev/audit-events' }, 'AUDIT_EVENTS_PATH', /must not be STATE_DIR or contain it/);
+    rejects({ STATE_DIR: '/var/lib/dreichor/dev/snapshots/agent' }, 'SNAPSHOTS_PATH', /must not be STATE_DIR or contain it/);
+    rejects({ AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev', STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' }, 'AUDIT_EVENTS_PATH', /contain it/);
+    rejects({ SNAPSHOTS_PATH: '/', STATE_DIR: '/var/lib/x' }, 'SNAPSHOTS_PATH', /contain it/);
+    // A symbolic link does not hide that the mount is the state folder.
+    const real = join(dir, 'real-state');
+    mkdirSync(real, { recursive: true });
+    symlinkSync(real, join(dir, 'link-to-state'));
+    rejects({ STATE_DIR: real, SNAPSHOTS_PATH: join(dir, 'link-to-state') }, 'SNAPSHOTS_PATH', /contain it/);
+    // Beside each other, or a mount inside the state folder's parent: fine.
+    assert.equal(loadConfig({ ...BASE, STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' }).stateDir, '/var/lib/dreichor/dev/deploy-agent');
+    const result = spawnSync(process.execPath, ['dist/agent.js'], { env: { PATH: process.env['PATH'] ?? '', ...BASE, STATE_DIR: '/var/lib/dreichor/prod/deploy-agent' }, encoding: 'utf8', timeout: 10_000 });
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /^dreichor-deploy-agent: invalid configuration: STATE_DIR: must not name the other environment/);
   });
 
   it('takes the Access JWT settings together, and https keys only (http to 127.0.0.1 for tests)', () => {

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { AgentError } from '../../src/errors.js';
+import { AuditLog, type AuditFile, GENESIS, seal, verifyAuditLog } from '../../src/audit.js';
+
+/**
+ * The audit log under faults: short writes, failed writes and fsyncs, a disk that fills in the middle
+ * of a line, a torn last line after a power loss, and a log too large to read into one string.
+ */
+const root = mkdtempSync(join(tmpdir(), 'dreichor-audit-faults-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const freshFile = (): string => join(mkdtempSync(join(root, `l${(n += 1)}-`)), 'audit.jsonl');
+const event = (i: number, reason: string | null = null) => ({ request_id: `r${i}`, client_id: 'c', endpoint: '/v1/deploy', image: `img:${i}`, outcome: 'deployed', status: 200, reason, duration_ms: i });
+const lines = (file: string): Record<string, unknown>[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** A real file handle whose writes and fsyncs the test can break. */
+function faulty(behaviour: { maxBytesPerWrite?: number; failWriteAfterBytes?: number; failSyncOnce?: boolean }) {
+  const state = { syncFailed: false, failWrites: behaviour.failWriteAfterBytes !== undefined };
+  const openFile = async (path: string): Promise<AuditFile> => {
+    const handle: FileHandle = await open(path, 'a+', 0o600);
+    return {
+      read: (b, o, l, p) => handle.read(b, o, l, p),
+      stat: () => handle.stat(),
+      truncate: (len) => handle.truncate(len),
+      close: () => handle.close(),
+      write: async (buffer, offset, length) => {
+        let allowed = Math.min(length, behaviour.maxBytesPerWrite ?? length);
+        if (state.failWrites && behaviour.failWriteAfterBytes !== undefined) {
+          if (behaviour.failWriteAfterBytes === 0) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+          allowed = Math.min(allowed, behaviour.failWriteAfterBytes);
+          behaviour.failWriteAfterBytes = 0;
+        }
+        return handle.write(buffer, offset, allowed, null);
+      },
+      sync: async () => {
+        if (behaviour.failSyncOnce === true && !state.syncFailed) {
+          state.syncFailed = true;
+          throw Object.assign(new Error('fsync failed'), { code: 'EIO' });
+        }
+        await handle.sync();
+      },
+    };
+  };
+  return { openFile, stopFailing: () => (state.failWrites = false) };
+}
+
+async function rejects503(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (e: unknown) => e instanceof AgentError && e.status === 503 && e.reason.includes(`(${code})`));
+}
+
+describe('audit log faults', () => {
+  it('short writes: every line is written whole', async () => {
+    const file = freshFile();
+    const log = await AuditLog.open(file, { openFile: faulty({ maxBytesPerWrite: 7 }).openFile });
+    for (let i = 0; i < 5; i += 1) await log.append(event(i));
+    await log.close();
+    assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 5 });
+  });
+
+  it('a failed fsync: 503, the line is cut back out of the file, and the chain goes on', async () => {
+    const file = freshFile();
+    const log = await AuditLog.open(file, { openFile: faulty({ failSyncOnce: true }).openFile });
+    await rejects503(log.append(event(0)), 'EIO');
+    assert.equal(statSync(file).size, 0, 'no line that the chain did not count');
+    await log.append(event(1));
+    await log.close();
+    assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 1 });
+    assert.deepEqual(lines(file).map((l) => l['request_id']), ['r1']);
+  });
+
+  it('a write that fails halfway through a line: 503, cut back, no torn line', async () => {
+    const file = freshFile();
+    const fault = faulty({ failWriteAfterBytes: 40 });
+    const log = await AuditLog.open(file, { openFile: fault.openFile });
+    await rejects503(log.append(event(0)), 'EIO');
+    assert.equal(statSync(file).size, 0);
+    fault.stopFailing();
+    await log.append(event(1));
+    await log.close();
+    assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 1 });
+  });
+
+  it('a disk that fills in the middle of a line (a real tmpfs): 503 ENOSPC, cut back, and writes again once there is room', async () => {
+    const mountPoint = mkdtempSync(join(root, 'full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountPoint]);
+    try {
+      const file = join(mountPoint, 'audit.jsonl');
+      const log = await AuditLog.open(file);
+      // Leave 100 bytes in the file's last page, then fill every other page: the next line starts
+      // in the room that is left and cannot be finished.
+      await log.append(event(0, ''));
+      const base = statSync(file).size;
+      await log.append(event(1, ''));
+      const lineLength = statSync(file).size - base;
+      let need = 4096 - 100 - (statSync(file).size % 4096);
+      if (need <= lineLength) need += 4096;
+      await log.append(event(2, 'p'.repeat(need - lineLength)));
+      assert.equal(statSync(file).size % 4096, 4096 - 100);
+      try {
+        writeFileSync(join(mountPoint, 'filler'), Buffer.alloc(128 * 1024));
+      } catch {
+        // ENOSPC: full, which is the point
+      }
+      const before = statSync(file).size;
+      await rejects503(log.append(event(3)), 'ENOSPC');
+      assert.equal(statSync(file).size, before, 'the part of the line that fitted was cut back');
+      assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 3 });
+
+      rmSync(join(mountPoint, 'filler'));
+      await log.append(event(4));
+      await log.close();
+      assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 4 });
+      assert.deepEqual(lines(file).map((l) => l['seq']), [0, 1, 2, 3]);
+    } finally {
+      execFileSync('umount', [mountPoint]);
+    }
+  });
+
+  it('a torn last line (power loss): moved to a side file, a line says so, the agent opens and the chain verifies', async () => {
+    for (const fragment of ['{"time":"2026-11-23T08:00:00.000Z","request_id":"r', '\0'.repeat(300)]) {
+      const file = freshFile();
+      const log = await AuditLog.open(file);
+      for (let i = 0; i < 3; i += 1) await log.append(event(i));
+      await log.close();
+      appendFileSync(file, fragment);
+
+      const reopened = await AuditLog.open(file);
+      await reopened.append(event(3));
+      await reopened.close();
+      assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 5 });
+      const all = lines(file);
+      assert.equal(all[3]?.['outcome'], 'repaired');
+      assert.match(String(all[3]?.['reason']), /torn \(\d+ bytes/);
+      const side = readdirSync(join(file, '..')).filter((f) => f.startsWith('audit.jsonl.torn-'));
+      assert.equal(side.length, 1);
+      assert.equal(readFileSync(join(file, '..', side[0] ?? ''), 'utf8'), fragment, 'the fragment is kept, byte for byte');
+    }
+  });
+
+  it('a last whole line that is not an audit line is damage, not a torn write: refused', async () => {
+    const file = freshFile();
+    writeFileSync(file, 'this was edited by hand\n');
+    await assert.rejects(AuditLog.open(file), /not an audit line/);
+  });
+
+  it('a log of more than 600 MB: opened from its tail, verified as a stream by the built agent', async () => {
+    const file = freshFile();
+    const out = createWriteStream(file);
+    const reason = 'r'.repeat(8000);
+    let prev = GENESIS;
+    let written = 0;
+    let seq = 0;
+    while (written < 610 * 1024 * 1024) {
+      const { line, hash } = seal(JSON.stringify({ time: '2026-11-23T08:00:00.000Z', ...event(seq, reason), seq, prev }));
+      if (!out.write(`${line}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+      written += line.length + 1;
+      prev = hash;
+      seq += 1;
+    }
+    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+
+    const log = await AuditLog.open(file);
+    assert.equal(log.lastHash, prev, 'the chain goes on from the last line');
+    await log.append(event(seq));
+    await log.close();
+    // A heap far smaller than the file: reading it whole would not fit (nor would one string hold it).
+    const verify = spawnSync(process.execPath, ['--max-old-space-size=64', 'dist/agent.js', 'audit-verify', file], { encoding: 'utf8', timeout: 240_000 });
+    assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+    assert.match(verify.stdout, new RegExp(`intact, ${seq + 1} lines`));
+    rmSync(file);
+  });
+});
