@@ -4,15 +4,18 @@
  * Everything it starts, it stops; everything it creates, it removes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'dotenv';
-import { REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
+import { publishImage, REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
 
 const say = (line: string) => process.stdout.write(`\ndemo: ${line}\n`);
 const PORT = process.env['DEMO_PORT'] ?? '3005';
 const url = `http://127.0.0.1:${PORT}`;
+// A demo password, to show that the agent masks it in what a failing runtime prints.
+const DATABASE_URL = 'postgres://dreichor:demo-db-password@127.0.0.1:5432/dreichor_dev';
 
 async function main(): Promise<void> {
   say('1. starting a private Docker engine and an image registry on 127.0.0.1, and publishing sample runtime images');
@@ -23,7 +26,7 @@ async function main(): Promise<void> {
     const dir = join(sandbox.info.dir, 'demo');
     const folders = { audit: join(dir, 'audit-events'), snapshots: join(dir, 'snapshots'), state: join(dir, 'state') };
     for (const f of Object.values(folders)) mkdirSync(f, { recursive: true });
-    writeFileSync(join(dir, 'runtime.env'), 'DATABASE_URL=postgres://dreichor@127.0.0.1:5432/dreichor_dev\nSAFETY_MODE=strict\nLOG_LEVEL=info\n', { mode: 0o600 });
+    writeFileSync(join(dir, 'runtime.env'), `DATABASE_URL=${DATABASE_URL}\nSAFETY_MODE=strict\nLOG_LEVEL=info\n`, { mode: 0o600 });
 
     say('2. writing the agent configuration: env/dev.env.example with this machine\'s engine, registry and folders');
     const example = parse(readFileSync('env/dev.env.example', 'utf8'));
@@ -40,6 +43,9 @@ async function main(): Promise<void> {
       DOCKER_HOST: sandbox.info.dockerHost,
       STOP_TIMEOUT_SECONDS: '5',
       START_CHECK_SECONDS: '2',
+      // The example's FAKE token is public, and the agent refuses it: a token of the demo's own.
+      CF_ACCESS_CLIENT_ID: 'demo-client.access',
+      CF_ACCESS_CLIENT_SECRET: randomBytes(24).toString('hex'),
       // No Cloudflare Access here, so no Access JWT check: the service token is still required.
       CF_ACCESS_TEAM_DOMAIN: '',
       CF_ACCESS_AUD: '',
@@ -59,28 +65,40 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`      listening on ${url}\n`);
 
-    for (const tag of ['v1', 'v2']) {
-      say(
-        tag === 'v1'
-          ? '4. deploying v1 through scripts/deploy-and-verify.mjs, as the GitHub workflow does'
-          : '4. deploying v2 the same way: a replacement, v1 is stopped and removed before v2 starts',
-      );
-      await runScript({ AGENT_URL: url, IMAGE: `${repository}:${tag}`, ENVIRONMENT: 'dev', CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'], CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'] });
-    }
+    const ref = (tag: string) => `${repository}:${tag}`;
+    const deploy = (tag: string) => runScript({ AGENT_URL: url, IMAGE: ref(tag), ENVIRONMENT: 'dev', CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'], CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'] });
+    const status = async () => (await fetch(`${url}/v1/status`, { headers })).json() as Promise<Record<string, unknown>>;
 
-    say(`5. GET ${url}/v1/status`);
-    process.stdout.write(`${JSON.stringify(await (await fetch(`${url}/v1/status`, { headers })).json(), null, 2)}\n`);
+    say('4. deploying v1 through scripts/deploy-and-verify.mjs, as the GitHub workflow does');
+    await deploy('v1');
+    say('5. deploying v2 the same way: a replacement, v1 is stopped and removed before v2 starts');
+    await deploy('v2');
 
-    say(`6. POST ${url}/v1/stop`);
+    say('6. deploying "crash", a runtime that cannot reach its database: 502, with its last log lines (its DATABASE_URL masked)');
+    const crashed = await deploy('crash');
+    if (crashed === 0) throw new Error('the crashing runtime was reported as deployed');
+    const down = await status();
+    process.stdout.write(`      status: running=${String(down['running'])}, last deploy ${String((down['last_deploy'] as Record<string, unknown>)['outcome'])}, previous image ${String(down['previous_image'])}\n`);
+    say(`7. rolling back, explicitly (the agent never does it on its own): deploying the previous image, ${String(down['previous_image'])}`);
+    if ((await deploy('v2')) !== 0) throw new Error('the rollback failed');
+
+    say('8. v1 is pushed again with other content; deploying it is refused: tags are immutable (409)');
+    await publishImage(sandbox.info, 'v1');
+    if ((await deploy('v1')) === 0) throw new Error('a re-pushed tag was deployed');
+
+    say(`9. GET ${url}/v1/status`);
+    process.stdout.write(`${JSON.stringify(await status(), null, 2)}\n`);
+
+    say(`10. POST ${url}/v1/stop`);
     process.stdout.write(`${JSON.stringify(await (await fetch(`${url}/v1/stop`, { method: 'POST', headers, body: '{}' })).json())}\n`);
 
-    say(`7. the audit log, ${join(folders.state, 'audit.jsonl')}:`);
+    say(`11. the audit log, ${join(folders.state, 'audit.jsonl')}:`);
     for (const line of readFileSync(join(folders.state, 'audit.jsonl'), 'utf8').trim().split('\n')) {
       const l = JSON.parse(line) as Record<string, unknown>;
-      process.stdout.write(`      #${String(l['seq'])} ${String(l['endpoint'])} ${String(l['outcome'])} ${String(l['image'] ?? '')}\n`);
+      process.stdout.write(`      #${String(l['seq'])} ${String(l['endpoint'])} ${String(l['outcome'])} ${String(l['status'])} ${String(l['image'] ?? '')}\n`);
     }
   } finally {
-    say('8. cleaning up: stopping the agent, the engine and the registries, removing their folders');
+    say('12. cleaning up: stopping the agent, the engine and the registries, removing their folders');
     if (agent !== null && agent.exitCode === null) {
       agent.kill('SIGTERM');
       await Promise.race([new Promise((resolve) => agent?.once('exit', resolve)), sleep(10_000)]);
@@ -90,10 +108,11 @@ async function main(): Promise<void> {
   say('done');
 }
 
-function runScript(env: Record<string, string>): Promise<void> {
-  return new Promise((resolve, reject) => {
+/** Runs the CI script; resolves with its exit code (the demo shows failures too). */
+function runScript(env: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
     const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: 'inherit' });
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`deploy-and-verify exited with ${code}`))));
+    child.on('exit', (code) => resolve(code ?? 1));
   });
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, and nothing that is there
 # already: a Docker engine, an image registry, a static busybox for the test images, htpasswd,
-# systemd-analyze (to check the units), and the node packages exactly as locked. Sourced by test.sh and demo.sh.
+# systemd-analyze (to check the units), systemd-nspawn and debootstrap (to run them under a real
+# systemd), and the node packages exactly as locked. Node.js 24 for the systemd test comes from the
+# npm registry when that test runs. Sourced by test.sh and demo.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,6 +13,10 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The systemd test: a Debian root with systemd as PID 1, booted and driven on this machine.
+command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then echo "need root to install: ${missing[*]}" >&2; exit 1; fi

@@ -1,8 +1,9 @@
-import { pino } from 'pino';
+import { pino, stdTimeFunctions } from 'pino';
 import { startAgent } from './app.js';
 import { verifyAuditFile } from './audit.js';
 import { ConfigError, loadConfig } from './config.js';
 import { describe } from './errors.js';
+import { COMMIT, VERSION } from './version.js';
 
 /**
  * Entry point. `node agent.js` runs the agent from its environment (and ENV_FILE);
@@ -33,6 +34,10 @@ async function auditVerify(file: string | undefined): Promise<never> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === '--version') {
+    process.stdout.write(`${NAME} ${VERSION} (${COMMIT})\n`);
+    process.exit(0);
+  }
   if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
   if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
 
@@ -44,14 +49,22 @@ async function main(): Promise<void> {
     fatal(`invalid configuration: ${describe(error)}`, 2);
   }
 
-  const logger = pino({ name: NAME, base: { environment: config.environment, pid: process.pid } });
+  // JSON lines for journald: ISO timestamps and level names, so `journalctl -o cat | pino-pretty` or
+  // jq read them without a lookup table.
+  const logger = pino({
+    name: NAME,
+    level: config.logLevel,
+    base: { environment: config.environment, pid: process.pid },
+    timestamp: stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
   let agent;
   try {
     agent = await startAgent(config, { logger });
   } catch (error) {
     fatal(`cannot start: ${describe(error)}`, 1);
   }
-  logger.info({ url: agent.url, container: config.containerName, repository: config.imageRepository }, 'listening');
+  logger.info({ url: agent.url, container: config.containerName, repository: config.imageRepository, version: VERSION, commit: COMMIT }, 'listening');
 
   const shutdown = (signal: string) => {
     logger.info({ signal, busy: agent.deployer.busy }, 'shutting down: new deploys and stops are refused, the one in progress finishes');

@@ -49,7 +49,11 @@ export interface Config {
   readonly deployTimeoutSeconds: number;
   readonly stateDir: string;
   readonly dockerSocketPath: string;
+  readonly logLevel: LogLevel;
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A configuration problem, reported at start as one line naming the variable. */
 export class ConfigError extends Error {
@@ -66,8 +70,10 @@ export const CONFIG_VARIABLES = [
   'CONTAINER_NAME',
   'CF_ACCESS_CLIENT_ID',
   'CF_ACCESS_CLIENT_SECRET',
+  'CF_ACCESS_CLIENT_SECRET_FILE',
   'CF_ACCESS_ROTATION_CLIENT_ID',
   'CF_ACCESS_ROTATION_CLIENT_SECRET',
+  'CF_ACCESS_ROTATION_CLIENT_SECRET_FILE',
   'CF_ACCESS_TEAM_DOMAIN',
   'CF_ACCESS_AUD',
   'CF_ACCESS_CERTS_URL',
@@ -85,6 +91,7 @@ export const CONFIG_VARIABLES = [
   'DEPLOY_TIMEOUT_SECONDS',
   'STATE_DIR',
   'DOCKER_HOST',
+  'LOG_LEVEL',
 ] as const;
 
 type Variable = (typeof CONFIG_VARIABLES)[number];
@@ -138,6 +145,8 @@ const schema = z
       .optional(),
     CF_ACCESS_CLIENT_ID: clientId,
     CF_ACCESS_CLIENT_SECRET: secret,
+    CF_ACCESS_CLIENT_SECRET_FILE: absolutePath.optional(),
+    CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: absolutePath.optional(),
     CF_ACCESS_ROTATION_CLIENT_ID: clientId.optional(),
     CF_ACCESS_ROTATION_CLIENT_SECRET: secret.optional(),
     CF_ACCESS_TEAM_DOMAIN: z
@@ -163,6 +172,7 @@ const schema = z
     DEPLOY_TIMEOUT_SECONDS: seconds(10, CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS - 5).optional(),
     STATE_DIR: absolutePath.optional(),
     DOCKER_HOST: z.string().optional(),
+    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
   })
   .strip();
 
@@ -174,14 +184,52 @@ type Raw = z.infer<typeof schema>;
  */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const merged = { ...definedValues(readEnvFile(env['ENV_FILE'])), ...definedValues(env) };
+  const fromFiles = readSecretFiles(merged);
+  // Security: the env examples' FAKE values are public; an agent that kept one would accept a token
+  // anybody can read, or trust a team that is not yours.
+  for (const [variable, value] of Object.entries(merged)) {
+    if (/^fake-/i.test(value)) {
+      throw new ConfigError(fromFiles.has(variable) ? `${variable}_FILE` : variable, "still has the example's FAKE value; replace it");
+    }
+  }
   const parsed = schema.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const variable = String(issue?.path[0] ?? 'configuration');
-    const missing = issue !== undefined && merged[variable] === undefined;
+    const named = String(issue?.path[0] ?? 'configuration');
+    const missing = issue !== undefined && merged[named] === undefined;
+    // A secret read from its _FILE is reported under the variable the operator set.
+    const variable = fromFiles.has(named) ? `${named}_FILE` : named;
     throw new ConfigError(variable, missing ? 'is required' : (issue?.message ?? 'is invalid'));
   }
   return Object.freeze(build(parsed.data));
+}
+
+/** Secrets that may come from a file instead: systemd's LoadCredential=, or a file only root reads. */
+const SECRET_FILES = [
+  ['CF_ACCESS_CLIENT_SECRET', 'CF_ACCESS_CLIENT_SECRET_FILE'],
+  ['CF_ACCESS_ROTATION_CLIENT_SECRET', 'CF_ACCESS_ROTATION_CLIENT_SECRET_FILE'],
+  ['REGISTRY_PASSWORD', 'REGISTRY_PASSWORD_FILE'],
+] as const;
+
+/** Reads each `<NAME>_FILE` into `<NAME>`; returns the names that came from a file. */
+function readSecretFiles(values: Record<string, string>): Set<string> {
+  const fromFiles = new Set<string>();
+  for (const [name, fileVariable] of SECRET_FILES) {
+    const file = values[fileVariable];
+    if (file === undefined) continue;
+    if (values[name] !== undefined) fail(fileVariable, `must not be set together with ${name}`);
+    if (!isAbsolute(file)) fail(fileVariable, 'must be an absolute path');
+    let content: string;
+    try {
+      content = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      fail(fileVariable, `cannot be read (${errorCode(error)})`);
+    }
+    if (content === '') fail(fileVariable, 'is empty');
+    values[name] = content;
+    fromFiles.add(name);
+  }
+  return fromFiles;
 }
 
 function build(raw: Raw): Config {
@@ -241,6 +289,7 @@ function build(raw: Raw): Config {
     deployTimeoutSeconds,
     stateDir,
     dockerSocketPath: dockerSocketPath(raw.DOCKER_HOST),
+    logLevel: raw.LOG_LEVEL ?? 'info',
   };
 }
 
@@ -312,18 +361,8 @@ function accessJwt(raw: Raw): AccessJwtConfig | null {
 }
 
 function registryAuth(raw: Raw, serveraddress: string): RegistryAuth | null {
-  if (raw.REGISTRY_PASSWORD !== undefined && raw.REGISTRY_PASSWORD_FILE !== undefined) {
-    fail('REGISTRY_PASSWORD_FILE', 'must not be set together with REGISTRY_PASSWORD');
-  }
-  let password = raw.REGISTRY_PASSWORD;
-  if (raw.REGISTRY_PASSWORD_FILE !== undefined) {
-    try {
-      password = readFileSync(raw.REGISTRY_PASSWORD_FILE, 'utf8').replace(/\r?\n$/, '');
-    } catch (error) {
-      fail('REGISTRY_PASSWORD_FILE', `cannot be read (${errorCode(error)})`);
-    }
-    if (password === '') fail('REGISTRY_PASSWORD_FILE', 'is empty');
-  }
+  // REGISTRY_PASSWORD_FILE was read into REGISTRY_PASSWORD by readSecretFiles.
+  const password = raw.REGISTRY_PASSWORD;
   if (raw.REGISTRY_USERNAME === undefined && password === undefined) return null;
   if (raw.REGISTRY_USERNAME === undefined) fail('REGISTRY_USERNAME', 'is required when a registry password is set');
   if (password === undefined) fail('REGISTRY_PASSWORD', 'or REGISTRY_PASSWORD_FILE is required when REGISTRY_USERNAME is set');

@@ -85,6 +85,9 @@ export interface StatusBody {
   readonly state: string;
   readonly operation_in_progress: 'deploy' | 'stop' | 'recovery' | null;
   readonly deploy_in_progress: boolean;
+  /** What the deploy in progress is doing (pulling, created, stopping, starting, checking), and since when. */
+  readonly phase: DeployPhase | null;
+  readonly phase_since: string | null;
   readonly last_deploy: LastDeploy | null;
   /** The last deploy that the agent found interrupted at start (killed mid-deploy). */
   readonly last_interrupted: LastDeploy | null;
@@ -128,6 +131,8 @@ export class Deployer {
   private sharedInspection: Promise<ContainerInfo | null> | null = null;
   private lastInspection: { readonly at: number; readonly container: ContainerInfo | null } | null = null;
   private inspectionGeneration = 0;
+  /** The phase of the deploy in progress, for status. */
+  private progress: { readonly phase: DeployPhase; readonly since: string } | null = null;
   /** Whether the deploy in progress has written the journal (and so owns what is in it). */
   private journaled = false;
 
@@ -165,8 +170,10 @@ export class Deployer {
     }
   }
 
-  /** Journals the phase the deploy is entering, before it acts on it. */
+  /** Journals the phase the deploy is entering, before it acts on it; status and the log show it. */
   private async enter(phase: DeployPhase, image: ImageReference, context: DeployContext, oldId: string | null, newId: string | null): Promise<void> {
+    this.progress = { phase, since: new Date().toISOString() };
+    this.logger.info({ requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt }, `deploy: ${phase}`);
     this.journaled = true;
     await this.journal.enter({ request_id: context.requestId, image: image.reference, phase, old_container_id: oldId, new_container_id: newId });
     await this.onPhase(phase);
@@ -471,6 +478,8 @@ export class Deployer {
       state: c?.status ?? 'absent',
       operation_in_progress: this.operation,
       deploy_in_progress: this.operation === 'deploy',
+      phase: this.progress?.phase ?? null,
+      phase_since: this.progress?.since ?? null,
       last_deploy: this.store.lastDeploy,
       last_interrupted: this.store.lastInterrupted,
       previous_image: c?.labels[LABEL.previousImage] ?? null,
@@ -586,6 +595,7 @@ export class Deployer {
     return () => {
       this.invalidateStatus();
       this.operation = null;
+      this.progress = null;
       for (const wake of this.idleWaiters.splice(0)) wake();
     };
   }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -45,6 +47,29 @@ describe('the deploy-and-verify script', () => {
     const r = await runScript(env);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /verified: .* running .*:v1/);
+  });
+
+  it('prints each phase while the deploy runs, in order, and writes the GitHub job summary', async () => {
+    const summaryFile = join(t.folders.root, 'summary.md');
+    const r = await runScript({ ...env, IMAGE: image('v2'), DEPLOY_POLL_MS: '100', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile });
+    assert.equal(r.code, 0, r.out);
+    const order = ['pulling', 'created', 'stopping', 'starting', 'checking'];
+    const phases = [...r.out.matchAll(/^\[\d+\.\d s\] (\w+)$/gm)].map((m) => m[1] ?? '');
+    assert.ok(phases.includes('checking'), r.out); // the start check lasts a second; polled every 100 ms
+    assert.deepEqual(phases, [...phases].sort((a, b) => order.indexOf(a) - order.indexOf(b)), 'in the order they happen');
+    assert.match(r.out, /^\[\d+\.\d s\] deployed: /m);
+    const summary = readFileSync(summaryFile, 'utf8');
+    assert.match(summary, /^## Deployed to dev$/m);
+    assert.match(summary, new RegExp(`\\| previous image \\| \`${image('v1')}\` \\|`));
+    assert.match(summary, /\| digest \| `sha256:[0-9a-f]{64}` \|/);
+    assert.match(summary, /\| request id \| `[0-9a-f-]{36}`/);
+    assert.match(summary, /run this workflow with environment `dev` and tag `v1`/);
+  });
+
+  it('in GitHub Actions, a failure is an error annotation with the agent\'s reason and request id', async () => {
+    const r = await runScript({ ...env, IMAGE: image('no-such-tag'), GITHUB_ACTIONS: 'true' });
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /^::error title=Deploy failed::POST \/v1\/deploy answered 502: the tag no-such-tag was not found.* \(request [0-9a-f-]{36}\)$/m);
   });
 
   it('fails with the agent\'s reason on any non-200', async () => {

