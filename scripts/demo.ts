@@ -3,12 +3,13 @@
  * and a local registry, from env/dev.env.example, and deploys through the same script CI uses.
  * Everything it starts, it stops; everything it creates, it removes.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'dotenv';
+import { type AgentProcess, spawnAgent } from '../test/support/agent-process.js';
 import { publishImage, REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
 
 const say = (line: string) => process.stdout.write(`\ndemo: ${line}\n`);
@@ -20,7 +21,7 @@ const DATABASE_URL = 'postgres://dreichor:demo-db-password@127.0.0.1:5432/dreich
 async function main(): Promise<void> {
   say('1. starting a private Docker engine and an image registry on 127.0.0.1, and publishing sample runtime images');
   const sandbox = await Sandbox.start((line) => process.stdout.write(`      ${line}\n`));
-  let agent: ChildProcess | null = null;
+  let agent: AgentProcess | null = null;
   try {
     const repository = `${sandbox.info.registry}/${REPOSITORY_PATH}`;
     const dir = join(sandbox.info.dir, 'demo');
@@ -55,12 +56,12 @@ async function main(): Promise<void> {
     process.stdout.write(`      ${envFile}\n`);
 
     say(`3. starting the dev agent: ENV_FILE=${envFile} node dist/agent.js`);
-    // Only ENV_FILE and PATH: nothing from this shell's environment may override the file.
-    agent = spawn(process.execPath, ['dist/agent.js'], { env: { ENV_FILE: envFile, PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'ignore', 'inherit'] });
+    // Only ENV_FILE (and PATH): nothing from this shell's environment may override the file.
+    agent = spawnAgent({ ENV_FILE: envFile }, { port: PORT, echoStderr: true });
     const headers = { 'CF-Access-Client-Id': local['CF_ACCESS_CLIENT_ID'] ?? '', 'CF-Access-Client-Secret': local['CF_ACCESS_CLIENT_SECRET'] ?? '', 'Content-Type': 'application/json' };
     const until = Date.now() + 15_000;
     while (!(await fetch(`${url}/v1/status`, { headers }).then((r) => r.ok, () => false))) {
-      if (Date.now() > until || agent.exitCode !== null) throw new Error('the agent did not start listening');
+      if (Date.now() > until || agent.child.exitCode !== null) throw new Error('the agent did not start listening');
       await sleep(100);
     }
     process.stdout.write(`      listening on ${url}\n`);
@@ -99,10 +100,7 @@ async function main(): Promise<void> {
     }
   } finally {
     say('12. cleaning up: stopping the agent, the engine and the registries, removing their folders');
-    if (agent !== null && agent.exitCode === null) {
-      agent.kill('SIGTERM');
-      await Promise.race([new Promise((resolve) => agent?.once('exit', resolve)), sleep(10_000)]);
-    }
+    await agent?.stop();
     await sandbox.stop();
   }
   say('done');

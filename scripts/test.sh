@@ -13,6 +13,6 @@ node scripts/build.mjs
 
 echo "== tests (unit, then integration against the sandbox engine)"
 # One file at a time: the integration tests share the sandbox engine. The whole run is bounded.
-exec timeout --kill-after=30 1800 npx tsx test/support/sandbox.ts run -- \
+exec timeout --kill-after=30 1800 npx tsx test/support/with-sandbox.ts -- \
   node --import tsx --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec \
   test/unit/*.test.ts test/integration/*.test.ts

@@ -164,7 +164,8 @@ function errorHandler(reply: Reply, logger: Logger): ErrorRequestHandler {
     }
     if (status >= 500) logger.warn({ requestId: req.id, status, reason }, 'request failed');
     // A client error in the status range the spec asks for, never a stack trace or HTML.
-    void reply(res, status, error(reason)).catch((e: unknown) => logger.error({ err: e }, 'could not send the error response'));
+    const code = err instanceof AgentError ? err.code : undefined;
+    void reply(res, status, error(reason), code).catch((e: unknown) => logger.error({ err: e }, 'could not send the error response'));
   };
 }
 
@@ -208,7 +209,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   deployer.startRecovery();
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
-  const refusals = new RefusalThrottle((event) => audit.append(event), {
+  const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
     onError: (error) => logger.error({ err: error }, 'could not write the summary of counted refusals; kept for the next one'),
   });
   const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt });

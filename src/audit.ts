@@ -1,9 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { constants, open } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { z } from 'zod';
+import { chainSchema, GENESIS, seal } from './audit-chain.js';
 import { AgentError } from './errors.js';
+import { parseJsonOrNull } from './files.js';
 
 /**
  * The agent's audit log: one JSON line per mutating request (and per start-up recovery), appended and
@@ -19,32 +18,44 @@ export interface AuditEvent {
   readonly endpoint: string;
   readonly image: string | null;
   readonly outcome: string;
-  readonly status: number;
+  readonly status?: number;
   readonly reason: string | null;
-  readonly duration_ms: number;
+  readonly duration_ms?: number;
   readonly [extra: string]: unknown;
 }
 
-export const GENESIS = '0'.repeat(64);
+/** How a deploy or stop request ended. */
+export type Outcome = 'deployed' | 'stopped' | 'failed' | 'refused' | 'abandoned';
 
-export const sha256 = (line: string): string => createHash('sha256').update(line, 'utf8').digest('hex');
-
-const chainSchema = z.object({ seq: z.number().int().nonnegative(), prev: z.string(), hash: z.string() });
-
-// The hash field is always last, so the hashed text is the line without this suffix.
-const HASH_SUFFIX = /,"hash":"[0-9a-f]{64}"\}$/;
-
-/** Seals a serialised object: appends its own hash as the last field. */
-export function seal(json: string): { line: string; hash: string } {
-  const hash = sha256(json);
-  return { line: `${json.slice(0, -1)},"hash":"${hash}"}`, hash };
+/** Who asked for what. */
+export interface RequestRecord {
+  readonly requestId: string;
+  /** The token that authenticated the request; null when none did. */
+  readonly clientId: string | null;
+  readonly endpoint: string;
+  readonly image: string | null;
 }
 
-/** The hash a sealed line should carry, or null when the line is not sealed. */
-function expectedHash(line: string): string | null {
-  const match = HASH_SUFFIX.exec(line);
-  return match === null ? null : sha256(`${line.slice(0, match.index)}}`);
+export interface OutcomeRecord extends RequestRecord {
+  readonly outcome: Outcome;
+  readonly status: number;
+  readonly reason: string | null;
+  readonly durationMs: number;
+  /** The client id an unauthenticated request claimed: forensics only, never trusted. */
+  readonly claimedClientId?: string | null;
 }
+
+/** Refusals before authentication that were counted rather than written one by one. */
+export interface RefusalSummary {
+  readonly count: number;
+  readonly first: string;
+  readonly last: string;
+  readonly statuses: Readonly<Record<string, number>>;
+  readonly endpoints: Readonly<Record<string, number>>;
+}
+
+export { GENESIS, seal, sha256 } from './audit-chain.js';
+export { ChainVerifier, type VerifyResult, verifyAuditFile, verifyAuditLog } from './audit-verify.js';
 
 /** The few file operations the log needs: a FileHandle has them; tests inject failing ones. */
 export interface AuditFile {
@@ -94,7 +105,7 @@ export class AuditLog {
       const { size } = await file.stat();
       const { goodLength, lastLine } = await readTail(file, size, path);
       if (lastLine !== null) {
-        const parsed = chainSchema.safeParse(safeJson(lastLine));
+        const parsed = chainSchema.safeParse(parseJsonOrNull(lastLine));
         if (!parsed.success) throw new Error(`the last line of ${path} is not an audit line; run the audit verification`);
         log.seq = parsed.data.seq + 1;
         log.head = parsed.data.hash;
@@ -108,9 +119,7 @@ export class AuditLog {
           endpoint: 'audit-log',
           image: null,
           outcome: 'repaired',
-          status: 0,
           reason: `the last line was torn (${size - goodLength} bytes of an interrupted write, such as a power loss); it was moved to ${side} and the chain goes on from the last whole line`,
-          duration_ms: 0,
         });
       }
       return log;
@@ -125,6 +134,36 @@ export class AuditLog {
     return this.head;
   }
 
+  /** Written once a deploy or stop holds the lock and before it acts: nothing happens unrecorded. */
+  accepted(r: RequestRecord): Promise<void> {
+    return this.append({ request_id: r.requestId, client_id: r.clientId, endpoint: r.endpoint, image: r.image, outcome: 'accepted', reason: null });
+  }
+
+  /** How a deploy or stop request ended, or why it was refused: on disk before the answer is sent. */
+  outcome(r: OutcomeRecord): Promise<void> {
+    return this.append({
+      request_id: r.requestId,
+      client_id: r.clientId,
+      ...(r.claimedClientId === undefined || r.claimedClientId === null ? {} : { claimed_client_id: r.claimedClientId }),
+      endpoint: r.endpoint,
+      image: r.image,
+      outcome: r.outcome,
+      status: r.status,
+      reason: r.reason,
+      duration_ms: r.durationMs,
+    });
+  }
+
+  /** What start-up recovery found and did. */
+  recovered(r: { readonly requestId: string | null; readonly image: string | null; readonly reason: string }): Promise<void> {
+    return this.append({ request_id: r.requestId ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: r.image, outcome: 'recovered', reason: r.reason });
+  }
+
+  /** A summary of refusals before authentication beyond the rate (see refusals.ts). */
+  refusalsCounted(r: RefusalSummary, reason: string): Promise<void> {
+    return this.append({ request_id: randomUUID(), client_id: null, endpoint: 'refusals', image: null, outcome: 'refusals-counted', reason, ...r });
+  }
+
   /**
    * Appends one event and waits until it is on disk. Writes are serialised so the chain stays in
    * order. A line is written whole or not at all: after a short write, a failed write or a failed
@@ -134,7 +173,7 @@ export class AuditLog {
   append(event: AuditEvent): Promise<void> {
     const run = async () => {
       const file = this.file;
-      if (file === null) throw new AgentError(503, 'the audit log is closed');
+      if (file === null) throw new AgentError(503, 'the audit log is closed', { code: 'audit_unwritable' });
       const { line, hash } = seal(JSON.stringify({ time: new Date().toISOString(), ...event, seq: this.seq, prev: this.head }));
       const bytes = Buffer.from(`${line}\n`, 'utf8');
       try {
@@ -150,7 +189,8 @@ export class AuditLog {
       } catch (error) {
         this.dirty = true;
         await this.cutBack(file).catch(() => undefined);
-        throw new AgentError(503, `the audit log could not be written (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+        const code = (error as NodeJS.ErrnoException).code ?? 'error';
+        throw new AgentError(503, `the audit log could not be written (${code})`, { code: 'audit_unwritable', cause: error });
       }
       this.size += bytes.length;
       this.seq += 1;
@@ -214,78 +254,4 @@ async function moveTornTail(file: AuditFile, path: string, goodLength: number, s
   await file.truncate(goodLength);
   await file.sync();
   return side;
-}
-
-export interface VerifyResult {
-  readonly ok: boolean;
-  readonly lines: number;
-  /** 1-based line number of the first line that does not fit the chain. */
-  readonly badLine?: number;
-  readonly problem?: string;
-}
-
-/**
- * Checks an audit log line by line and names the first line that was changed, removed or inserted:
- * each line must parse, carry its own hash, number on from the line before and point at that line's
- * hash. It keeps only the previous hash, so a log of any size is checked in constant memory.
- */
-export class ChainVerifier {
-  private count = 0;
-  private prev = GENESIS;
-  private failure: VerifyResult | null = null;
-
-  /** Checks the next line; returns false once a line failed (the rest need not be read). */
-  push(line: string): boolean {
-    if (this.failure !== null) return false;
-    const i = this.count;
-    this.count += 1;
-    const parsed = chainSchema.safeParse(safeJson(line));
-    const fail = (problem: string, badLine = i + 1): false => {
-      this.failure = { ok: false, lines: 0, badLine, problem };
-      return false;
-    };
-    if (!parsed.success) return fail('not an audit line');
-    if (expectedHash(line) !== parsed.data.hash) return fail('changed: its content does not match its own hash');
-    if (parsed.data.seq > i) return fail(`lines removed before it: its sequence number is ${parsed.data.seq}, ${i} was expected`);
-    if (parsed.data.seq < i) return fail(`inserted or moved: its sequence number is ${parsed.data.seq}, ${i} was expected`);
-    // The line before was rewritten with a recomputed hash of its own; name that one.
-    if (parsed.data.prev !== this.prev) return fail('changed: the next line no longer points at its hash', Math.max(i, 1));
-    this.prev = parsed.data.hash;
-    return true;
-  }
-
-  /** The verdict; `lines` counts the lines read. */
-  result(): VerifyResult {
-    return this.failure === null ? { ok: true, lines: this.count } : { ...this.failure, lines: this.count };
-  }
-}
-
-/** Checks a whole audit log held in memory (tests, small logs). */
-export function verifyAuditLog(text: string): VerifyResult {
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  const verifier = new ChainVerifier();
-  for (const line of lines) if (!verifier.push(line)) break;
-  const result = verifier.result();
-  return { ...result, lines: lines.length };
-}
-
-/** Checks an audit log file as a stream, in constant memory whatever its size. */
-export async function verifyAuditFile(path: string): Promise<VerifyResult> {
-  const verifier = new ChainVerifier();
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Number.POSITIVE_INFINITY });
-  let total = 0;
-  for await (const line of lines) {
-    total += 1;
-    verifier.push(line);
-  }
-  return { ...verifier.result(), lines: total };
-}
-
-function safeJson(line: string): unknown {
-  try {
-    return JSON.parse(line);
-  } catch {
-    return null;
-  }
 }

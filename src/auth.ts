@@ -3,6 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { AccessJwtConfig, ServiceToken } from './config.js';
 import { AgentError } from './errors.js';
+import { setClientId } from './respond.js';
 
 /**
  * Every credential check of the agent. The checks are pure functions of the request headers and the
@@ -94,7 +95,7 @@ export function createAccessJwtVerifier(config: AccessJwtConfig, options: Access
     } catch (error) {
       if (keysUnavailable(error)) {
         // Security: fail closed. Without the keys no token can be checked, so no request is let in.
-        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', { cause: error });
+        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', { code: 'keys_unavailable', cause: error });
       }
       throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(error)})`);
     }
@@ -130,7 +131,7 @@ export function authenticate(tokens: readonly ServiceToken[], verifyJwt: AccessJ
     // The caller counts as authenticated only once every check has passed: a request with a good
     // service token and a bad JWT is a refusal before authentication, audited as such.
     const authenticated = () => {
-      res.locals['clientId'] = clientId;
+      setClientId(res, clientId);
       next();
     };
     if (verifyJwt === null) {

@@ -1,9 +1,11 @@
-import { readFileSync, realpathSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-import { parse as parseDotenv } from 'dotenv';
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { checkPaths, ConfigError, definedValues, fail, readEnvFile, readSecretFiles, runtimeEnv } from './config-sources.js';
+import type { RegistryCredentials } from './engine-port.js';
 import { parseRepository } from './image.js';
 import { type NamedSecret, runtimeSecrets } from './redact.js';
+
+export { CONFIG_VARIABLES, ConfigError } from './config-sources.js';
 
 /**
  * The agent's whole configuration, read once at start from the process environment (and ENV_FILE).
@@ -23,11 +25,6 @@ export interface AccessJwtConfig {
   readonly certsUrl: string;
 }
 
-export interface RegistryAuth {
-  readonly username: string;
-  readonly password: string;
-  readonly serveraddress: string;
-}
 
 export interface Config {
   readonly environment: Environment;
@@ -37,7 +34,7 @@ export interface Config {
   readonly serviceTokens: readonly ServiceToken[];
   readonly accessJwt: AccessJwtConfig | null;
   readonly imageRepository: string;
-  readonly registryAuth: RegistryAuth | null;
+  readonly registryAuth: RegistryCredentials | null;
   readonly auditEventsPath: string;
   readonly snapshotsPath: string;
   readonly allowExecutionPlane: boolean;
@@ -54,55 +51,6 @@ export interface Config {
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** A configuration problem, reported at start as one line naming the variable. */
-export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-/** Every variable the agent reads. The env examples are checked against this list. */
-export const CONFIG_VARIABLES = [
-  'ENVIRONMENT',
-  'PORT',
-  'CONTAINER_NAME',
-  'CF_ACCESS_CLIENT_ID',
-  'CF_ACCESS_CLIENT_SECRET',
-  'CF_ACCESS_CLIENT_SECRET_FILE',
-  'CF_ACCESS_ROTATION_CLIENT_ID',
-  'CF_ACCESS_ROTATION_CLIENT_SECRET',
-  'CF_ACCESS_ROTATION_CLIENT_SECRET_FILE',
-  'CF_ACCESS_TEAM_DOMAIN',
-  'CF_ACCESS_AUD',
-  'CF_ACCESS_CERTS_URL',
-  'IMAGE_REPOSITORY',
-  'REGISTRY_USERNAME',
-  'REGISTRY_PASSWORD',
-  'REGISTRY_PASSWORD_FILE',
-  'AUDIT_EVENTS_PATH',
-  'SNAPSHOTS_PATH',
-  'ALLOW_EXECUTION_PLANE',
-  'RUNTIME_ENV_FILE',
-  'RUNTIME_NETWORK',
-  'STOP_TIMEOUT_SECONDS',
-  'START_CHECK_SECONDS',
-  'DEPLOY_TIMEOUT_SECONDS',
-  'STATE_DIR',
-  'DOCKER_HOST',
-  'LOG_LEVEL',
-] as const;
-
-type Variable = (typeof CONFIG_VARIABLES)[number];
-
-/** Variables the agent itself sets in the runtime container; RUNTIME_ENV_FILE may not override them. */
-export const AGENT_OWNED_RUNTIME_VARIABLES = [
-  'ENVIRONMENT',
-  'AUDIT_EVENTS_PATH',
-  'SNAPSHOTS_PATH',
-  'ALLOW_EXECUTION_PLANE',
-] as const;
 
 export const DEFAULT_IMAGE_REPOSITORY = 'ghcr.io/ceerkle/dreichor-trading/runtime';
 const DEFAULT_PORTS: Record<Environment, number> = { dev: 3005, prod: 3006 };
@@ -204,34 +152,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   return Object.freeze(build(parsed.data));
 }
 
-/** Secrets that may come from a file instead: systemd's LoadCredential=, or a file only root reads. */
-const SECRET_FILES = [
-  ['CF_ACCESS_CLIENT_SECRET', 'CF_ACCESS_CLIENT_SECRET_FILE'],
-  ['CF_ACCESS_ROTATION_CLIENT_SECRET', 'CF_ACCESS_ROTATION_CLIENT_SECRET_FILE'],
-  ['REGISTRY_PASSWORD', 'REGISTRY_PASSWORD_FILE'],
-] as const;
-
-/** Reads each `<NAME>_FILE` into `<NAME>`; returns the names that came from a file. */
-function readSecretFiles(values: Record<string, string>): Set<string> {
-  const fromFiles = new Set<string>();
-  for (const [name, fileVariable] of SECRET_FILES) {
-    const file = values[fileVariable];
-    if (file === undefined) continue;
-    if (values[name] !== undefined) fail(fileVariable, `must not be set together with ${name}`);
-    if (!isAbsolute(file)) fail(fileVariable, 'must be an absolute path');
-    let content: string;
-    try {
-      content = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-    } catch (error) {
-      fail(fileVariable, `cannot be read (${errorCode(error)})`);
-    }
-    if (content === '') fail(fileVariable, 'is empty');
-    values[name] = content;
-    fromFiles.add(name);
-  }
-  return fromFiles;
-}
-
 function build(raw: Raw): Config {
   const environment = raw.ENVIRONMENT;
   const containerName = raw.CONTAINER_NAME ?? `dreichor-runtime-${environment}`;
@@ -294,35 +214,6 @@ function build(raw: Raw): Config {
 }
 
 /**
- * Security: dev and prod never share state. A path that names the other environment as a word of
- * one of its segments (split on / - _ .) is a copied configuration, not a choice: refused. And the
- * runtime must never see the agent's own state: a runtime mount that is STATE_DIR or contains it
- * would hand the runtime the audit log and the record of tag digests.
- */
-function checkPaths(environment: Environment, paths: Record<'STATE_DIR' | 'AUDIT_EVENTS_PATH' | 'SNAPSHOTS_PATH', string>): void {
-  const other = OTHER_ENVIRONMENT[environment];
-  for (const [variable, path] of Object.entries(paths) as [Variable, string][]) {
-    if (path.toLowerCase().split(/[/\-_.]/).includes(other)) fail(variable, `must not name the other environment ("${other}") in its path`);
-  }
-  const state = canonical(paths.STATE_DIR);
-  for (const variable of ['AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH'] as const) {
-    const mount = canonical(paths[variable]);
-    if (state === mount || state.startsWith(mount === '/' ? '/' : `${mount}/`)) {
-      fail(variable, 'must not be STATE_DIR or contain it: the runtime would see the agent\'s audit log and state');
-    }
-  }
-}
-
-/** The path with symbolic links resolved where it exists, so a link cannot hide that two are one. */
-function canonical(path: string): string {
-  try {
-    return realpathSync.native(path);
-  } catch {
-    return resolve(path);
-  }
-}
-
-/**
  * Every secret the agent knows, named after its variable, to be masked wherever text from the
  * runtime or the engine could carry one: the service token secrets, the registry password, and the
  * runtime's own variables.
@@ -360,34 +251,13 @@ function accessJwt(raw: Raw): AccessJwtConfig | null {
   return { teamDomain: team, audience: aud, certsUrl: url.toString() };
 }
 
-function registryAuth(raw: Raw, serveraddress: string): RegistryAuth | null {
+function registryAuth(raw: Raw, serveraddress: string): RegistryCredentials | null {
   // REGISTRY_PASSWORD_FILE was read into REGISTRY_PASSWORD by readSecretFiles.
   const password = raw.REGISTRY_PASSWORD;
   if (raw.REGISTRY_USERNAME === undefined && password === undefined) return null;
   if (raw.REGISTRY_USERNAME === undefined) fail('REGISTRY_USERNAME', 'is required when a registry password is set');
   if (password === undefined) fail('REGISTRY_PASSWORD', 'or REGISTRY_PASSWORD_FILE is required when REGISTRY_USERNAME is set');
   return { username: raw.REGISTRY_USERNAME, password, serveraddress };
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-function runtimeEnv(file: string | undefined): Record<string, string> {
-  if (file === undefined) return {};
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    fail('RUNTIME_ENV_FILE', `cannot be read (${errorCode(error)})`);
-  }
-  const values = parseDotenv(text);
-  for (const [key, value] of Object.entries(values)) {
-    if (!ENV_NAME.test(key)) fail('RUNTIME_ENV_FILE', `has an invalid variable name "${key.slice(0, 64)}"`);
-    if ((AGENT_OWNED_RUNTIME_VARIABLES as readonly string[]).includes(key)) {
-      fail('RUNTIME_ENV_FILE', `must not set ${key}: the agent sets it from its own configuration`);
-    }
-    if (value.includes('\0')) fail('RUNTIME_ENV_FILE', `value of ${key} contains a NUL byte`);
-  }
-  return values;
 }
 
 function dockerSocketPath(dockerHost: string | undefined): string {
@@ -399,29 +269,3 @@ function dockerSocketPath(dockerHost: string | undefined): string {
   return match[1];
 }
 
-function readEnvFile(path: string | undefined): Record<string, string> {
-  if (path === undefined || path === '') return {};
-  try {
-    return parseDotenv(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new ConfigError('ENV_FILE', `cannot be read (${errorCode(error)})`);
-  }
-}
-
-/** Only the variables the agent knows, and an empty value counts as unset. */
-function definedValues(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key of CONFIG_VARIABLES) {
-    const value = env[key];
-    if (value !== undefined && value !== '') out[key] = value;
-  }
-  return out;
-}
-
-function errorCode(error: unknown): string {
-  return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'unreadable';
-}
-
-function fail(variable: Variable, message: string): never {
-  throw new ConfigError(variable, message);
-}

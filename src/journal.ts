@@ -1,7 +1,7 @@
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from './state.js';
+import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 
 /**
  * The deploy in flight, on disk: which request, which image, which phase, which containers. Written
@@ -35,25 +35,14 @@ export class DeployJournal {
 
   /** The unfinished deploy, if the agent stopped in the middle of one. */
   async read(): Promise<JournalRecord | null> {
-    const text = await readFile(this.file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return null;
-      throw error;
-    });
+    const text = await readTextOrNull(this.file);
     if (text === null) return null;
-    const parsed = recordSchema.safeParse(safeJson(text));
+    const parsed = recordSchema.safeParse(parseJsonOrNull(text));
     // A record that does not parse still means a deploy was interrupted; say so without details.
     return parsed.success ? parsed.data : { request_id: 'unknown', image: 'unknown', phase: 'pulling', since: 'unknown', old_container_id: null, new_container_id: null };
   }
 
   async clear(): Promise<void> {
     await rm(this.file, { force: true });
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
   }
 }

@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import type { AuditEvent } from './audit.js';
+import type { RefusalSummary } from './audit.js';
 
 /**
  * Audit of refusals before authentication, bounded. Security: every refused deploy or stop was an
@@ -44,7 +43,7 @@ export class RefusalThrottle {
   private everyTimer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly write: (event: AuditEvent) => Promise<void>,
+    private readonly write: (summary: RefusalSummary, reason: string) => Promise<void>,
     options: RefusalThrottleOptions = {},
   ) {
     this.now = options.now ?? Date.now;
@@ -82,15 +81,7 @@ export class RefusalThrottle {
     this.clearTimers();
     if (p === null) return;
     this.pending = null;
-    const event: AuditEvent = {
-      request_id: randomUUID(),
-      client_id: null,
-      endpoint: 'refusals',
-      image: null,
-      outcome: 'refusals-counted',
-      status: 0,
-      reason: `${p.count} refusals before authentication were counted, not audited one by one (more than ${PER_MINUTE} a minute)`,
-      duration_ms: p.last - p.first,
+    const summary: RefusalSummary = {
       count: p.count,
       first: new Date(p.first).toISOString(),
       last: new Date(p.last).toISOString(),
@@ -98,7 +89,7 @@ export class RefusalThrottle {
       endpoints: Object.fromEntries(p.endpoints),
     };
     try {
-      await this.write(event);
+      await this.write(summary, `${p.count} refusals before authentication were counted, not audited one by one (more than ${PER_MINUTE} a minute)`);
     } catch (error) {
       // Nothing is lost: the counts go back into the next summary.
       this.merge(p);

@@ -1,7 +1,7 @@
 import type { Response } from 'express';
 import type { Logger } from 'pino';
-import type { AuditLog } from './audit.js';
-import { describe } from './errors.js';
+import type { AuditLog, Outcome } from './audit.js';
+import { AgentError, describe, type ErrorCode } from './errors.js';
 import type { RefusalThrottle } from './refusals.js';
 
 /**
@@ -19,9 +19,10 @@ export interface AuditContext {
 }
 
 export type ErrorBody = { readonly status: 'error'; readonly reason: string };
-export type Reply = (res: Response, status: number, body: object) => Promise<void>;
+export type Reply = (res: Response, status: number, body: object, code?: ErrorCode) => Promise<void>;
 
 const AUDIT = 'audit';
+const CLIENT = 'clientId';
 
 export function setAuditContext(res: Response, context: AuditContext): void {
   res.locals[AUDIT] = context;
@@ -31,38 +32,52 @@ export function auditContext(res: Response): AuditContext | undefined {
   return res.locals[AUDIT] as AuditContext | undefined;
 }
 
+/** Marks the request as authenticated by this client id (auth.ts, once every check has passed). */
+export function setClientId(res: Response, clientId: string): void {
+  res.locals[CLIENT] = clientId;
+}
+
+/** The client id that authenticated the request, or null when none did. */
 export function clientIdOf(res: Response): string | null {
-  const id: unknown = res.locals['clientId'];
+  const id: unknown = res.locals[CLIENT];
   return typeof id === 'string' ? id : null;
 }
 
-function outcomeOf(status: number, body: object): string {
-  if (status === 200 && 'status' in body && typeof body.status === 'string') return body.status;
-  if (status === 499) return 'abandoned';
+/** For handlers behind authentication: the caller. Its absence is a bug, never a request's doing. */
+export function authenticatedClient(res: Response): string {
+  const id = clientIdOf(res);
+  if (id === null) throw new AgentError(500, 'internal error: a request reached a handler without authentication', { code: 'internal' });
+  return id;
+}
+
+function outcomeOf(status: number, body: object, code: ErrorCode | undefined): Outcome {
+  if (status === 200) return 'status' in body && body.status === 'stopped' ? 'stopped' : 'deployed';
+  if (code === 'caller_gone') return 'abandoned';
   return status < 500 ? 'refused' : 'failed';
 }
 
 export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: Logger): Reply {
-  return async (res, status, body) => {
+  return async (res, status, body, code) => {
     const context = auditContext(res);
+    const clientId = clientIdOf(res);
     // A refusal before authentication beyond the rate is counted for a summary line, not written
     // alone: see refusals.ts. One that passed authentication is always written alone.
-    const counted = context !== undefined && clientIdOf(res) === null && !refusals.admit();
+    const counted = context !== undefined && clientId === null && !refusals.admit();
     if (context !== undefined && counted) refusals.count({ endpoint: context.endpoint, status });
     if (context !== undefined && !counted) {
       const reason = 'reason' in body && typeof body.reason === 'string' ? body.reason : null;
       try {
-        await audit.append({
-          request_id: context.requestId,
-          client_id: clientIdOf(res),
+        await audit.outcome({
+          requestId: context.requestId,
+          clientId,
           // Who tried, when authentication failed: forensics only, never trusted.
-          ...(context.claimedClientId === null || clientIdOf(res) !== null ? {} : { claimed_client_id: context.claimedClientId }),
+          claimedClientId: clientId === null ? context.claimedClientId : null,
           endpoint: context.endpoint,
           image: context.image,
-          outcome: outcomeOf(status, body),
+          outcome: outcomeOf(status, body, code),
           status,
           reason,
-          duration_ms: Date.now() - context.startedAt,
+          durationMs: Date.now() - context.startedAt,
         });
       } catch (error) {
         logger.error({ err: error, requestId: context.requestId }, 'audit line not written');

@@ -1,12 +1,12 @@
-import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 
 /**
  * The agent's own persistent state under STATE_DIR: the digest each tag resolved to on its first
- * deploy (immutable tags), and the outcome of the last deploy. Files are replaced atomically
- * (write, fsync, rename, fsync the directory), so a crash leaves the old or the new file, never half.
+ * deploy (immutable tags), and the outcome of the last deploy. The file is replaced atomically, so a
+ * crash leaves the old or the new file, never half.
  */
 const lastDeploySchema = z.object({
   image: z.string(),
@@ -50,10 +50,7 @@ export class StateStore {
   static async open(dir: string): Promise<StateStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, 'state.json');
-    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return null;
-      throw error;
-    });
+    const text = await readTextOrNull(file);
     if (text === null) return new StateStore(file, { tags: new Map(), last_deploy: null, last_interrupted: null });
     return new StateStore(file, parseState(file, text));
   }
@@ -105,12 +102,8 @@ export class StateStore {
  */
 function parseState(file: string, text: string): State {
   const damaged = (why: string): Error => new Error(`${file} is damaged (${why}); restore it from a backup`);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw damaged('not JSON');
-  }
+  const json = parseJsonOrNull(text);
+  if (json === null) throw damaged('not JSON');
   const parsed = stateSchema.safeParse(json);
   if (!parsed.success) throw damaged(parsed.error.issues[0]?.message ?? 'invalid');
   const rawTags = parsed.data.tags;
@@ -123,27 +116,4 @@ function parseState(file: string, text: string): State {
     tags.set(tag, record.data);
   }
   return { tags, last_deploy: parsed.data.last_deploy, last_interrupted: parsed.data.last_interrupted ?? null };
-}
-
-export async function writeFileAtomic(file: string, content: string): Promise<void> {
-  const tmp = `${file}.${randomUUID()}.tmp`;
-  try {
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(content, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
-  const dir = await open(join(file, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }

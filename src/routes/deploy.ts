@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Deployer } from '../deployer.js';
 import { MAX_REFERENCE_LENGTH, parseImageReference } from '../image.js';
-import { auditContext, type Reply } from '../respond.js';
+import { auditContext, authenticatedClient, type Reply } from '../respond.js';
 import { checkEnvironment, parseBody } from './body.js';
 
 // Security: strict. The body can name an image and nothing else: no container name, volumes, env,
@@ -27,7 +27,8 @@ export function deployRoute(config: Config, deployer: Deployer, reply: Reply): R
     });
     const result = await deployer.deploy(image, {
       requestId: String(req.id),
-      clientId: String(res.locals['clientId']),
+      clientId: authenticatedClient(res),
+      endpoint: context?.endpoint ?? req.path,
       callerGone: callerGone.signal,
       receivedAt: context?.startedAt ?? Date.now(),
     });

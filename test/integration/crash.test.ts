@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEPLOY_PHASES, type DeployPhase } from '../../src/journal.js';
+import { spawnAgent } from '../support/agent-process.js';
 import { freePort } from '../support/sandbox.js';
 import { Api, engine, type EngineSummary, eventually, image, maxRunningDuring, readAudit, removeContainersNamed, testEnv } from '../support/harness.js';
 
@@ -23,9 +24,7 @@ const EXPECT: Record<DeployPhase, { oldUntouched: boolean; runtimeRunning: boole
   checking: { oldUntouched: false, runtimeRunning: true },
 };
 
-function spawnAgent(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
-}
+const spawnChild = (args: string[], env: Record<string, string>): ChildProcess => spawnAgent(env, { args }).child;
 
 async function listening(api: Api): Promise<void> {
   await eventually('the agent listens', 20_000, async () => (await api.status().catch(() => null))?.status === 200);
@@ -41,7 +40,7 @@ describe('SIGKILL during a deploy, then a restart', () => {
       const name = env['CONTAINER_NAME'] ?? '';
       const api = new Api(`http://127.0.0.1:${port}`);
       const signal = join(folders.root, 'paused');
-      let agent = spawnAgent(['--import', 'tsx', 'test/support/pausing-agent.ts'], { ...env, PAUSE_AT: phase, PAUSE_IN_DEPLOY: '2', PAUSE_SIGNAL_FILE: signal });
+      let agent = spawnChild(['--import', 'tsx', 'test/support/pausing-agent.ts'], { ...env, PAUSE_AT: phase, PAUSE_IN_DEPLOY: '2', PAUSE_SIGNAL_FILE: signal });
       try {
         await listening(api);
         assert.equal((await api.deploy(image('v1'))).status, 200);
@@ -57,7 +56,7 @@ describe('SIGKILL during a deploy, then a restart', () => {
           await sleep(2500); // let the engine finish whatever it was asked before the kill
           afterKill = await snapshot(name);
 
-          agent = spawnAgent(['dist/agent.js'], env);
+          agent = spawnChild(['dist/agent.js'], env);
           await listening(api);
           await eventually('recovery recorded', 20_000, () => readAudit(env['STATE_DIR'] ?? '').some((l) => l['endpoint'] === 'startup-recovery'));
         });

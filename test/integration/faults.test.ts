@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnAgent } from '../support/agent-process.js';
 import { freePort, PrivateEngine, removeEngineFolder } from '../support/sandbox.js';
 import { Api, engine, engineAt, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
 
@@ -184,7 +184,7 @@ describe('shutdown', () => {
     const port = await freePort();
     const { env, folders } = testEnv({ PORT: String(port), STOP_TIMEOUT_SECONDS: '3' });
     const api = new Api(`http://127.0.0.1:${port}`);
-    const agent = spawn(process.execPath, ['dist/agent.js'], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
+    const agent = spawnAgent(env).child;
     const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
     try {
       await eventually('the agent listens', 10_000, async () => (await api.status().catch(() => null))?.status === 200);
@@ -214,7 +214,7 @@ describe('shutdown', () => {
     const port = await freePort();
     const { env, folders } = testEnv({ PORT: String(port) });
     const api = new Api(`http://127.0.0.1:${port}`);
-    const agent = spawn(process.execPath, ['dist/agent.js'], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
+    const agent = spawnAgent(env).child;
     try {
       await eventually('the agent listens', 10_000, async () => (await api.status().catch(() => null))?.status === 200);
       const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));

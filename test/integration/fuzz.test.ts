@@ -15,7 +15,7 @@ import { engine, repository, startTestAgent, type TestAgent, TOKEN } from '../su
  */
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 10_000);
 const MUTATING = ['pull', 'create', 'start', 'stop', 'remove', 'rename'] as const;
-const READING = ['ping', 'inspectImage', 'inspectContainer', 'networkExists', 'listByLabels', 'logsTail'] as const;
+const READING = ['resolveTag', 'inspectImage', 'inspectContainer', 'networkExists', 'listByLabels', 'logsTail'] as const;
 
 interface Generated {
   method: string;

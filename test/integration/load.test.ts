@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnAgent } from '../support/agent-process.js';
 import { freePort } from '../support/sandbox.js';
 import { Api, AUTH_HEADERS, eventually, image, removeContainersNamed, testEnv } from '../support/harness.js';
 
@@ -25,7 +25,7 @@ describe('load', () => {
     const port = await freePort();
     const { env, folders } = testEnv({ PORT: String(port), STOP_TIMEOUT_SECONDS: '2', START_CHECK_SECONDS: '1' });
     const api = new Api(`http://127.0.0.1:${port}`);
-    const agent = spawn(process.execPath, ['dist/agent.js'], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
+    const agent = spawnAgent(env).child;
     try {
       await eventually('the agent listens', 10_000, async () => (await api.status().catch(() => null))?.status === 200);
       assert.equal((await api.deploy(image('v1'))).status, 200);

@@ -3,8 +3,8 @@
  * standard output and error are kept, so tests can check what the agent itself printed.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Api, eventually } from './harness.js';
+import { stopChild } from './process.js';
 
 export interface AgentProcess {
   readonly child: ChildProcess;
@@ -13,31 +13,48 @@ export interface AgentProcess {
   output(): string;
   /** Resolves once the agent answers HTTP at all (any status: the engine may be down). */
   answering(timeoutMs?: number): Promise<void>;
+  /** Resolves once GET /v1/status answers 200. */
+  ready(timeoutMs?: number): Promise<void>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
 }
 
-export function spawnAgent(env: Readonly<Record<string, string>>, args: readonly string[] = ['dist/agent.js']): AgentProcess {
-  const port = env['PORT'];
-  if (port === undefined) throw new Error('spawnAgent needs PORT in the environment');
-  const child = spawn(process.execPath, [...args], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+export interface SpawnOptions {
+  /** What node runs: the built bundle by default. */
+  readonly args?: readonly string[];
+  /** Where the agent listens, when PORT is not in `env` (ENV_FILE). */
+  readonly port?: number | string;
+  readonly cwd?: string;
+  /** Also copy the agent's stderr to this process's stderr (the demo shows it). */
+  readonly echoStderr?: boolean;
+}
+
+/** Starts the agent with exactly `env` (and PATH): nothing of this shell's environment leaks in. */
+export function spawnAgent(env: Readonly<Record<string, string>>, options: SpawnOptions = {}): AgentProcess {
+  const port = options.port ?? env['PORT'];
+  if (port === undefined) throw new Error('spawnAgent needs PORT in the environment or as an option');
+  const child = spawn(process.execPath, [...(options.args ?? ['dist/agent.js'])], {
+    env: { ...env, PATH: process.env['PATH'] ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
   const chunks: Buffer[] = [];
   child.stdout?.on('data', (c: Buffer) => chunks.push(c));
-  child.stderr?.on('data', (c: Buffer) => chunks.push(c));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.stderr?.on('data', (c: Buffer) => {
+    chunks.push(c);
+    if (options.echoStderr === true) process.stderr.write(c);
+  });
   const api = new Api(`http://127.0.0.1:${port}`);
   return {
     child,
     api,
     output: () => Buffer.concat(chunks).toString('utf8'),
     answering: (timeoutMs = 20_000) => eventually('the agent answers', timeoutMs, async () => (await api.status().catch(() => null)) !== null),
-    stop: async (graceMs = 10_000) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      if ((await Promise.race([exited.then(() => 'exited'), sleep(graceMs, 'timeout')])) === 'timeout') {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
+    ready: (timeoutMs = 20_000) =>
+      eventually('the agent listens', timeoutMs, async () => {
+        if (child.exitCode !== null) throw new Error(`the agent exited with ${child.exitCode}: ${Buffer.concat(chunks).toString('utf8').slice(-500)}`);
+        return (await api.status().catch(() => null))?.status === 200;
+      }),
+    stop: (graceMs = 10_000) => stopChild(child, graceMs),
   };
 }

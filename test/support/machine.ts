@@ -10,6 +10,7 @@ import { chmodSync, copyFileSync, existsSync, openSync, readdirSync, readFileSyn
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { stopChild } from './process.js';
 import { removeEngineFolder } from './sandbox.js';
 
 const run = promisify(execFile);
@@ -125,14 +126,7 @@ export class Machine {
   async destroy(): Promise<void> {
     const nspawn = this.nspawn;
     this.nspawn = null;
-    if (nspawn !== null && nspawn.exitCode === null && nspawn.signalCode === null) {
-      const exited = new Promise((resolve) => nspawn.once('exit', resolve));
-      nspawn.kill('SIGTERM');
-      if ((await Promise.race([exited, sleep(30_000, 'timeout')])) === 'timeout') {
-        nspawn.kill('SIGKILL');
-        await exited;
-      }
-    }
+    if (nspawn !== null) await stopChild(nspawn, 30_000);
     rmSync(`/run/systemd/nspawn/propagate/${this.name}`, { recursive: true, force: true });
     // Unmounts whatever might still be mounted below first: a bind must never be followed by rm.
     await removeEngineFolder(this.dir);

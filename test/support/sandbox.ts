@@ -1,12 +1,8 @@
 /**
- * The private Docker engine, image registries and test images that the tests (and the demo) run
- * against. Nothing here touches the host's own engine: the engine gets its own socket and folders
- * under a temporary directory, no bridge and no iptables, and the registries listen on 127.0.0.1.
- *
- *   tsx test/support/sandbox.ts run -- <command...>
- *
- * starts everything, runs the command with the sandbox described in DREICHOR_SANDBOX_* variables,
- * then stops and removes everything, and exits with the command's status.
+ * The private Docker engine, image registries and test images that the tests (and the demo and the
+ * bench) run against. Nothing here touches the host's own engine: the engine gets its own socket and
+ * folders under a temporary directory, no bridge and no iptables, and the registries listen on
+ * 127.0.0.1. A library: `with-sandbox.ts` is the command that runs the tests inside one.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +11,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { stopChild } from './process.js';
 
 const run = promisify(execFile);
 
@@ -177,13 +174,7 @@ export class PrivateEngine {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    if ((await Promise.race([exited, sleep(20_000, 'timeout')])) === 'timeout') {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    if (child !== null) await stopChild(child, 20_000);
   }
 }
 
@@ -299,42 +290,8 @@ export class Sandbox {
       const ids = await this.docker('ps', '-aq').catch(() => '');
       if (ids !== '') await this.docker('rm', '-f', ...ids.split('\n')).catch(() => undefined);
     }
-    for (const child of this.children.reverse()) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
-      child.kill('SIGTERM');
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      if ((await Promise.race([exited, sleep(20_000, 'timeout')])) === 'timeout') child.kill('SIGKILL');
-    }
+    for (const child of this.children.reverse()) await stopChild(child, 20_000);
     await this.engine.stop();
     await removeEngineFolder(this.info.dir);
   }
 }
-
-async function main(): Promise<void> {
-  const [verb, separator, command, ...args] = process.argv.slice(2);
-  if (verb !== 'run' || separator !== '--' || command === undefined) {
-    process.stderr.write('usage: tsx test/support/sandbox.ts run -- <command...>\n');
-    process.exit(2);
-  }
-  const sandbox = await Sandbox.start((line) => process.stdout.write(`sandbox: ${line}\n`));
-  let code = 1;
-  const stopOnSignal = () => undefined; // the child gets the signal too; clean up when it exits
-  process.on('SIGINT', stopOnSignal);
-  process.on('SIGTERM', stopOnSignal);
-  try {
-    // Everything the tests put in a temporary folder lands inside the sandbox and goes with it.
-    const tmp = join(sandbox.info.dir, 't');
-    mkdirSync(tmp);
-    const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, ...sandbox.env(), TMPDIR: tmp } });
-    code = await new Promise<number>((resolve) => {
-      child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
-      child.on('error', () => resolve(127));
-    });
-  } finally {
-    process.stdout.write('sandbox: stopping the private engine and registries\n');
-    await sandbox.stop();
-  }
-  process.exit(code);
-}
-
-if (process.argv[1]?.endsWith('sandbox.ts')) void main();

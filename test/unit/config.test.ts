@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { spawnAgent } from '../support/agent-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dreichor-config-test-'));
 const BASE: Record<string, string> = {
@@ -201,16 +202,13 @@ describe('the bundle', () => {
 
   it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
     const { copyFileSync } = await import('node:fs');
-    const { spawn } = await import('node:child_process');
     const { setTimeout: sleep } = await import('node:timers/promises');
     const alone = mkdtempSync(join(tmpdir(), 'dreichor-opt-'));
     copyFileSync('dist/agent.js', join(alone, 'agent.js'));
     const port = 3900 + Math.floor(Math.random() * 90);
-    const child = spawn(process.execPath, [join(alone, 'agent.js')], {
-      cwd: alone,
-      env: { PATH: process.env['PATH'] ?? '', ...BASE, PORT: String(port), STATE_DIR: join(alone, 'state'), DOCKER_HOST: `unix://${join(alone, 'no-engine.sock')}` },
-      stdio: 'ignore',
-    });
+    const env = { ...BASE, PORT: String(port), STATE_DIR: join(alone, 'state'), DOCKER_HOST: `unix://${join(alone, 'no-engine.sock')}` } as Record<string, string>;
+    const agent = spawnAgent(env, { args: [join(alone, 'agent.js')], cwd: alone });
+    const child = agent.child;
     try {
       let answer: Response | null = null;
       for (let i = 0; i < 100 && answer === null; i += 1) {
@@ -223,7 +221,7 @@ describe('the bundle', () => {
       assert.match(String(((await answer.json()) as { reason: string }).reason), /cannot be reached/);
       assert.equal(child.exitCode, null);
     } finally {
-      child.kill('SIGTERM');
+      await agent.stop();
     }
   });
 });

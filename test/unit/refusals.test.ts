@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import type { AuditEvent } from '../../src/audit.js';
+import type { RefusalSummary } from '../../src/audit.js';
 import { PER_MINUTE, RefusalThrottle } from '../../src/refusals.js';
 
 describe('refusals before authentication: one by one up to a rate, then counted', () => {
   let now = 0;
-  let written: AuditEvent[] = [];
+  let written: RefusalSummary[] = [];
   let throttle: RefusalThrottle;
   const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
   /** Moves the clock and the mocked timers together. */
@@ -25,9 +25,12 @@ describe('refusals before authentication: one by one up to a rate, then counted'
     mock.timers.enable({ apis: ['setTimeout'] });
     now = 1_000_000;
     written = [];
-    throttle = new RefusalThrottle(async (e) => {
-      written.push(e);
-    }, { now: () => now });
+    throttle = new RefusalThrottle(
+      async (summary) => {
+        written.push(summary);
+      },
+      { now: () => now },
+    );
   });
   afterEach(() => mock.timers.reset());
 
@@ -38,7 +41,7 @@ describe('refusals before authentication: one by one up to a rate, then counted'
     assert.equal(written.length, 0, 'not before 5 s of quiet');
     await advance(200);
     assert.equal(written.length, 1);
-    const summary = written[0] as AuditEvent & { count: number; statuses: Record<string, number>; endpoints: Record<string, number> };
+    const summary = written[0] as RefusalSummary;
     assert.equal(summary.count, 2000 - PER_MINUTE);
     assert.equal(Object.values(summary.statuses).reduce((a, b) => a + b, 0), summary.count);
     assert.equal(Object.values(summary.endpoints).reduce((a, b) => a + b, 0), summary.count);
@@ -55,7 +58,7 @@ describe('refusals before authentication: one by one up to a rate, then counted'
     }
     assert.ok(written.length >= 2, `summaries during the flood: ${written.length}`);
     await advance(6_000);
-    const summed = written.reduce((total, e) => total + Number(e['count']), 0);
+    const summed = written.reduce((total, e) => total + e.count, 0);
     assert.equal(summed, counted, 'every counted refusal is in a summary');
     assert.ok(150 - counted >= PER_MINUTE * 2, 'each new minute lets some through one by one');
   });
@@ -63,16 +66,19 @@ describe('refusals before authentication: one by one up to a rate, then counted'
   it('a summary that cannot be written keeps its counts for the next one', async () => {
     let fail = true;
     const errors: unknown[] = [];
-    throttle = new RefusalThrottle(async (e) => {
-      if (fail) throw new Error('disk full');
-      written.push(e);
-    }, { now: () => now, onError: (e) => errors.push(e) });
+    throttle = new RefusalThrottle(
+      async (summary) => {
+        if (fail) throw new Error('disk full');
+        written.push(summary);
+      },
+      { now: () => now, onError: (e) => errors.push(e) },
+    );
     for (let i = 0; i < PER_MINUTE + 30; i += 1) refuse();
     await advance(5_100);
     assert.equal(errors.length, 1);
     fail = false;
     for (let i = 0; i < 5; i += 1) refuse();
     await advance(5_100);
-    assert.equal(written.reduce((total, e) => total + Number(e['count']), 0), 35);
+    assert.equal(written.reduce((total, e) => total + e.count, 0), 35);
   });
 });

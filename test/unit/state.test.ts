@@ -31,7 +31,7 @@ describe('the record of tag digests', () => {
         for (const [i, tag] of tags.entries()) assert.equal(reopened.recordedDigest(tag), digest(String(i % 10)), tag);
         assert.equal(reopened.recordedDigest('never-deployed'), null);
       }),
-      { numRuns: 150 },
+      { numRuns: 80 },
     );
   });
 

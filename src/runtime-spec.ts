@@ -1,0 +1,65 @@
+import type { Config } from './config.js';
+import type { ContainerInfo, CreateSpec } from './engine-port.js';
+import type { ImageReference } from './image.js';
+
+/**
+ * The runtime container's shape: its labels, its environment, its mounts. Nothing from a request
+ * reaches it but the image; everything else comes from the agent's configuration.
+ */
+export const LABEL = {
+  owner: 'io.dreichor.owner',
+  environment: 'io.dreichor.environment',
+  containerName: 'io.dreichor.container-name',
+  deployId: 'io.dreichor.deploy-id',
+  image: 'io.dreichor.image',
+  digest: 'io.dreichor.image-digest',
+  previousImage: 'io.dreichor.previous-image',
+} as const;
+export const OWNER = 'dreichor-deploy-agent';
+
+/** Variables the agent itself sets in the runtime container; RUNTIME_ENV_FILE may not override them. */
+export const AGENT_OWNED_RUNTIME_VARIABLES = ['ENVIRONMENT', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH', 'ALLOW_EXECUTION_PLANE'] as const;
+type AgentOwned = (typeof AGENT_OWNED_RUNTIME_VARIABLES)[number];
+
+/** The image a container runs, as it was requested (the label), or as the engine knows it. */
+export const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.image;
+
+/** The new runtime container, created under a staging name beside the current one. */
+export function containerSpec(config: Config, image: ImageReference, digest: string, deployId: string, current: ContainerInfo | null): CreateSpec {
+  const own: Record<AgentOwned, string> = {
+    ENVIRONMENT: config.environment,
+    AUDIT_EVENTS_PATH: config.auditEventsPath,
+    SNAPSHOTS_PATH: config.snapshotsPath,
+    ALLOW_EXECUTION_PLANE: String(config.allowExecutionPlane),
+  };
+  const labels: Record<string, string> = {
+    [LABEL.owner]: OWNER,
+    [LABEL.environment]: config.environment,
+    [LABEL.containerName]: config.containerName,
+    [LABEL.deployId]: deployId,
+    [LABEL.image]: image.reference,
+    [LABEL.digest]: digest,
+  };
+  if (current !== null) labels[LABEL.previousImage] = imageOf(current);
+  return {
+    name: `${config.containerName}-staging-${deployId.slice(0, 8)}`,
+    image: `${image.repository}@${digest}`,
+    env: Object.entries({ ...config.runtimeEnv, ...own })
+      .map(([k, v]) => `${k}=${v}`)
+      .sort(),
+    labels,
+    binds: [
+      { source: config.auditEventsPath, target: config.auditEventsPath },
+      { source: config.snapshotsPath, target: config.snapshotsPath },
+    ],
+    networkMode: config.runtimeNetwork,
+    stopTimeoutSeconds: config.stopTimeoutSeconds,
+  };
+}
+
+/** The labels that find every container of this agent's runtime: the runtime and its staging ones. */
+export const ownedBy = (config: Config): Record<string, string> => ({
+  [LABEL.owner]: OWNER,
+  [LABEL.environment]: config.environment,
+  [LABEL.containerName]: config.containerName,
+});
