@@ -6,7 +6,7 @@
  * them alike, and writes BENCHMARKS.md (or --out). Nothing here is asserted: it reports.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,9 @@ import { docker, freePort, REPOSITORY_PATH, Sandbox } from '../test/support/sand
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const OUT = process.argv.includes('--out') ? (process.argv[process.argv.indexOf('--out') + 1] ?? 'BENCHMARKS.md') : 'BENCHMARKS.md';
+const OUT = process.argv.includes('--out')
+  ? (process.argv[process.argv.indexOf('--out') + 1] ?? 'BENCHMARKS.md')
+  : 'BENCHMARKS.md';
 const SWAPS = QUICK ? 1 : 7;
 const LOAD_SECONDS = QUICK ? 1 : 5;
 const STARTUPS = QUICK ? 1 : 7;
@@ -31,7 +33,13 @@ function engineCall(socketPath: string, method: string, path: string, body?: unk
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
-      { socketPath, method, path, headers: payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
+      {
+        socketPath,
+        method,
+        path,
+        headers:
+          payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -47,7 +55,10 @@ function engineCall(socketPath: string, method: string, path: string, body?: unk
 async function floorSwap(socketPath: string, name: string, ref: string, repository: string, tag: string): Promise<void> {
   const pulled = await engineCall(socketPath, 'POST', `/images/create?fromImage=${encodeURIComponent(repository)}&tag=${tag}`);
   if (/"error"/.test(pulled.text)) throw new Error(pulled.text);
-  const created = await engineCall(socketPath, 'POST', `/containers/create?name=${name}-next`, { Image: ref, HostConfig: { NetworkMode: 'none' } });
+  const created = await engineCall(socketPath, 'POST', `/containers/create?name=${name}-next`, {
+    Image: ref,
+    HostConfig: { NetworkMode: 'none' },
+  });
   const id = (JSON.parse(created.text) as { Id: string }).Id;
   await engineCall(socketPath, 'POST', `/containers/${name}/stop?t=10`);
   await engineCall(socketPath, 'DELETE', `/containers/${name}`);
@@ -73,7 +84,11 @@ interface EngineEvent {
 /** Container events between two instants, from the engine's own clock. */
 async function events(socketPath: string, sinceMs: number, untilMs: number): Promise<EngineEvent[]> {
   const filters = encodeURIComponent(JSON.stringify({ type: ['container'] }));
-  const { text } = await engineCall(socketPath, 'GET', `/events?since=${(sinceMs / 1000).toFixed(3)}&until=${(untilMs / 1000).toFixed(3)}&filters=${filters}`);
+  const { text } = await engineCall(
+    socketPath,
+    'GET',
+    `/events?since=${(sinceMs / 1000).toFixed(3)}&until=${(untilMs / 1000).toFixed(3)}&filters=${filters}`,
+  );
   return text
     .split('\n')
     .filter((l) => l.trim() !== '')
@@ -104,7 +119,10 @@ async function startAgent(env: Record<string, string>, port: number): Promise<{ 
   const started = performance.now();
   const child = spawn(process.execPath, ['dist/agent.js'], { env: { ...env, PATH: process.env['PATH'] ?? '' }, stdio: 'ignore' });
   for (;;) {
-    const ok = await fetch(`http://127.0.0.1:${port}/v1/deploy`, { method: 'GET' }).then(() => true, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/deploy`, { method: 'GET' }).then(
+      () => true,
+      () => false,
+    );
     if (ok) return { child, startupMs: performance.now() - started };
     if (performance.now() - started > 20_000) throw new Error('the agent did not start');
     await sleep(2);
@@ -118,7 +136,14 @@ async function stopAgent(child: ChildProcess): Promise<void> {
 }
 
 /** `clients` loops of `path` for `seconds`; latencies in ms. */
-async function load(url: string, clients: number, seconds: number, headers: Record<string, string>, method = 'GET', body?: string): Promise<{ latencies: number[]; statuses: Map<number, number>; rps: number }> {
+async function load(
+  url: string,
+  clients: number,
+  seconds: number,
+  headers: Record<string, string>,
+  method = 'GET',
+  body?: string,
+): Promise<{ latencies: number[]; statuses: Map<number, number>; rps: number }> {
   const latencies: number[] = [];
   const statuses = new Map<number, number>();
   const until = Date.now() + seconds * 1000;
@@ -182,7 +207,11 @@ async function main(): Promise<void> {
     // and the image is removed from the engine first, so that every swap is a real pull.
     say(`image swaps: agent, CLI, floor, interleaved, ${SWAPS} of each`);
     const names = { agent: env['CONTAINER_NAME'] ?? '', cli: 'bench-cli-dev', floor: 'bench-floor-dev' };
-    const deployed = await fetch(`http://127.0.0.1:${port}/v1/deploy`, { method: 'POST', headers: HEADERS, body: JSON.stringify({ image: `${repository}:v1` }) });
+    const deployed = await fetch(`http://127.0.0.1:${port}/v1/deploy`, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify({ image: `${repository}:v1` }),
+    });
     if (deployed.status !== 200) throw new Error(`first deploy: ${deployed.status} ${await deployed.text()}`);
     await sandbox.docker('run', '-d', '--name', names.cli, '--network', 'none', `${repository}:v1`);
     await sandbox.docker('run', '-d', '--name', names.floor, '--network', 'none', `${repository}:v1`);
@@ -203,7 +232,11 @@ async function main(): Promise<void> {
         const wall0 = Date.now();
         const t0 = performance.now();
         if (method === 'agent') {
-          const res = await fetch(`http://127.0.0.1:${port}/v1/deploy`, { method: 'POST', headers: HEADERS, body: JSON.stringify({ image: ref }) });
+          const res = await fetch(`http://127.0.0.1:${port}/v1/deploy`, {
+            method: 'POST',
+            headers: HEADERS,
+            body: JSON.stringify({ image: ref }),
+          });
           if (res.status !== 200) throw new Error(`agent swap: ${res.status} ${await res.text()}`);
         } else if (method === 'cli') {
           await cliSwap(sandbox, name, ref);
@@ -223,7 +256,9 @@ async function main(): Promise<void> {
         downtime[method].push((startedEv.timeNano - died.timeNano) / 1e6);
         oldStop[method].push(killed === undefined ? 0 : (died.timeNano - killed.timeNano) / 1e6);
       }
-      say(`swap ${i + 1}/${SWAPS}: agent ${ms(total.agent.at(-1) ?? 0)}, cli ${ms(total.cli.at(-1) ?? 0)}, floor ${ms(total.floor.at(-1) ?? 0)}`);
+      say(
+        `swap ${i + 1}/${SWAPS}: agent ${ms(total.agent.at(-1) ?? 0)}, cli ${ms(total.cli.at(-1) ?? 0)}, floor ${ms(total.floor.at(-1) ?? 0)}`,
+      );
     }
 
     // (c) status latency and throughput; (e) the cost of refused requests.
@@ -232,11 +267,31 @@ async function main(): Promise<void> {
     const statusRuns: { clients: number; p50: number; p99: number; rps: number; ok: boolean }[] = [];
     for (const clients of [1, 10, 50]) {
       const r = await load(statusUrl, clients, LOAD_SECONDS, HEADERS);
-      statusRuns.push({ clients, p50: percentile(r.latencies, 0.5), p99: percentile(r.latencies, 0.99), rps: r.rps, ok: [...r.statuses.keys()].every((s) => s === 200) });
+      statusRuns.push({
+        clients,
+        p50: percentile(r.latencies, 0.5),
+        p99: percentile(r.latencies, 0.99),
+        rps: r.rps,
+        ok: [...r.statuses.keys()].every((s) => s === 200),
+      });
     }
     const wrongToken = { ...HEADERS, 'CF-Access-Client-Secret': 'wrong-secret-0123456789' };
-    const refused401 = await load(`http://127.0.0.1:${port}/v1/deploy`, 10, LOAD_SECONDS, wrongToken, 'POST', JSON.stringify({ image: `${repository}:v1` }));
-    const refused400 = await load(`http://127.0.0.1:${port}/v1/deploy`, 10, LOAD_SECONDS, HEADERS, 'POST', JSON.stringify({ image: 'ghcr.io/other/runtime:v1' }));
+    const refused401 = await load(
+      `http://127.0.0.1:${port}/v1/deploy`,
+      10,
+      LOAD_SECONDS,
+      wrongToken,
+      'POST',
+      JSON.stringify({ image: `${repository}:v1` }),
+    );
+    const refused400 = await load(
+      `http://127.0.0.1:${port}/v1/deploy`,
+      10,
+      LOAD_SECONDS,
+      HEADERS,
+      'POST',
+      JSON.stringify({ image: 'ghcr.io/other/runtime:v1' }),
+    );
     const loadedRss = rssMiB(agent.pid ?? 0);
 
     // The report.
@@ -272,7 +327,7 @@ async function main(): Promise<void> {
       '### Where a target is not met, and why',
       '',
       '- **Status p99 at 50 clients.** The engine is not the limit: concurrent requests share one inspection and reuse it for 100 ms. The cost is the HTTP layer itself, Express 5 and pino-http at a few hundred microseconds of CPU per request, on 2 cores that the load generator and the engine share with the agent; at 50 clients requests queue. Reaching 20 ms would take a lighter HTTP layer than the one the contract names, or a load generator on another machine; the figures swing by a factor of two between runs here.',
-      '- **Idle memory.** Bare Node.js 20 is 39 MiB RSS on this machine before any code is loaded; the libraries the contract names (express, dockerode, zod, pino) add the rest. Leaving dockerode\'s BuildKit session (gRPC, protobufjs) out of the bundle saved 5 MiB; V8 flags (`--max-semi-space-size`, `--max-old-space-size`) saved under 3 MiB and are not used.',
+      "- **Idle memory.** Bare Node.js 20 is 39 MiB RSS on this machine before any code is loaded; the libraries the contract names (express, dockerode, zod, pino) add the rest. Leaving dockerode's BuildKit session (gRPC, protobufjs) out of the bundle saved 5 MiB; V8 flags (`--max-semi-space-size`, `--max-old-space-size`) saved under 3 MiB and are not used.",
       '- Swap and downtime figures are medians of interleaved runs; a single run can land on either side of a 10% line.',
       '',
       '## (a) Image swap, medians',
@@ -287,7 +342,7 @@ async function main(): Promise<void> {
       '',
       '## (b) Downtime window, medians (old container `die` to new container `start`)',
       '',
-      '| | downtime | old container\'s own stop (kill to die) |',
+      "| | downtime | old container's own stop (kill to die) |",
       '|---|---|---|',
       `| agent | ${ms(med('agent', downtime))} | ${ms(med('agent', oldStop))} |`,
       `| docker CLI | ${ms(med('cli', downtime))} | ${ms(med('cli', oldStop))} |`,

@@ -1,9 +1,9 @@
 // Bundles the agent into one self-contained CommonJS file, dist/agent.js, which is what gets
 // installed as /opt/dreichor/<env>/deploy-agent/agent.js and run by systemd with no node_modules.
 import { execFileSync } from 'node:child_process';
-import { build } from 'esbuild';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { build } from 'esbuild';
 
 await mkdir('dist', { recursive: true });
 
@@ -11,8 +11,12 @@ await mkdir('dist', { recursive: true });
 const { version } = JSON.parse(await readFile('package.json', 'utf8'));
 let commit = 'unknown';
 try {
-  commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  if (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '') commit += '-modified';
+  commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).trim();
+  if (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '')
+    commit += '-modified';
 } catch {
   // not a git checkout: "unknown"
 }
@@ -23,7 +27,9 @@ const refuseBuildkitSession = {
   name: 'refuse-buildkit-session',
   setup(b) {
     b.onResolve({ filter: /^\.\/session$/ }, (args) =>
-      args.importer.replace(/\\/g, '/').endsWith('node_modules/dockerode/lib/docker.js') ? { path: resolve('build/buildkit-session-refused.cjs') } : undefined,
+      args.importer.replace(/\\/g, '/').endsWith('node_modules/dockerode/lib/docker.js')
+        ? { path: resolve('build/buildkit-session-refused.cjs') }
+        : undefined,
     );
   },
 };

@@ -27,9 +27,11 @@ async function main(): Promise<void> {
     const dir = join(sandbox.info.dir, 'demo');
     const folders = { audit: join(dir, 'audit-events'), snapshots: join(dir, 'snapshots'), state: join(dir, 'state') };
     for (const f of Object.values(folders)) mkdirSync(f, { recursive: true });
-    writeFileSync(join(dir, 'runtime.env'), `DATABASE_URL=${DATABASE_URL}\nSAFETY_MODE=strict\nLOG_LEVEL=info\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'runtime.env'), `DATABASE_URL=${DATABASE_URL}\nSAFETY_MODE=strict\nLOG_LEVEL=info\n`, {
+      mode: 0o600,
+    });
 
-    say('2. writing the agent configuration: env/dev.env.example with this machine\'s engine, registry and folders');
+    say("2. writing the agent configuration: env/dev.env.example with this machine's engine, registry and folders");
     const example = parse(readFileSync('env/dev.env.example', 'utf8'));
     const local: Record<string, string> = {
       ...example,
@@ -52,22 +54,44 @@ async function main(): Promise<void> {
       CF_ACCESS_AUD: '',
     };
     const envFile = join(dir, 'dev.env');
-    writeFileSync(envFile, Object.entries(local).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+    writeFileSync(
+      envFile,
+      `${Object.entries(local)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n')}\n`,
+      { mode: 0o600 },
+    );
     process.stdout.write(`      ${envFile}\n`);
 
     say(`3. starting the dev agent: ENV_FILE=${envFile} node dist/agent.js`);
     // Only ENV_FILE (and PATH): nothing from this shell's environment may override the file.
     agent = spawnAgent({ ENV_FILE: envFile }, { port: PORT, echoStderr: true });
-    const headers = { 'CF-Access-Client-Id': local['CF_ACCESS_CLIENT_ID'] ?? '', 'CF-Access-Client-Secret': local['CF_ACCESS_CLIENT_SECRET'] ?? '', 'Content-Type': 'application/json' };
+    const headers = {
+      'CF-Access-Client-Id': local['CF_ACCESS_CLIENT_ID'] ?? '',
+      'CF-Access-Client-Secret': local['CF_ACCESS_CLIENT_SECRET'] ?? '',
+      'Content-Type': 'application/json',
+    };
     const until = Date.now() + 15_000;
-    while (!(await fetch(`${url}/v1/status`, { headers }).then((r) => r.ok, () => false))) {
+    while (
+      !(await fetch(`${url}/v1/status`, { headers }).then(
+        (r) => r.ok,
+        () => false,
+      ))
+    ) {
       if (Date.now() > until || agent.child.exitCode !== null) throw new Error('the agent did not start listening');
       await sleep(100);
     }
     process.stdout.write(`      listening on ${url}\n`);
 
     const ref = (tag: string) => `${repository}:${tag}`;
-    const deploy = (tag: string) => runScript({ AGENT_URL: url, IMAGE: ref(tag), ENVIRONMENT: 'dev', CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'], CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'] });
+    const deploy = (tag: string) =>
+      runScript({
+        AGENT_URL: url,
+        IMAGE: ref(tag),
+        ENVIRONMENT: 'dev',
+        CF_ACCESS_CLIENT_ID: headers['CF-Access-Client-Id'],
+        CF_ACCESS_CLIENT_SECRET: headers['CF-Access-Client-Secret'],
+      });
     const status = async () => (await fetch(`${url}/v1/status`, { headers })).json() as Promise<Record<string, unknown>>;
 
     say('4. deploying v1 through scripts/deploy-and-verify.mjs, as the GitHub workflow does');
@@ -79,8 +103,12 @@ async function main(): Promise<void> {
     const crashed = await deploy('crash');
     if (crashed === 0) throw new Error('the crashing runtime was reported as deployed');
     const down = await status();
-    process.stdout.write(`      status: running=${String(down['running'])}, last deploy ${String((down['last_deploy'] as Record<string, unknown>)['outcome'])}, previous image ${String(down['previous_image'])}\n`);
-    say(`7. rolling back, explicitly (the agent never does it on its own): deploying the previous image, ${String(down['previous_image'])}`);
+    process.stdout.write(
+      `      status: running=${String(down['running'])}, last deploy ${String((down['last_deploy'] as Record<string, unknown>)['outcome'])}, previous image ${String(down['previous_image'])}\n`,
+    );
+    say(
+      `7. rolling back, explicitly (the agent never does it on its own): deploying the previous image, ${String(down['previous_image'])}`,
+    );
     if ((await deploy('v2')) !== 0) throw new Error('the rollback failed');
 
     say('8. v1 is pushed again with other content; deploying it is refused: tags are immutable (409)');
@@ -91,12 +119,16 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(await status(), null, 2)}\n`);
 
     say(`10. POST ${url}/v1/stop`);
-    process.stdout.write(`${JSON.stringify(await (await fetch(`${url}/v1/stop`, { method: 'POST', headers, body: '{}' })).json())}\n`);
+    process.stdout.write(
+      `${JSON.stringify(await (await fetch(`${url}/v1/stop`, { method: 'POST', headers, body: '{}' })).json())}\n`,
+    );
 
     say(`11. the audit log, ${join(folders.state, 'audit.jsonl')}:`);
     for (const line of readFileSync(join(folders.state, 'audit.jsonl'), 'utf8').trim().split('\n')) {
       const l = JSON.parse(line) as Record<string, unknown>;
-      process.stdout.write(`      #${String(l['seq'])} ${String(l['endpoint'])} ${String(l['outcome'])} ${String(l['status'])} ${String(l['image'] ?? '')}\n`);
+      process.stdout.write(
+        `      #${String(l['seq'])} ${String(l['endpoint'])} ${String(l['outcome'])} ${String(l['status'])} ${String(l['image'] ?? '')}\n`,
+      );
     }
   } finally {
     say('12. cleaning up: stopping the agent, the engine and the registries, removing their folders');
@@ -109,7 +141,10 @@ async function main(): Promise<void> {
 /** Runs the CI script; resolves with its exit code (the demo shows failures too). */
 function runScript(env: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: 'inherit' });
+    const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: 'inherit',
+    });
     child.on('exit', (code) => resolve(code ?? 1));
   });
 }

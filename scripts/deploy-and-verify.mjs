@@ -19,12 +19,12 @@ const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
 // GitHub's workflow-command escaping, so a reason with newlines stays one annotation.
-const escape = (text) => text.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+const escapeCommand = (text) => text.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
 
 function fail(message, requestId = null) {
   const id = requestId === null ? '' : ` (request ${requestId})`;
   console.error(`deploy failed: ${message}${id}`);
-  if (inActions) console.log(`::error title=Deploy failed::${escape(`${message}${id}`)}`);
+  if (inActions) console.log(`::error title=Deploy failed::${escapeCommand(`${message}${id}`)}`);
   summary([`## Deploy failed`, '', '```', `${message}${id}`, '```']);
   process.exit(1);
 }
@@ -65,7 +65,11 @@ async function request(method, path, body) {
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
-    return { ok: false, message: `${method} ${path}: ${error instanceof Error ? error.message : String(error)}`, requestId: null };
+    return {
+      ok: false,
+      message: `${method} ${path}: ${error instanceof Error ? error.message : String(error)}`,
+      requestId: null,
+    };
   }
   const requestId = response.headers.get('x-request-id');
   const text = await response.text();
@@ -77,10 +81,14 @@ async function request(method, path, body) {
   }
   if (response.status !== 200) {
     const reason = json && typeof json.reason === 'string' ? json.reason : text.slice(0, 500) || '(empty body)';
-    const where = response.status >= 300 && response.status < 400 ? ` (redirect to ${response.headers.get('location') ?? '?'}: Cloudflare Access did not accept the token)` : '';
+    const where =
+      response.status >= 300 && response.status < 400
+        ? ` (redirect to ${response.headers.get('location') ?? '?'}: Cloudflare Access did not accept the token)`
+        : '';
     return { ok: false, message: `${method} ${path} answered ${response.status}${where}: ${reason}`, requestId };
   }
-  if (json === null) return { ok: false, message: `${method} ${path} answered 200 but not with JSON: ${text.slice(0, 200)}`, requestId };
+  if (json === null)
+    return { ok: false, message: `${method} ${path} answered 200 but not with JSON: ${text.slice(0, 200)}`, requestId };
   return { ok: true, json, requestId };
 }
 
@@ -113,7 +121,9 @@ const { json: deployed, requestId } = await deploying;
 if (deployed.status !== 'deployed' || deployed.image !== image || deployed.environment !== environment) {
   fail(`unexpected deploy answer: ${JSON.stringify(deployed)}`, requestId);
 }
-console.log(`[${elapsed()}] deployed: ${deployed.container_name} runs ${deployed.image} (${deployed.image_digest ?? 'digest unknown'})`);
+console.log(
+  `[${elapsed()}] deployed: ${deployed.container_name} runs ${deployed.image} (${deployed.image_digest ?? 'digest unknown'})`,
+);
 
 const { json: status } = await call('GET', '/v1/status');
 if (status.running !== true) fail(`status says the runtime is not running: ${JSON.stringify(status)}`, requestId);
@@ -121,7 +131,13 @@ if (status.image !== image) fail(`status shows ${status.image}, not ${image}`, r
 console.log(`verified: ${status.container_name} running ${status.image} since ${status.started_at}`);
 
 const previous = deployed.previous_image ?? null;
-const previousTag = previous === null ? null : previous.replace(/@sha256:[0-9a-f]{64}$/, '').split(':').at(-1);
+const previousTag =
+  previous === null
+    ? null
+    : previous
+        .replace(/@sha256:[0-9a-f]{64}$/, '')
+        .split(':')
+        .at(-1);
 summary([
   `## Deployed to ${environment}`,
   '',

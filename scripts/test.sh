@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+echo "== format and lint (Biome; npm run format applies it)"
+npx biome ci --error-on-warnings .
 echo "== type check"
 npx tsc --noEmit -p .
 echo "== build"

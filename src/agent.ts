@@ -1,7 +1,7 @@
 import { pino, stdTimeFunctions } from 'pino';
-import { startAgent } from './app.js';
-import { verifyAuditFile } from './audit.js';
-import { ConfigError, loadConfig } from './config.js';
+import { type RunningAgent, startAgent } from './app.js';
+import { type VerifyResult, verifyAuditFile } from './audit.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 import { describe } from './errors.js';
 import { COMMIT, VERSION } from './version.js';
 
@@ -19,7 +19,7 @@ function fatal(message: string, code: number): never {
 /** Streams the file: a log of any size is checked in constant memory. */
 async function auditVerify(file: string | undefined): Promise<never> {
   if (file === undefined) fatal('usage: agent.js audit-verify <audit.jsonl>', 2);
-  let result;
+  let result: VerifyResult;
   try {
     result = await verifyAuditFile(file);
   } catch (error) {
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
   if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
 
-  let config;
+  let config: Config;
   try {
     config = loadConfig(process.env);
   } catch (error) {
@@ -58,16 +58,22 @@ async function main(): Promise<void> {
     timestamp: stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   });
-  let agent;
+  let agent: RunningAgent;
   try {
     agent = await startAgent(config, { logger });
   } catch (error) {
     fatal(`cannot start: ${describe(error)}`, 1);
   }
-  logger.info({ url: agent.url, container: config.containerName, repository: config.imageRepository, version: VERSION, commit: COMMIT }, 'listening');
+  logger.info(
+    { url: agent.url, container: config.containerName, repository: config.imageRepository, version: VERSION, commit: COMMIT },
+    'listening',
+  );
 
   const shutdown = (signal: string) => {
-    logger.info({ signal, busy: agent.deployer.busy }, 'shutting down: new deploys and stops are refused, the one in progress finishes');
+    logger.info(
+      { signal, busy: agent.deployer.busy },
+      'shutting down: new deploys and stops are refused, the one in progress finishes',
+    );
     agent.close().then(
       () => process.exit(0),
       (error: unknown) => {

@@ -4,15 +4,21 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { AuditLog, type AuditOpenOptions } from './audit.js';
-import { type AccessJwtOptions, type AccessJwtVerifier, authenticate, CLIENT_ID_HEADER, createAccessJwtVerifier } from './auth.js';
+import {
+  type AccessJwtOptions,
+  type AccessJwtVerifier,
+  authenticate,
+  CLIENT_ID_HEADER,
+  createAccessJwtVerifier,
+} from './auth.js';
 import { type Config, secretsOf } from './config.js';
 import { Deployer } from './deployer.js';
 import { Engine } from './docker.js';
-import { type DeployPhase, DeployJournal } from './journal.js';
 import { AgentError } from './errors.js';
+import { DeployJournal, type DeployPhase } from './journal.js';
 import { createRedactor } from './redact.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
@@ -128,7 +134,10 @@ const requireJson: RequestHandler = (req, _res, next) => {
   for (const param of params) {
     const [name, value = ''] = param.split('=');
     if (name?.trim().toLowerCase() !== 'charset') continue;
-    const charset = value.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    const charset = value
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
     if (charset !== 'utf-8' && charset !== 'utf8') {
       next(new AgentError(415, 'request body must be UTF-8 (Content-Type: application/json; charset=utf-8, or no charset)'));
       return;
@@ -151,7 +160,10 @@ function errorHandler(reply: Reply, logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     let status: number;
     let reason: string;
-    const bodyError = typeof err === 'object' && err !== null && 'type' in err && typeof err.type === 'string' ? BODY_ERRORS[err.type] : undefined;
+    const bodyError =
+      typeof err === 'object' && err !== null && 'type' in err && typeof err.type === 'string'
+        ? BODY_ERRORS[err.type]
+        : undefined;
     if (err instanceof AgentError) {
       ({ status, reason } = err);
     } else if (bodyError !== undefined) {
@@ -165,7 +177,9 @@ function errorHandler(reply: Reply, logger: Logger): ErrorRequestHandler {
     if (status >= 500) logger.warn({ requestId: req.id, status, reason }, 'request failed');
     // A client error in the status range the spec asks for, never a stack trace or HTML.
     const code = err instanceof AgentError ? err.code : undefined;
-    void reply(res, status, error(reason), code).catch((e: unknown) => logger.error({ err: e }, 'could not send the error response'));
+    void reply(res, status, error(reason), code).catch((e: unknown) =>
+      logger.error({ err: e }, 'could not send the error response'),
+    );
   };
 }
 
@@ -197,7 +211,10 @@ export interface RunningAgent {
 export async function startAgent(config: Config, options: StartOptions = {}): Promise<RunningAgent> {
   const logger = options.logger ?? pino({ level: 'silent' });
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'), options.openAuditFile === undefined ? {} : { openFile: options.openAuditFile });
+  const audit = await AuditLog.open(
+    join(config.stateDir, 'audit.jsonl'),
+    options.openAuditFile === undefined ? {} : { openFile: options.openAuditFile },
+  );
   const store = await StateStore.open(config.stateDir);
   const engine = new Engine({
     socketPath: config.dockerSocketPath,
@@ -205,7 +222,15 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }),
   });
   const journal = new DeployJournal(config.stateDir);
-  const deployer = new Deployer({ config, engine, store, audit, journal, logger, ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }) });
+  const deployer = new Deployer({
+    config,
+    engine,
+    store,
+    audit,
+    journal,
+    logger,
+    ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
+  });
   deployer.startRecovery();
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
@@ -236,7 +261,9 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
           server.close(() => resolve());
           server.closeIdleConnections();
         });
-        await refusals.close().catch((error: unknown) => logger.error({ err: error }, 'could not write the summary of counted refusals'));
+        await refusals
+          .close()
+          .catch((error: unknown) => logger.error({ err: error }, 'could not write the summary of counted refusals'));
         await audit.close();
       })();
       return closing;

@@ -26,4 +26,3 @@ export function expectedHash(line: string): string | null {
   const match = HASH_SUFFIX.exec(line);
   return match === null ? null : sha256(`${line.slice(0, match.index)}}`);
 }
-

@@ -72,7 +72,8 @@ export interface AuditOpenOptions {
   readonly openFile?: (path: string) => Promise<AuditFile>;
 }
 
-const openForAppend = (path: string): Promise<AuditFile> => open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+const openForAppend = (path: string): Promise<AuditFile> =>
+  open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
 
 // An audit line is a few KiB at most; a last line longer than this is not one, and the log is damaged.
 const MAX_LINE_BYTES = 1024 * 1024;
@@ -136,7 +137,14 @@ export class AuditLog {
 
   /** Written once a deploy or stop holds the lock and before it acts: nothing happens unrecorded. */
   accepted(r: RequestRecord): Promise<void> {
-    return this.append({ request_id: r.requestId, client_id: r.clientId, endpoint: r.endpoint, image: r.image, outcome: 'accepted', reason: null });
+    return this.append({
+      request_id: r.requestId,
+      client_id: r.clientId,
+      endpoint: r.endpoint,
+      image: r.image,
+      outcome: 'accepted',
+      reason: null,
+    });
   }
 
   /** How a deploy or stop request ended, or why it was refused: on disk before the answer is sent. */
@@ -156,12 +164,27 @@ export class AuditLog {
 
   /** What start-up recovery found and did. */
   recovered(r: { readonly requestId: string | null; readonly image: string | null; readonly reason: string }): Promise<void> {
-    return this.append({ request_id: r.requestId ?? randomUUID(), client_id: null, endpoint: 'startup-recovery', image: r.image, outcome: 'recovered', reason: r.reason });
+    return this.append({
+      request_id: r.requestId ?? randomUUID(),
+      client_id: null,
+      endpoint: 'startup-recovery',
+      image: r.image,
+      outcome: 'recovered',
+      reason: r.reason,
+    });
   }
 
   /** A summary of refusals before authentication beyond the rate (see refusals.ts). */
   refusalsCounted(r: RefusalSummary, reason: string): Promise<void> {
-    return this.append({ request_id: randomUUID(), client_id: null, endpoint: 'refusals', image: null, outcome: 'refusals-counted', reason, ...r });
+    return this.append({
+      request_id: randomUUID(),
+      client_id: null,
+      endpoint: 'refusals',
+      image: null,
+      outcome: 'refusals-counted',
+      reason,
+      ...r,
+    });
   }
 
   /**
@@ -235,7 +258,8 @@ async function readTail(file: AuditFile, size: number, path: string): Promise<{ 
     if (begin !== -1 || start === 0) {
       return { goodLength: start + end + 1, lastLine: buffer.subarray(begin + 1, end).toString('utf8') };
     }
-    if (size - start >= MAX_LINE_BYTES) throw new Error(`the end of ${path} has no whole line within ${MAX_LINE_BYTES} bytes; run the audit verification`);
+    if (size - start >= MAX_LINE_BYTES)
+      throw new Error(`the end of ${path} has no whole line within ${MAX_LINE_BYTES} bytes; run the audit verification`);
   }
 }
 

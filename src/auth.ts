@@ -95,7 +95,10 @@ export function createAccessJwtVerifier(config: AccessJwtConfig, options: Access
     } catch (error) {
       if (keysUnavailable(error)) {
         // Security: fail closed. Without the keys no token can be checked, so no request is let in.
-        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', { code: 'keys_unavailable', cause: error });
+        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', {
+          code: 'keys_unavailable',
+          cause: error,
+        });
       }
       throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(error)})`);
     }
@@ -111,7 +114,8 @@ function keysUnavailable(error: unknown): boolean {
 
 function jwtProblem(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'expired';
-  if (error instanceof joseErrors.JWTClaimValidationFailed) return error.reason === 'missing' ? `claim "${error.claim}" missing` : `claim "${error.claim}" rejected`;
+  if (error instanceof joseErrors.JWTClaimValidationFailed)
+    return error.reason === 'missing' ? `claim "${error.claim}" missing` : `claim "${error.claim}" rejected`;
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature does not verify';
   if (error instanceof joseErrors.JWKSNoMatchingKey) return 'signed by an unknown key';

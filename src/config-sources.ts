@@ -12,7 +12,10 @@ import { AGENT_OWNED_RUNTIME_VARIABLES } from './runtime-spec.js';
 
 /** A configuration problem, reported at start as one line naming the variable. */
 export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
     super(`${variable}: ${message}`);
     this.name = 'ConfigError';
   }
@@ -85,16 +88,25 @@ export function readSecretFiles(values: Record<string, string>): Set<string> {
  * runtime must never see the agent's own state: a runtime mount that is STATE_DIR or contains it
  * would hand the runtime the audit log and the record of tag digests.
  */
-export function checkPaths(environment: Environment, paths: Record<'STATE_DIR' | 'AUDIT_EVENTS_PATH' | 'SNAPSHOTS_PATH', string>): void {
+export function checkPaths(
+  environment: Environment,
+  paths: Record<'STATE_DIR' | 'AUDIT_EVENTS_PATH' | 'SNAPSHOTS_PATH', string>,
+): void {
   const other: Environment = environment === 'dev' ? 'prod' : 'dev';
   for (const [variable, path] of Object.entries(paths) as [Variable, string][]) {
-    if (path.toLowerCase().split(/[/\-_.]/).includes(other)) fail(variable, `must not name the other environment ("${other}") in its path`);
+    if (
+      path
+        .toLowerCase()
+        .split(/[/\-_.]/)
+        .includes(other)
+    )
+      fail(variable, `must not name the other environment ("${other}") in its path`);
   }
   const state = canonical(paths.STATE_DIR);
   for (const variable of ['AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH'] as const) {
     const mount = canonical(paths[variable]);
     if (state === mount || state.startsWith(mount === '/' ? '/' : `${mount}/`)) {
-      fail(variable, 'must not be STATE_DIR or contain it: the runtime would see the agent\'s audit log and state');
+      fail(variable, "must not be STATE_DIR or contain it: the runtime would see the agent's audit log and state");
     }
   }
 }

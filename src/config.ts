@@ -1,6 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { checkPaths, ConfigError, definedValues, fail, readEnvFile, readSecretFiles, runtimeEnv } from './config-sources.js';
+import { ConfigError, checkPaths, definedValues, fail, readEnvFile, readSecretFiles, runtimeEnv } from './config-sources.js';
 import type { RegistryCredentials } from './engine-port.js';
 import { parseRepository } from './image.js';
 import { type NamedSecret, runtimeSecrets } from './redact.js';
@@ -24,7 +24,6 @@ export interface AccessJwtConfig {
   readonly audience: string;
   readonly certsUrl: string;
 }
-
 
 export interface Config {
   readonly environment: Environment;
@@ -76,7 +75,11 @@ const absolutePath = z
 // Security: secrets are only checked for being present and not trivially short; their values never
 // appear in an error message, because this message is printed to the journal.
 const secret = z.string().min(16, 'must be at least 16 characters long');
-const clientId = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+const clientId = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
 const schema = z
   .object({
@@ -89,7 +92,10 @@ const schema = z
       .optional(),
     CONTAINER_NAME: z
       .string()
-      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/, 'must be a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 101 characters)')
+      .regex(
+        /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/,
+        'must be a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 101 characters)',
+      )
       .optional(),
     CF_ACCESS_CLIENT_ID: clientId,
     CF_ACCESS_CLIENT_SECRET: secret,
@@ -99,9 +105,15 @@ const schema = z
     CF_ACCESS_ROTATION_CLIENT_SECRET: secret.optional(),
     CF_ACCESS_TEAM_DOMAIN: z
       .string()
-      .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, 'must be a host name such as "myteam.cloudflareaccess.com", without scheme or path')
+      .regex(
+        /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
+        'must be a host name such as "myteam.cloudflareaccess.com", without scheme or path',
+      )
       .optional(),
-    CF_ACCESS_AUD: z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, 'must be the Access application audience tag').optional(),
+    CF_ACCESS_AUD: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,256}$/, 'must be the Access application audience tag')
+      .optional(),
     CF_ACCESS_CERTS_URL: z.string().optional(),
     IMAGE_REPOSITORY: z.string().optional(),
     REGISTRY_USERNAME: z.string().max(256).optional(),
@@ -137,7 +149,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   // anybody can read, or trust a team that is not yours.
   for (const [variable, value] of Object.entries(merged)) {
     if (/^fake-/i.test(value)) {
-      throw new ConfigError(fromFiles.has(variable) ? `${variable}_FILE` : variable, "still has the example's FAKE value; replace it");
+      throw new ConfigError(
+        fromFiles.has(variable) ? `${variable}_FILE` : variable,
+        "still has the example's FAKE value; replace it",
+      );
     }
   }
   const parsed = schema.safeParse(merged);
@@ -159,7 +174,10 @@ function build(raw: Raw): Config {
   // the other environment's runtime. The name must carry its own environment and not the other one.
   const segments = containerName.toLowerCase().split(/[-_.]/);
   if (!segments.includes(environment) || segments.includes(OTHER_ENVIRONMENT[environment])) {
-    fail('CONTAINER_NAME', `must contain "${environment}" as a word (separated by - _ or .) and not "${OTHER_ENVIRONMENT[environment]}"`);
+    fail(
+      'CONTAINER_NAME',
+      `must contain "${environment}" as a word (separated by - _ or .) and not "${OTHER_ENVIRONMENT[environment]}"`,
+    );
   }
 
   const stopTimeoutSeconds = raw.STOP_TIMEOUT_SECONDS ?? 30;
@@ -174,7 +192,10 @@ function build(raw: Raw): Config {
 
   const serviceTokens: ServiceToken[] = [{ clientId: raw.CF_ACCESS_CLIENT_ID, clientSecret: raw.CF_ACCESS_CLIENT_SECRET }];
   if ((raw.CF_ACCESS_ROTATION_CLIENT_ID === undefined) !== (raw.CF_ACCESS_ROTATION_CLIENT_SECRET === undefined)) {
-    fail(raw.CF_ACCESS_ROTATION_CLIENT_ID === undefined ? 'CF_ACCESS_ROTATION_CLIENT_ID' : 'CF_ACCESS_ROTATION_CLIENT_SECRET', 'must be set together with its pair during a rotation window');
+    fail(
+      raw.CF_ACCESS_ROTATION_CLIENT_ID === undefined ? 'CF_ACCESS_ROTATION_CLIENT_ID' : 'CF_ACCESS_ROTATION_CLIENT_SECRET',
+      'must be set together with its pair during a rotation window',
+    );
   }
   if (raw.CF_ACCESS_ROTATION_CLIENT_ID !== undefined && raw.CF_ACCESS_ROTATION_CLIENT_SECRET !== undefined) {
     if (raw.CF_ACCESS_ROTATION_CLIENT_ID === raw.CF_ACCESS_CLIENT_ID) {
@@ -185,7 +206,8 @@ function build(raw: Raw): Config {
 
   const imageRepository = raw.IMAGE_REPOSITORY ?? DEFAULT_IMAGE_REPOSITORY;
   const repository = parseRepository(imageRepository);
-  if (repository === null) fail('IMAGE_REPOSITORY', 'must be a fully qualified repository such as ghcr.io/owner/name, without tag or digest');
+  if (repository === null)
+    fail('IMAGE_REPOSITORY', 'must be a fully qualified repository such as ghcr.io/owner/name, without tag or digest');
 
   const stateDir = raw.STATE_DIR ?? `/var/lib/dreichor/${environment}/deploy-agent`;
   checkPaths(environment, { STATE_DIR: stateDir, AUDIT_EVENTS_PATH: raw.AUDIT_EVENTS_PATH, SNAPSHOTS_PATH: raw.SNAPSHOTS_PATH });
@@ -220,7 +242,10 @@ function build(raw: Raw): Config {
  */
 export function secretsOf(config: Config): NamedSecret[] {
   return [
-    ...config.serviceTokens.map((t, i) => ({ name: i === 0 ? 'CF_ACCESS_CLIENT_SECRET' : 'CF_ACCESS_ROTATION_CLIENT_SECRET', value: t.clientSecret })),
+    ...config.serviceTokens.map((t, i) => ({
+      name: i === 0 ? 'CF_ACCESS_CLIENT_SECRET' : 'CF_ACCESS_ROTATION_CLIENT_SECRET',
+      value: t.clientSecret,
+    })),
     ...(config.registryAuth === null ? [] : [{ name: 'REGISTRY_PASSWORD', value: config.registryAuth.password }]),
     ...runtimeSecrets(config.runtimeEnv),
   ];
@@ -230,7 +255,8 @@ function accessJwt(raw: Raw): AccessJwtConfig | null {
   const team = raw.CF_ACCESS_TEAM_DOMAIN;
   const aud = raw.CF_ACCESS_AUD;
   if (team === undefined && aud === undefined) {
-    if (raw.CF_ACCESS_CERTS_URL !== undefined) fail('CF_ACCESS_CERTS_URL', 'is only used with CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD');
+    if (raw.CF_ACCESS_CERTS_URL !== undefined)
+      fail('CF_ACCESS_CERTS_URL', 'is only used with CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD');
     return null;
   }
   if (team === undefined) fail('CF_ACCESS_TEAM_DOMAIN', 'must be set together with CF_ACCESS_AUD');
@@ -268,4 +294,3 @@ function dockerSocketPath(dockerHost: string | undefined): string {
   if (match?.[1] === undefined) fail('DOCKER_HOST', 'must be a unix socket address such as unix:///var/run/docker.sock');
   return match[1];
 }
-

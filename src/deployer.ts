@@ -5,12 +5,12 @@ import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
 import type { EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
+import { fetchImage } from './image-fetch.js';
 import type { DeployJournal, DeployPhase } from './journal.js';
 import { type Operation, OperationLock } from './lock.js';
-import { fetchImage } from './image-fetch.js';
 import { Recovery } from './recovery.js';
-import { ANSWER_RESERVE_MS, deadline, startCheck } from './start-check.js';
 import { containerSpec, imageOf } from './runtime-spec.js';
+import { ANSWER_RESERVE_MS, deadline, startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
 
@@ -84,7 +84,14 @@ export class Deployer {
 
   constructor(deps: DeployerDeps) {
     this.deps = deps;
-    ({ config: this.config, engine: this.engine, store: this.store, audit: this.audit, journal: this.journal, logger: this.logger } = deps);
+    ({
+      config: this.config,
+      engine: this.engine,
+      store: this.store,
+      audit: this.audit,
+      journal: this.journal,
+      logger: this.logger,
+    } = deps);
     this.onPhase = deps.onPhase ?? (() => Promise.resolve());
     // Whenever an operation starts or ends, what status shows changes: the last inspection is stale.
     this.lock = new OperationLock(() => {
@@ -93,7 +100,11 @@ export class Deployer {
     });
     this.view = new StatusView({
       ...deps,
-      activity: () => ({ operation: this.lock.busy, phase: this.progress?.phase ?? null, phaseSince: this.progress?.since ?? null }),
+      activity: () => ({
+        operation: this.lock.busy,
+        phase: this.progress?.phase ?? null,
+        phaseSince: this.progress?.since ?? null,
+      }),
     });
     this.recovery = new Recovery({ ...deps, lock: this.lock });
   }
@@ -116,7 +127,9 @@ export class Deployer {
       // Only this deploy's own record: a deploy that failed before its first phase (recovery could
       // not run yet, the engine being down) must leave an interrupted deploy's record for recovery.
       if (this.journaled) {
-        await this.journal.clear().catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
+        await this.journal
+          .clear()
+          .catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
       }
       release();
     }
@@ -132,13 +145,25 @@ export class Deployer {
     const reserveSeconds = config.stopTimeoutSeconds + config.startCheckSeconds + DEPLOY_MARGIN_SECONDS;
     const pullBudgetSeconds = config.deployTimeoutSeconds - reserveSeconds;
     const before = new AbortController();
-    const timer = setTimeout(() => {
-      before.abort(
-        new AgentError(504, `the image was not ready within ${pullBudgetSeconds} s (DEPLOY_TIMEOUT_SECONDS less the time kept for stop, start and start check); the running container was not touched`),
-      );
-    }, answerBy - reserveSeconds * 1000 - Date.now());
+    const timer = setTimeout(
+      () => {
+        before.abort(
+          new AgentError(
+            504,
+            `the image was not ready within ${pullBudgetSeconds} s (DEPLOY_TIMEOUT_SECONDS less the time kept for stop, start and start check); the running container was not touched`,
+          ),
+        );
+      },
+      answerBy - reserveSeconds * 1000 - Date.now(),
+    );
     const onCallerGone = () =>
-      before.abort(new AgentError(499, 'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched', { code: 'caller_gone' }));
+      before.abort(
+        new AgentError(
+          499,
+          'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched',
+          { code: 'caller_gone' },
+        ),
+      );
     if (context.callerGone.aborted) onCallerGone();
     context.callerGone.addEventListener('abort', onCallerGone, { once: true });
     let staged: string | null = null;
@@ -152,7 +177,10 @@ export class Deployer {
           before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
           throw error;
         });
-      const lookups = Promise.all([abortOnFailure(engine.networkExists(config.runtimeNetwork)), abortOnFailure(engine.inspectContainer(config.containerName))]);
+      const lookups = Promise.all([
+        abortOnFailure(engine.networkExists(config.runtimeNetwork)),
+        abortOnFailure(engine.inspectContainer(config.containerName)),
+      ]);
       lookups.catch(() => undefined); // observed below; a rejection before then must not go unhandled
       const fetched = await fetchImage(this.deps, image, before.signal);
       const [networkExists, current] = await lookups;
@@ -161,7 +189,10 @@ export class Deployer {
       //    bind sources at create but the network only at start, which is after the stop: check it
       //    now, or a wrong RUNTIME_NETWORK would take the running runtime down.
       if (!networkExists) {
-        throw new AgentError(502, `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`);
+        throw new AgentError(
+          502,
+          `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
+        );
       }
       staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), current));
       await this.enter('created', image, context, current?.id ?? null, staged);
@@ -191,7 +222,13 @@ export class Deployer {
       await this.enter('checking', image, context, current?.id ?? null, newId);
 
       // 5. Start check: it must stay running (or become healthy) before we say "deployed".
-      const running = await startCheck(this.deps, { id: newId, hasHealthcheck: fetched.info.hasHealthcheck, previous: current, answerBy, bound });
+      const running = await startCheck(this.deps, {
+        id: newId,
+        hasHealthcheck: fetched.info.hasHealthcheck,
+        previous: current,
+        answerBy,
+        bound,
+      });
       return {
         status: 'deployed',
         container_name: config.containerName,
@@ -212,11 +249,26 @@ export class Deployer {
   }
 
   /** Journals the phase the deploy is entering, before it acts on it; status and the log show it. */
-  private async enter(phase: DeployPhase, image: ImageReference, context: DeployContext, oldId: string | null, newId: string | null): Promise<void> {
+  private async enter(
+    phase: DeployPhase,
+    image: ImageReference,
+    context: DeployContext,
+    oldId: string | null,
+    newId: string | null,
+  ): Promise<void> {
     this.progress = { phase, since: new Date().toISOString() };
-    this.logger.info({ requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt }, `deploy: ${phase}`);
+    this.logger.info(
+      { requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt },
+      `deploy: ${phase}`,
+    );
     this.journaled = true;
-    await this.journal.enter({ request_id: context.requestId, image: image.reference, phase, old_container_id: oldId, new_container_id: newId });
+    await this.journal.enter({
+      request_id: context.requestId,
+      image: image.reference,
+      phase,
+      old_container_id: oldId,
+      new_container_id: newId,
+    });
     await this.onPhase(phase);
   }
 
@@ -237,13 +289,29 @@ export class Deployer {
     try {
       await this.audit.accepted({ requestId: context.requestId, clientId: context.clientId, endpoint: context.endpoint, image });
     } catch (error) {
-      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed or stopped unrecorded`, { code: 'audit_unwritable', cause: error });
+      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed or stopped unrecorded`, {
+        code: 'audit_unwritable',
+        cause: error,
+      });
     }
   }
 
-  private async remember(image: ImageReference, context: DeployContext, outcome: LastDeploy['outcome'], reason: string | null, digest: string | null): Promise<void> {
+  private async remember(
+    image: ImageReference,
+    context: DeployContext,
+    outcome: LastDeploy['outcome'],
+    reason: string | null,
+    digest: string | null,
+  ): Promise<void> {
     await this.store
-      .setLastDeploy({ image: image.reference, outcome, reason, at: new Date().toISOString(), request_id: context.requestId, image_digest: digest })
+      .setLastDeploy({
+        image: image.reference,
+        outcome,
+        reason,
+        at: new Date().toISOString(),
+        request_id: context.requestId,
+        image_digest: digest,
+      })
       .catch((error: unknown) => this.logger.error({ err: error }, 'could not record the last deploy'));
   }
 

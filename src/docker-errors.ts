@@ -26,13 +26,22 @@ const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'ECONNRESET', '
  * Translates a failed call. `refused` may turn an engine refusal into a more precise error (a
  * registry's answer, say); otherwise it is a 502 naming the operation.
  */
-export function translate(what: string, error: unknown, signal: AbortSignal, timeoutMs: number, redact: Redactor, refused?: (message: string) => AgentError): Error {
+export function translate(
+  what: string,
+  error: unknown,
+  signal: AbortSignal,
+  timeoutMs: number,
+  redact: Redactor,
+  refused?: (message: string) => AgentError,
+): Error {
   if (error instanceof AgentError) return error;
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     if (reason instanceof AgentError) return reason;
     if (reason instanceof DOMException && reason.name === 'TimeoutError') {
-      return new AgentError(504, `the Docker engine did not complete the ${what} within ${Math.round(timeoutMs / 1000)} s`, { cause: error });
+      return new AgentError(504, `the Docker engine did not complete the ${what} within ${Math.round(timeoutMs / 1000)} s`, {
+        cause: error,
+      });
     }
     return new AgentError(504, `the ${what} was abandoned`, { cause: error });
   }
@@ -58,7 +67,9 @@ export function registryFailure(what: string, message: string, tag?: string): Ag
     return new AgentError(502, `the registry refused the credentials for the ${what} (${clean})`, { code: 'registry_refused' });
   }
   if (tag !== undefined && NOT_FOUND.test(clean)) {
-    return new AgentError(502, `the tag ${tag} was not found in the registry (${clean}); the running container was not touched`, { code: 'registry_refused' });
+    return new AgentError(502, `the tag ${tag} was not found in the registry (${clean}); the running container was not touched`, {
+      code: 'registry_refused',
+    });
   }
   return new AgentError(502, `the ${what} failed: ${clean}`, { code: 'registry_refused' });
 }

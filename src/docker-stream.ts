@@ -46,7 +46,12 @@ export function demultiplex(buffer: Buffer): string {
   let offset = 0;
   while (offset + 8 <= buffer.length) {
     const type = buffer[offset];
-    if ((type !== 0 && type !== 1 && type !== 2) || buffer[offset + 1] !== 0 || buffer[offset + 2] !== 0 || buffer[offset + 3] !== 0) {
+    if (
+      (type !== 0 && type !== 1 && type !== 2) ||
+      buffer[offset + 1] !== 0 ||
+      buffer[offset + 2] !== 0 ||
+      buffer[offset + 3] !== 0
+    ) {
       return buffer.toString('utf8');
     }
     const length = buffer.readUInt32BE(offset + 4);

@@ -1,5 +1,5 @@
-import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
+import Docker from 'dockerode';
 import { z } from 'zod';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
 import { demultiplex, jsonLines } from './docker-stream.js';
@@ -48,7 +48,9 @@ const imageInspectSchema = z.object({
   Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
 });
 
-const containerListSchema = z.array(z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }));
+const containerListSchema = z.array(
+  z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }),
+);
 
 const pullEventSchema = z.object({
   status: z.string().optional(),
@@ -102,13 +104,22 @@ export class Engine implements EnginePort {
     this.redact = options.redact ?? ((text) => text);
   }
 
-  async resolveTag(repository: string, tag: string, auth: RegistryCredentials | null, signal: AbortSignal): Promise<TagResolution> {
+  async resolveTag(
+    repository: string,
+    tag: string,
+    auth: RegistryCredentials | null,
+    signal: AbortSignal,
+  ): Promise<TagResolution> {
     const what = `look-up of ${repository}:${tag} in its registry`;
     // GET /distribution/{name}/json, with the same credentials as a pull.
-    const raw = await this.call(what, () => this.docker.getImage(`${repository}:${tag}`).distribution(auth === null ? {} : { authconfig: auth }), {
-      outer: signal,
-      refused: (message) => registryFailure(what, message, tag),
-    });
+    const raw = await this.call(
+      what,
+      () => this.docker.getImage(`${repository}:${tag}`).distribution(auth === null ? {} : { authconfig: auth }),
+      {
+        outer: signal,
+        refused: (message) => registryFailure(what, message, tag),
+      },
+    );
     const parsed = distributionSchema.safeParse(raw);
     if (!parsed.success) throw new AgentError(502, `the engine's answer to the ${what} has no manifest digest`);
     return { digest: parsed.data.Descriptor.digest, index: INDEX_MEDIA_TYPES.has(parsed.data.Descriptor.mediaType) };
@@ -119,15 +130,24 @@ export class Engine implements EnginePort {
    * stream, so every event is checked; any error event fails the pull. Aborted when `signal` fires,
    * which also cancels the engine's download because the stream is closed.
    */
-  async pull(repository: string, tagOrDigest: string, auth: RegistryCredentials | null, signal: AbortSignal): Promise<PullResult> {
+  async pull(
+    repository: string,
+    tagOrDigest: string,
+    auth: RegistryCredentials | null,
+    signal: AbortSignal,
+  ): Promise<PullResult> {
     const what = `pull of ${repository}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`;
     const opts = { fromImage: repository, tag: tagOrDigest, abortSignal: signal };
     // Some refusals (unknown manifest, bad credentials) come as an HTTP error before any stream.
-    const stream = (await this.call(what, () => (auth === null ? this.docker.createImage(opts) : this.docker.createImage(auth, opts)), {
-      outer: signal,
-      timeoutMs: 2 ** 31 - 1, // the pull's deadline is `signal`: the deploy's budget for it
-      refused: (message) => registryFailure(what, message),
-    })) as Readable;
+    const stream = (await this.call(
+      what,
+      () => (auth === null ? this.docker.createImage(opts) : this.docker.createImage(auth, opts)),
+      {
+        outer: signal,
+        timeoutMs: 2 ** 31 - 1, // the pull's deadline is `signal`: the deploy's budget for it
+        refused: (message) => registryFailure(what, message),
+      },
+    )) as Readable;
     let digest: string | null = null;
     let failure: string | null = null;
     try {
@@ -152,7 +172,10 @@ export class Engine implements EnginePort {
   }
 
   async inspectImage(reference: string, signal?: AbortSignal): Promise<ImageInfo | null> {
-    const raw = await this.call(`inspect of image ${reference}`, () => this.docker.getImage(reference).inspect(), { outer: signal, known: { 404: null } });
+    const raw = await this.call(`inspect of image ${reference}`, () => this.docker.getImage(reference).inspect(), {
+      outer: signal,
+      known: { 404: null },
+    });
     if (raw === null) return null;
     const image = imageInspectSchema.parse(raw);
     const test = image.Config?.Healthcheck?.Test ?? [];
@@ -160,10 +183,14 @@ export class Engine implements EnginePort {
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null> {
-    const raw = await this.call(`inspect of container ${nameOrId}`, (s) => this.docker.getContainer(nameOrId).inspect({ abortSignal: s }), {
-      outer: signal,
-      known: { 404: null },
-    });
+    const raw = await this.call(
+      `inspect of container ${nameOrId}`,
+      (s) => this.docker.getContainer(nameOrId).inspect({ abortSignal: s }),
+      {
+        outer: signal,
+        known: { 404: null },
+      },
+    );
     if (raw === null) return null;
     const c = containerInspectSchema.parse(raw);
     return {
@@ -180,14 +207,20 @@ export class Engine implements EnginePort {
   }
 
   async networkExists(name: string): Promise<boolean> {
-    const raw = await this.call(`inspect of network ${name}`, () => this.docker.getNetwork(name).inspect(), { known: { 404: null } });
+    const raw = await this.call(`inspect of network ${name}`, () => this.docker.getNetwork(name).inspect(), {
+      known: { 404: null },
+    });
     return raw !== null;
   }
 
   async listByLabels(labels: Readonly<Record<string, string>>): Promise<ContainerSummary[]> {
     const filters = { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
-    const raw = await this.call('list of containers', (signal) => this.docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: signal }));
-    return containerListSchema.parse(raw).map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
+    const raw = await this.call('list of containers', (signal) =>
+      this.docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: signal }),
+    );
+    return containerListSchema
+      .parse(raw)
+      .map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
   }
 
   async create(spec: CreateSpec): Promise<string> {
@@ -214,35 +247,50 @@ export class Engine implements EnginePort {
   }
 
   async start(id: string, outer?: AbortSignal): Promise<void> {
-    await this.call(`start of container ${short(id)}`, (signal) => this.docker.getContainer(id).start({ abortSignal: signal }), { outer });
+    await this.call(`start of container ${short(id)}`, (signal) => this.docker.getContainer(id).start({ abortSignal: signal }), {
+      outer,
+    });
   }
 
   async stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs = 15_000): Promise<StopOutcome> {
-    const stopped = await this.call(`stop of container ${short(id)}`, (signal) => this.docker.getContainer(id).stop({ t: timeoutSeconds, abortSignal: signal }), {
-      outer,
-      timeoutMs: timeoutSeconds * 1000 + slackMs,
-      known: { 304: 'not-running', 404: 'gone' } as const,
-    });
+    const stopped = await this.call(
+      `stop of container ${short(id)}`,
+      (signal) => this.docker.getContainer(id).stop({ t: timeoutSeconds, abortSignal: signal }),
+      {
+        outer,
+        timeoutMs: timeoutSeconds * 1000 + slackMs,
+        known: { 304: 'not-running', 404: 'gone' } as const,
+      },
+    );
     return stopped === 'not-running' || stopped === 'gone' ? stopped : 'stopped';
   }
 
   async remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'> {
     // force: a container that is still running is killed; callers stop it first when it matters.
-    const removed = await this.call(`removal of container ${short(id)}`, (signal) => this.docker.getContainer(id).remove({ force: true, v: false, abortSignal: signal }), {
-      outer,
-      known: { 404: 'gone' } as const,
-    });
+    const removed = await this.call(
+      `removal of container ${short(id)}`,
+      (signal) => this.docker.getContainer(id).remove({ force: true, v: false, abortSignal: signal }),
+      {
+        outer,
+        known: { 404: 'gone' } as const,
+      },
+    );
     return removed === 'gone' ? 'gone' : 'removed';
   }
 
   async rename(id: string, name: string, outer?: AbortSignal): Promise<void> {
-    await this.call(`rename of container ${short(id)} to ${name}`, (signal) => this.docker.getContainer(id).rename({ name, abortSignal: signal }), { outer });
+    await this.call(
+      `rename of container ${short(id)} to ${name}`,
+      (signal) => this.docker.getContainer(id).rename({ name, abortSignal: signal }),
+      { outer },
+    );
   }
 
   async logsTail(id: string, lines: number, timeoutMs = this.callTimeoutMs): Promise<string> {
     const raw: unknown = await this.call(
       `logs of container ${short(id)}`,
-      (signal) => this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
+      (signal) =>
+        this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
       { timeoutMs },
     );
     const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
@@ -254,7 +302,11 @@ export class Engine implements EnginePort {
    * dockerode to cancel the request, and also raced, because a few dockerode calls do not forward
    * it: a hung engine must never hang the agent.
    */
-  private async call<T, K = never>(what: string, fn: (signal: AbortSignal) => Promise<T>, options: CallOptions<K> = {}): Promise<T | K> {
+  private async call<T, K = never>(
+    what: string,
+    fn: (signal: AbortSignal) => Promise<T>,
+    options: CallOptions<K> = {},
+  ): Promise<T | K> {
     const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.outer === undefined ? timeout : AbortSignal.any([timeout, options.outer]);
@@ -267,7 +319,8 @@ export class Engine implements EnginePort {
       return await Promise.race([fn(signal), aborted]);
     } catch (error) {
       const status = signal.aborted ? null : engineHttpStatus(error);
-      if (status !== null && options.known !== undefined && Object.hasOwn(options.known, status)) return options.known[status] as K;
+      if (status !== null && options.known !== undefined && Object.hasOwn(options.known, status))
+        return options.known[status] as K;
       throw translate(what, error, signal, timeoutMs, this.redact, options.refused);
     } finally {
       signal.removeEventListener('abort', onAbort);

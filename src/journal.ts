@@ -39,7 +39,16 @@ export class DeployJournal {
     if (text === null) return null;
     const parsed = recordSchema.safeParse(parseJsonOrNull(text));
     // A record that does not parse still means a deploy was interrupted; say so without details.
-    return parsed.success ? parsed.data : { request_id: 'unknown', image: 'unknown', phase: 'pulling', since: 'unknown', old_container_id: null, new_container_id: null };
+    return parsed.success
+      ? parsed.data
+      : {
+          request_id: 'unknown',
+          image: 'unknown',
+          phase: 'pulling',
+          since: 'unknown',
+          old_container_id: null,
+          new_container_id: null,
+        };
   }
 
   async clear(): Promise<void> {

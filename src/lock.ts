@@ -17,7 +17,8 @@ export class OperationLock {
 
   /** Takes the lock for `operation`; returns the release. Throws 503 when closing, 409 when busy. */
   acquire(operation: Operation): () => void {
-    if (this.closing) throw new AgentError(503, 'the agent is shutting down; try again when it is back', { code: 'shutting_down' });
+    if (this.closing)
+      throw new AgentError(503, 'the agent is shutting down; try again when it is back', { code: 'shutting_down' });
     if (this.current !== null) {
       throw new AgentError(409, `a ${this.current} is in progress; only one deploy or stop runs at a time`, { code: 'busy' });
     }

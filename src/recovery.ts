@@ -113,10 +113,17 @@ export class Recovery {
     if (interrupted === null && removed.length === 0 && leftRunning.length === 0) return;
 
     const runtime = owned.find((c) => c.name === config.containerName);
-    const which = runtime?.id === interrupted?.new_container_id ? ' (the new one)' : runtime?.id === interrupted?.old_container_id ? ' (the old one)' : '';
+    const which =
+      runtime?.id === interrupted?.new_container_id
+        ? ' (the new one)'
+        : runtime?.id === interrupted?.old_container_id
+          ? ' (the old one)'
+          : '';
     const found = runtime === undefined ? 'no runtime container' : `runtime container ${runtime.state}${which}`;
     const reason = [
-      interrupted === null ? '' : `deploy ${interrupted.request_id} of ${interrupted.image} was interrupted while ${PHASES[interrupted.phase]}; found ${found}, left as it is`,
+      interrupted === null
+        ? ''
+        : `deploy ${interrupted.request_id} of ${interrupted.image} was interrupted while ${PHASES[interrupted.phase]}; found ${found}, left as it is`,
       removed.length > 0 ? `removed staging leftovers: ${removed.join(', ')}` : '',
       leftRunning.length > 0 ? `left running, needs an operator: ${leftRunning.join(', ')}` : '',
     ]
@@ -126,7 +133,14 @@ export class Recovery {
     // Status first, then the audit line, then the journal: once the line is there, status already
     // tells the truth; and a crash in between leaves the journal, so the next start does it again.
     if (interrupted !== null) {
-      const record = { image: interrupted.image, outcome: 'interrupted', reason, at: new Date().toISOString(), request_id: interrupted.request_id, image_digest: null } as const;
+      const record = {
+        image: interrupted.image,
+        outcome: 'interrupted',
+        reason,
+        at: new Date().toISOString(),
+        request_id: interrupted.request_id,
+        image_digest: null,
+      } as const;
       await store.setInterrupted(record, interrupted.since);
     }
     await audit.recovered({ requestId: interrupted?.request_id ?? null, image: interrupted?.image ?? null, reason });

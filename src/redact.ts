@@ -34,7 +34,8 @@ export function runtimeSecrets(env: Readonly<Record<string, string>>): NamedSecr
       if (password.length >= MIN_SECRET_LENGTH) {
         secrets.push({ name: `${name} password`, value: password });
         const decoded = safeDecode(password);
-        if (decoded !== password && decoded.length >= MIN_SECRET_LENGTH) secrets.push({ name: `${name} password`, value: decoded });
+        if (decoded !== password && decoded.length >= MIN_SECRET_LENGTH)
+          secrets.push({ name: `${name} password`, value: decoded });
       }
     }
   }

@@ -89,7 +89,10 @@ export class RefusalThrottle {
       endpoints: Object.fromEntries(p.endpoints),
     };
     try {
-      await this.write(summary, `${p.count} refusals before authentication were counted, not audited one by one (more than ${PER_MINUTE} a minute)`);
+      await this.write(
+        summary,
+        `${p.count} refusals before authentication were counted, not audited one by one (more than ${PER_MINUTE} a minute)`,
+      );
     } catch (error) {
       // Nothing is lost: the counts go back into the next summary.
       this.merge(p);

@@ -46,7 +46,8 @@ export function clientIdOf(res: Response): string | null {
 /** For handlers behind authentication: the caller. Its absence is a bug, never a request's doing. */
 export function authenticatedClient(res: Response): string {
   const id = clientIdOf(res);
-  if (id === null) throw new AgentError(500, 'internal error: a request reached a handler without authentication', { code: 'internal' });
+  if (id === null)
+    throw new AgentError(500, 'internal error: a request reached a handler without authentication', { code: 'internal' });
   return id;
 }
 
@@ -84,7 +85,10 @@ export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: 
         if (status === 200) {
           // The action happened; say so, and say that it is unrecorded, rather than a plain success.
           status = 500;
-          body = { status: 'error', reason: `the request succeeded (${JSON.stringify(body)}) but its audit line could not be written: ${describe(error)}` } satisfies ErrorBody;
+          body = {
+            status: 'error',
+            reason: `the request succeeded (${JSON.stringify(body)}) but its audit line could not be written: ${describe(error)}`,
+          } satisfies ErrorBody;
         }
       }
     }

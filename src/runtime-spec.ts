@@ -18,14 +18,25 @@ export const LABEL = {
 export const OWNER = 'dreichor-deploy-agent';
 
 /** Variables the agent itself sets in the runtime container; RUNTIME_ENV_FILE may not override them. */
-export const AGENT_OWNED_RUNTIME_VARIABLES = ['ENVIRONMENT', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH', 'ALLOW_EXECUTION_PLANE'] as const;
+export const AGENT_OWNED_RUNTIME_VARIABLES = [
+  'ENVIRONMENT',
+  'AUDIT_EVENTS_PATH',
+  'SNAPSHOTS_PATH',
+  'ALLOW_EXECUTION_PLANE',
+] as const;
 type AgentOwned = (typeof AGENT_OWNED_RUNTIME_VARIABLES)[number];
 
 /** The image a container runs, as it was requested (the label), or as the engine knows it. */
 export const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.image;
 
 /** The new runtime container, created under a staging name beside the current one. */
-export function containerSpec(config: Config, image: ImageReference, digest: string, deployId: string, current: ContainerInfo | null): CreateSpec {
+export function containerSpec(
+  config: Config,
+  image: ImageReference,
+  digest: string,
+  deployId: string,
+  current: ContainerInfo | null,
+): CreateSpec {
   const own: Record<AgentOwned, string> = {
     ENVIRONMENT: config.environment,
     AUDIT_EVENTS_PATH: config.auditEventsPath,

@@ -75,8 +75,11 @@ async function startFailure(deps: StartCheckDeps, run: StartCheckRun, what: stri
     logger.error({ err: error }, 'could not stop the failed container');
     return 'failed';
   });
-  const logs = await engine.logsTail(run.id, LOG_LINES_IN_REASON, KILL_SLACK_MS).catch((error: unknown) => `(logs unavailable: ${describe(error)})`);
-  const after = stopped === 'failed' ? null : await engine.inspectContainer(run.id, AbortSignal.timeout(KILL_SLACK_MS)).catch(() => null);
+  const logs = await engine
+    .logsTail(run.id, LOG_LINES_IN_REASON, KILL_SLACK_MS)
+    .catch((error: unknown) => `(logs unavailable: ${describe(error)})`);
+  const after =
+    stopped === 'failed' ? null : await engine.inspectContainer(run.id, AbortSignal.timeout(KILL_SLACK_MS)).catch(() => null);
   const killed = after?.exitCode === 137 && seconds < grace;
   const rollback = run.previous === null ? '' : ` The image before it was ${imageOf(run.previous)}: deploy it to roll back.`;
   const state =
@@ -86,13 +89,18 @@ async function startFailure(deps: StartCheckDeps, run: StartCheckRun, what: stri
         ? ` It did not stop within the ${seconds} s left of DEPLOY_TIMEOUT_SECONDS (its grace is ${grace} s) and was killed; it is kept for inspection.`
         : ' It was stopped and kept for inspection.';
   const logsText = tail(logs, LOG_CHARS_IN_REASON) || '(none)';
-  return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${logsText}`, { code: 'start_check_failed' });
+  return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${logsText}`, {
+    code: 'start_check_failed',
+  });
 }
 
 /** A signal that fires at `at` (ms since the epoch) with a reason a person can act on. */
 export function deadline(at: number, deployTimeoutSeconds: number): AbortSignal {
   const controller = new AbortController();
-  const reason = new AgentError(504, `the engine did not finish the deploy within DEPLOY_TIMEOUT_SECONDS (${deployTimeoutSeconds} s); check the status for what is running`);
+  const reason = new AgentError(
+    504,
+    `the engine did not finish the deploy within DEPLOY_TIMEOUT_SECONDS (${deployTimeoutSeconds} s); check the status for what is running`,
+  );
   const timer = setTimeout(() => controller.abort(reason), Math.max(0, at - Date.now()));
   timer.unref();
   return controller.signal;

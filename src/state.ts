@@ -90,7 +90,12 @@ export class StateStore {
 
   private async save(next: State): Promise<void> {
     // Object.fromEntries defines each key as an own property, "__proto__" included.
-    const serialised = { version: 1, tags: Object.fromEntries(next.tags), last_deploy: next.last_deploy, last_interrupted: next.last_interrupted };
+    const serialised = {
+      version: 1,
+      tags: Object.fromEntries(next.tags),
+      last_deploy: next.last_deploy,
+      last_interrupted: next.last_interrupted,
+    };
     await writeFileAtomic(this.file, `${JSON.stringify(serialised, null, 2)}\n`);
     this.state = next;
   }

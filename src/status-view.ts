@@ -68,7 +68,9 @@ export class StatusView {
       container_name: config.containerName,
       environment: config.environment,
       running,
-      ...(c !== null && running ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined } : {}),
+      ...(c !== null && running
+        ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
+        : {}),
       state: c?.status ?? 'absent',
       operation_in_progress: activity.operation,
       deploy_in_progress: activity.operation === 'deploy',

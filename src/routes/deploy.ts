@@ -9,7 +9,9 @@ import { checkEnvironment, parseBody } from './body.js';
 // Security: strict. The body can name an image and nothing else: no container name, volumes, env,
 // command or any other runtime behaviour can be smuggled in through an extra field.
 export const deployBodySchema = z.strictObject({
-  image: z.string({ error: 'is required and must be a string' }).max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`),
+  image: z
+    .string({ error: 'is required and must be a string' })
+    .max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`),
   environment: z.string({ error: 'must be a string' }).max(64).optional(),
 });
 

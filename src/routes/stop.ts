@@ -8,7 +8,11 @@ export function stopRoute(config: Config, deployer: Deployer, reply: Reply): Req
   return async (req, res) => {
     const body = parseBody(environmentOnlyBodySchema, req.body);
     checkEnvironment(body.environment, config.environment);
-    const result = await deployer.stop({ requestId: String(req.id), clientId: authenticatedClient(res), endpoint: auditContext(res)?.endpoint ?? req.path });
+    const result = await deployer.stop({
+      requestId: String(req.id),
+      clientId: authenticatedClient(res),
+      endpoint: auditContext(res)?.endpoint ?? req.path,
+    });
     await reply(res, 200, result);
   };
 }

@@ -23,7 +23,10 @@ describe('the HTTP contract', () => {
   const logs = captureLogs();
 
   before(async () => {
-    t = await startTestAgent({ CF_ACCESS_ROTATION_CLIENT_ID: 'next-client.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'next-secret-0123456789abcdef' }, { logger: logs.logger });
+    t = await startTestAgent(
+      { CF_ACCESS_ROTATION_CLIENT_ID: 'next-client.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'next-secret-0123456789abcdef' },
+      { logger: logs.logger },
+    );
   });
   after(async () => {
     await t.cleanup();
@@ -42,7 +45,16 @@ describe('the HTTP contract', () => {
   };
 
   it('answers only its three endpoints: 404 elsewhere, 405 for a wrong method', async () => {
-    for (const path of ['/', '/v1', '/v1/deploy/', '/V1/DEPLOY', '/v1//deploy', '/v1/%64eploy', '/v2/deploy', '/v1/status.json']) {
+    for (const path of [
+      '/',
+      '/v1',
+      '/v1/deploy/',
+      '/V1/DEPLOY',
+      '/v1//deploy',
+      '/v1/%64eploy',
+      '/v2/deploy',
+      '/v1/status.json',
+    ]) {
       await expectError(t.api.call('POST', path, { body: {} }), 404);
     }
     const r = await expectError(t.api.call('GET', '/v1/deploy'), 405);
@@ -72,7 +84,11 @@ describe('the HTTP contract', () => {
   });
 
   it('accepts the second token pair during a rotation window', async () => {
-    const headers = { ...AUTH_HEADERS, 'CF-Access-Client-Id': 'next-client.access', 'CF-Access-Client-Secret': 'next-secret-0123456789abcdef' };
+    const headers = {
+      ...AUTH_HEADERS,
+      'CF-Access-Client-Id': 'next-client.access',
+      'CF-Access-Client-Secret': 'next-secret-0123456789abcdef',
+    };
     const r = await t.api.call('GET', '/v1/status', { headers });
     assert.equal(r.status, 200, r.text);
   });
@@ -80,21 +96,47 @@ describe('the HTTP contract', () => {
   it('415 without Content-Type: application/json, or with a compressed body', async () => {
     const noType: Record<string, string> = { 'CF-Access-Client-Id': TOKEN.id, 'CF-Access-Client-Secret': TOKEN.secret };
     await expectError(t.api.call('GET', '/v1/status', { headers: noType }), 415);
-    await expectError(t.api.call('POST', '/v1/deploy', { raw: JSON.stringify({ image: image('v1') }), headers: { ...noType, 'Content-Type': 'text/plain' } }), 415);
-    await expectError(t.api.call('POST', '/v1/deploy', { raw: 'image=x', headers: { ...noType, 'Content-Type': 'application/x-www-form-urlencoded' } }), 415);
-    const gz = await fetch(`${t.agent.url}/v1/deploy`, { method: 'POST', headers: { ...AUTH_HEADERS, 'Content-Encoding': 'gzip' }, body: gzipSync(JSON.stringify({ image: image('v1') })) });
+    await expectError(
+      t.api.call('POST', '/v1/deploy', {
+        raw: JSON.stringify({ image: image('v1') }),
+        headers: { ...noType, 'Content-Type': 'text/plain' },
+      }),
+      415,
+    );
+    await expectError(
+      t.api.call('POST', '/v1/deploy', {
+        raw: 'image=x',
+        headers: { ...noType, 'Content-Type': 'application/x-www-form-urlencoded' },
+      }),
+      415,
+    );
+    const gz = await fetch(`${t.agent.url}/v1/deploy`, {
+      method: 'POST',
+      headers: { ...AUTH_HEADERS, 'Content-Encoding': 'gzip' },
+      body: gzipSync(JSON.stringify({ image: image('v1') })),
+    });
     assert.equal(gz.status, 415);
     // Parameters are fine, and the media type is case-insensitive.
-    const ok = await t.api.call('GET', '/v1/status', { headers: { ...noType, 'Content-Type': 'Application/JSON; charset=utf-8' } });
+    const ok = await t.api.call('GET', '/v1/status', {
+      headers: { ...noType, 'Content-Type': 'Application/JSON; charset=utf-8' },
+    });
     assert.equal(ok.status, 200, ok.text);
-    assert.equal((await t.api.call('GET', '/v1/status', { headers: { ...noType, 'Content-Type': 'application/json; charset="UTF-8"' } })).status, 200);
+    assert.equal(
+      (await t.api.call('GET', '/v1/status', { headers: { ...noType, 'Content-Type': 'application/json; charset="UTF-8"' } }))
+        .status,
+      200,
+    );
   });
 
   it('415 for any charset but UTF-8, before the body is read: a UTF-16 body is not quietly decoded', async () => {
     const noType: Record<string, string> = { 'CF-Access-Client-Id': TOKEN.id, 'CF-Access-Client-Secret': TOKEN.secret };
     const utf16 = Buffer.from(`\ufeff${JSON.stringify({ image: image('v1') })}`, 'utf16le');
     for (const charset of ['utf-16le', 'UTF-16', 'latin1', 'iso-8859-1', '"utf-32"']) {
-      const res = await fetch(`${t.agent.url}/v1/deploy`, { method: 'POST', headers: { ...noType, 'Content-Type': `application/json; charset=${charset}` }, body: utf16 });
+      const res = await fetch(`${t.agent.url}/v1/deploy`, {
+        method: 'POST',
+        headers: { ...noType, 'Content-Type': `application/json; charset=${charset}` },
+        body: utf16,
+      });
       assert.equal(res.status, 415, charset);
       assert.match(((await res.json()) as { reason: string }).reason, /must be UTF-8/);
     }
@@ -115,7 +157,11 @@ describe('the HTTP contract', () => {
     await expectError(t.api.call('POST', '/v1/deploy', { raw: '' }), 400, /image/);
     await expectError(t.api.deploy(42 as unknown as string), 400, /image/);
     for (const field of ['container_name', 'volumes', 'env', 'command', 'network', 'name', '__proto__', 'constructor']) {
-      await expectError(t.api.call('POST', '/v1/deploy', { raw: `{"image":${JSON.stringify(image('v1'))},${JSON.stringify(field)}:"x"}` }), 400, /does not accept/);
+      await expectError(
+        t.api.call('POST', '/v1/deploy', { raw: `{"image":${JSON.stringify(image('v1'))},${JSON.stringify(field)}:"x"}` }),
+        400,
+        /does not accept/,
+      );
     }
     await expectError(t.api.call('POST', '/v1/stop', { body: { force: true } }), 400, /does not accept/);
   });
@@ -143,13 +189,25 @@ describe('the HTTP contract', () => {
     assert.ok(requestIds.length > 30);
     const alone = new Set(t.auditLines().map((l) => l['request_id']));
     const counted = completed.filter((l) => !alone.has(l.req?.id));
-    assert.ok(counted.every((l) => l.res?.statusCode === 401 || l.res?.statusCode === 405), 'only refusals before authentication are counted');
-    if (counted.length > 0) await eventually('the summary of counted refusals', 8_000, () => t.auditLines().some((l) => l['outcome'] === 'refusals-counted'));
+    assert.ok(
+      counted.every((l) => l.res?.statusCode === 401 || l.res?.statusCode === 405),
+      'only refusals before authentication are counted',
+    );
+    if (counted.length > 0)
+      await eventually('the summary of counted refusals', 8_000, () =>
+        t.auditLines().some((l) => l['outcome'] === 'refusals-counted'),
+      );
     const lines = t.auditLines();
     const summed = lines.filter((l) => l['outcome'] === 'refusals-counted').reduce((sum, l) => sum + Number(l['count']), 0);
     assert.equal(summed, counted.length, 'every counted refusal is in a summary');
     const mutating = lines.filter((l) => l['endpoint'] === '/v1/deploy' || l['endpoint'] === '/v1/stop');
-    assert.deepEqual(mutating.map((l) => l['request_id']).sort(), completed.filter((l) => alone.has(l.req?.id)).map((l) => l.req?.id).sort());
+    assert.deepEqual(
+      mutating.map((l) => l['request_id']).sort(),
+      completed
+        .filter((l) => alone.has(l.req?.id))
+        .map((l) => l.req?.id)
+        .sort(),
+    );
     for (const l of mutating) {
       assert.equal(l['outcome'], 'refused');
       assert.ok(typeof l['reason'] === 'string' && typeof l['request_id'] === 'string' && typeof l['duration_ms'] === 'number');
@@ -220,13 +278,21 @@ describe('Cloudflare Access JWT at the origin', () => {
     const t = await startTestAgent({ CF_ACCESS_TEAM_DOMAIN: TEAM, CF_ACCESS_AUD: AUD, CF_ACCESS_CERTS_URL: access.certsUrl });
     try {
       const withJwt = async (jwt: string | null, headers: Record<string, string> = AUTH_HEADERS) =>
-        t.api.call('GET', '/v1/status', { headers: jwt === null ? { ...headers } : { ...headers, 'Cf-Access-Jwt-Assertion': jwt } });
+        t.api.call('GET', '/v1/status', {
+          headers: jwt === null ? { ...headers } : { ...headers, 'Cf-Access-Jwt-Assertion': jwt },
+        });
       assert.equal((await withJwt(await access.sign())).status, 200);
       assert.equal((await withJwt(null)).status, 401);
       assert.equal((await withJwt(await access.sign({ aud: 'other-app' }))).status, 401);
       // A valid JWT does not replace the service token.
-      assert.equal((await withJwt(await access.sign(), { ...AUTH_HEADERS, 'CF-Access-Client-Secret': 'wrong-secret-0123456789' })).status, 401);
-      const refused = await t.api.call('POST', '/v1/deploy', { body: { image: image('v1') }, headers: { ...AUTH_HEADERS, 'Cf-Access-Jwt-Assertion': await access.sign({ exp: 1 }) } });
+      assert.equal(
+        (await withJwt(await access.sign(), { ...AUTH_HEADERS, 'CF-Access-Client-Secret': 'wrong-secret-0123456789' })).status,
+        401,
+      );
+      const refused = await t.api.call('POST', '/v1/deploy', {
+        body: { image: image('v1') },
+        headers: { ...AUTH_HEADERS, 'Cf-Access-Jwt-Assertion': await access.sign({ exp: 1 }) },
+      });
       assert.equal(refused.status, 401);
       assert.deepEqual(await engine.named(t.config.containerName), []);
       assert.ok(!JSON.stringify(t.auditLines()).includes('eyJ'), 'no token in the audit log');

@@ -14,7 +14,19 @@ function wrongToken(url: string, path: string): Promise<number> {
     const u = new URL(url);
     const body = JSON.stringify({ image: 'x' });
     const req = request(
-      { host: u.hostname, port: u.port, method: 'POST', path, timeout: 20_000, headers: { 'content-type': 'application/json', 'cf-access-client-id': 'intruder', 'cf-access-client-secret': 'wrong-secret-0123456789', 'content-length': Buffer.byteLength(body) } },
+      {
+        host: u.hostname,
+        port: u.port,
+        method: 'POST',
+        path,
+        timeout: 20_000,
+        headers: {
+          'content-type': 'application/json',
+          'cf-access-client-id': 'intruder',
+          'cf-access-client-secret': 'wrong-secret-0123456789',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -34,7 +46,11 @@ describe('the audit log under a flood of refusals', () => {
       let deploy: Promise<{ status: number }> | null = null;
       for (let batch = 0; batch < 20; batch += 1) {
         if (batch === 10) deploy = t.api.deploy(image('v1'));
-        statuses.push(...(await Promise.all(Array.from({ length: 100 }, (_, i) => wrongToken(t.agent.url, i % 2 === 0 ? '/v1/deploy' : '/v1/stop')))));
+        statuses.push(
+          ...(await Promise.all(
+            Array.from({ length: 100 }, (_, i) => wrongToken(t.agent.url, i % 2 === 0 ? '/v1/deploy' : '/v1/stop')),
+          )),
+        );
       }
       assert.equal(statuses.length, 2000);
       assert.ok(statuses.every((s) => s === 401));
@@ -47,7 +63,9 @@ describe('the audit log under a flood of refusals', () => {
       const alone = added.filter((l) => l['status'] === 401);
       const summaries = added.filter((l) => l['outcome'] === 'refusals-counted');
       const counted = summaries.reduce((sum, l) => sum + Number(l['count']), 0);
-      process.stdout.write(`# observed: 2000 refusals -> ${alone.length} lines alone, ${summaries.length} summary line(s) counting ${counted}; ${added.length} lines in all\n`);
+      process.stdout.write(
+        `# observed: 2000 refusals -> ${alone.length} lines alone, ${summaries.length} summary line(s) counting ${counted}; ${added.length} lines in all\n`,
+      );
       assert.ok(added.length <= 40, `${added.length} lines added`);
       assert.equal(alone.length + counted, 2000, 'every refusal is accounted for, alone or in a count');
       for (const s of summaries) {
@@ -57,7 +75,11 @@ describe('the audit log under a flood of refusals', () => {
         assert.equal((byEndpoint['/v1/deploy'] ?? 0) + (byEndpoint['/v1/stop'] ?? 0), s['count']);
       }
       // Authenticated requests are always audited one by one.
-      assert.equal(added.filter((l) => l['client_id'] !== null && l['endpoint'] === '/v1/deploy').length, 2, 'accepted and deployed');
+      assert.equal(
+        added.filter((l) => l['client_id'] !== null && l['endpoint'] === '/v1/deploy').length,
+        2,
+        'accepted and deployed',
+      );
       assert.deepEqual(verifyAuditLog(readFileSync(join(t.config.stateDir, 'audit.jsonl'), 'utf8')).ok, true);
     } finally {
       await t.cleanup();
@@ -86,16 +108,22 @@ describe('a deploy that succeeded but whose outcome line could not be written', 
         },
       };
     };
-    const t = await startTestAgent({}, {
-      openAuditFile,
-      onPhase: async (phase) => {
-        if (phase === 'checking') failing = true;
+    const t = await startTestAgent(
+      {},
+      {
+        openAuditFile,
+        onPhase: async (phase) => {
+          if (phase === 'checking') failing = true;
+        },
       },
-    });
+    );
     try {
       const res = await t.api.deploy(image('v2'));
       assert.equal(res.status, 500, res.text);
-      assert.match(String(res.body['reason']), /^the request succeeded \(.*"status":"deployed".*\) but its audit line could not be written: the audit log could not be written \(EIO\)/);
+      assert.match(
+        String(res.body['reason']),
+        /^the request succeeded \(.*"status":"deployed".*\) but its audit line could not be written: the audit log could not be written \(EIO\)/,
+      );
       const running = await engine.inspect(t.config.containerName);
       assert.equal(running?.State.Running, true);
       assert.equal(running?.Config.Labels['io.dreichor.image'], image('v2'));

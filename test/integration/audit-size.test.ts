@@ -7,7 +7,16 @@ import { describe, it } from 'node:test';
 import { AuditLog, GENESIS, seal } from '../../src/audit.js';
 
 /** The slow tier's part of the audit log's promises: a log larger than V8's largest string. */
-const event = (i: number, reason: string | null = null) => ({ request_id: `r${i}`, client_id: 'c', endpoint: '/v1/deploy', image: `img:${i}`, outcome: 'deployed', status: 200, reason, duration_ms: i });
+const event = (i: number, reason: string | null = null) => ({
+  request_id: `r${i}`,
+  client_id: 'c',
+  endpoint: '/v1/deploy',
+  image: `img:${i}`,
+  outcome: 'deployed',
+  status: 200,
+  reason,
+  duration_ms: i,
+});
 
 describe('an audit log of any size', () => {
   it('a log of more than 600 MB: opened from its tail, verified as a stream by the built agent', async () => {
@@ -32,7 +41,10 @@ describe('an audit log of any size', () => {
     await log.append(event(seq));
     await log.close();
     // A heap far smaller than the file: reading it whole would not fit (nor would one string hold it).
-    const verify = spawnSync(process.execPath, ['--max-old-space-size=64', 'dist/agent.js', 'audit-verify', file], { encoding: 'utf8', timeout: 240_000 });
+    const verify = spawnSync(process.execPath, ['--max-old-space-size=64', 'dist/agent.js', 'audit-verify', file], {
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
     assert.match(verify.stdout, new RegExp(`intact, ${seq + 1} lines`));
     rmSync(dir, { recursive: true, force: true });

@@ -14,7 +14,16 @@ describe('the benchmark', () => {
       const r = spawnSync('npx', ['tsx', 'scripts/bench.ts', '--quick', '--out', out], { encoding: 'utf8', timeout: 300_000 });
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
       const report = readFileSync(out, 'utf8');
-      for (const figure of ['agent swap within 10% of the floor', 'faster than the CLI', 'downtime no longer', "old container's stop time", 'status p99', 'idle memory', 'start-up', '(e) Refused requests']) {
+      for (const figure of [
+        'agent swap within 10% of the floor',
+        'faster than the CLI',
+        'downtime no longer',
+        "old container's stop time",
+        'status p99',
+        'idle memory',
+        'start-up',
+        '(e) Refused requests',
+      ]) {
         assert.ok(report.includes(figure), `the report has ${figure}`);
       }
       assert.doesNotMatch(report, /NaN|undefined|Infinity/);

@@ -6,8 +6,18 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEPLOY_PHASES, type DeployPhase } from '../../src/journal.js';
 import { spawnAgent } from '../support/agent-process.js';
+import {
+  Api,
+  type EngineSummary,
+  engine,
+  eventually,
+  image,
+  maxRunningDuring,
+  readAudit,
+  removeContainersNamed,
+  testEnv,
+} from '../support/harness.js';
 import { freePort } from '../support/sandbox.js';
-import { Api, engine, type EngineSummary, eventually, image, maxRunningDuring, readAudit, removeContainersNamed, testEnv } from '../support/harness.js';
 
 /**
  * SIGKILL in the middle of a deploy, at each of its phases, then a restart of the built agent. After
@@ -40,7 +50,12 @@ describe('SIGKILL during a deploy, then a restart', () => {
       const name = env['CONTAINER_NAME'] ?? '';
       const api = new Api(`http://127.0.0.1:${port}`);
       const signal = join(folders.root, 'paused');
-      let agent = spawnChild(['--import', 'tsx', 'test/support/pausing-agent.ts'], { ...env, PAUSE_AT: phase, PAUSE_IN_DEPLOY: '2', PAUSE_SIGNAL_FILE: signal });
+      let agent = spawnChild(['--import', 'tsx', 'test/support/pausing-agent.ts'], {
+        ...env,
+        PAUSE_AT: phase,
+        PAUSE_IN_DEPLOY: '2',
+        PAUSE_SIGNAL_FILE: signal,
+      });
       try {
         await listening(api);
         assert.equal((await api.deploy(image('v1'))).status, 200);
@@ -58,13 +73,18 @@ describe('SIGKILL during a deploy, then a restart', () => {
 
           agent = spawnChild(['dist/agent.js'], env);
           await listening(api);
-          await eventually('recovery recorded', 20_000, () => readAudit(env['STATE_DIR'] ?? '').some((l) => l['endpoint'] === 'startup-recovery'));
+          await eventually('recovery recorded', 20_000, () =>
+            readAudit(env['STATE_DIR'] ?? '').some((l) => l['endpoint'] === 'startup-recovery'),
+          );
         });
 
         assert.ok(maxRunning <= 1, `never two running at once (saw ${maxRunning})`);
         const containers = await engine.named(name);
         assert.ok(containers.length <= 1, `at most one container: ${containers.map((c) => c.Names.join()).join(', ')}`);
-        assert.ok(containers.every((c) => !c.Names.some((n) => n.includes('-staging-'))), 'no staging leftover');
+        assert.ok(
+          containers.every((c) => !c.Names.some((n) => n.includes('-staging-'))),
+          'no staging leftover',
+        );
         // The restarted agent started and stopped nothing: every container still there is as it was.
         for (const c of containers) assert.equal(c.State, afterKill.get(c.Id), `container ${c.Id.slice(0, 12)} changed state`);
 
@@ -83,7 +103,9 @@ describe('SIGKILL during a deploy, then a restart', () => {
         assert.equal(last['image'], image('v2'));
         const recovery = readAudit(env['STATE_DIR'] ?? '').find((l) => l['endpoint'] === 'startup-recovery');
         assert.match(String(recovery?.['reason']), /was interrupted while/);
-        process.stdout.write(`# observed: killed while ${phase}: ${(await engine.named(name)).length} container(s), running=${String(runtime?.State.Running ?? false)}; audit: ${String(recovery?.['reason'])}\n`);
+        process.stdout.write(
+          `# observed: killed while ${phase}: ${(await engine.named(name)).length} container(s), running=${String(runtime?.State.Running ?? false)}; audit: ${String(recovery?.['reason'])}\n`,
+        );
         assert.equal(existsSync(join(env['STATE_DIR'] ?? '', 'deploy-journal.json')), false, 'the journal is cleared');
         // And it works again: the next deploy goes through.
         assert.equal((await api.deploy(image('v3'))).status, 200);

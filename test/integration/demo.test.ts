@@ -8,7 +8,11 @@ describe('the demo', () => {
   it('brings everything up, deploys through the CI script, shows a failure and the way back, stops, and cleans up', async () => {
     const port = await freePort();
     // Only PATH and the port: the demo must not depend on this shell's environment.
-    const r = spawnSync('npx', ['tsx', 'scripts/demo.ts'], { env: { PATH: process.env['PATH'] ?? '', DEMO_PORT: String(port) }, encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync('npx', ['tsx', 'scripts/demo.ts'], {
+      env: { PATH: process.env['PATH'] ?? '', DEMO_PORT: String(port) },
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     const all = `${r.stdout}${r.stderr}`;
     for (const step of [

@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { image, startTestAgent, type TestAgent, TOKEN } from '../support/harness.js';
 
 /** scripts/deploy-and-verify.mjs, the script the GitHub workflow runs, against a real agent. */
 function runScript(env: Record<string, string>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['scripts/deploy-and-verify.mjs'], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
@@ -23,7 +26,9 @@ function runScript(env: Record<string, string>): Promise<{ code: number | null; 
 }
 
 /** What Cloudflare in front of an origin can answer instead of the agent. */
-async function fakeEdge(handler: (path: string) => { status: number; headers?: Record<string, string>; body: string }): Promise<{ url: string; server: Server }> {
+async function fakeEdge(
+  handler: (path: string) => { status: number; headers?: Record<string, string>; body: string },
+): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const { status, headers, body } = handler(req.url ?? '/');
     res.writeHead(status, headers).end(body);
@@ -37,7 +42,13 @@ describe('the deploy-and-verify script', () => {
   let env: Record<string, string>;
   before(async () => {
     t = await startTestAgent();
-    env = { AGENT_URL: t.agent.url, CF_ACCESS_CLIENT_ID: TOKEN.id, CF_ACCESS_CLIENT_SECRET: TOKEN.secret, ENVIRONMENT: 'dev', IMAGE: image('v1') };
+    env = {
+      AGENT_URL: t.agent.url,
+      CF_ACCESS_CLIENT_ID: TOKEN.id,
+      CF_ACCESS_CLIENT_SECRET: TOKEN.secret,
+      ENVIRONMENT: 'dev',
+      IMAGE: image('v1'),
+    };
   });
   after(async () => {
     await t.cleanup();
@@ -51,12 +62,22 @@ describe('the deploy-and-verify script', () => {
 
   it('prints each phase while the deploy runs, in order, and writes the GitHub job summary', async () => {
     const summaryFile = join(t.folders.root, 'summary.md');
-    const r = await runScript({ ...env, IMAGE: image('v2'), DEPLOY_POLL_MS: '100', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile });
+    const r = await runScript({
+      ...env,
+      IMAGE: image('v2'),
+      DEPLOY_POLL_MS: '100',
+      GITHUB_ACTIONS: 'true',
+      GITHUB_STEP_SUMMARY: summaryFile,
+    });
     assert.equal(r.code, 0, r.out);
     const order = ['pulling', 'created', 'stopping', 'starting', 'checking'];
     const phases = [...r.out.matchAll(/^\[\d+\.\d s\] (\w+)$/gm)].map((m) => m[1] ?? '');
     assert.ok(phases.includes('checking'), r.out); // the start check lasts a second; polled every 100 ms
-    assert.deepEqual(phases, [...phases].sort((a, b) => order.indexOf(a) - order.indexOf(b)), 'in the order they happen');
+    assert.deepEqual(
+      phases,
+      [...phases].sort((a, b) => order.indexOf(a) - order.indexOf(b)),
+      'in the order they happen',
+    );
     assert.match(r.out, /^\[\d+\.\d s\] deployed: /m);
     const summary = readFileSync(summaryFile, 'utf8');
     assert.match(summary, /^## Deployed to dev$/m);
@@ -66,13 +87,16 @@ describe('the deploy-and-verify script', () => {
     assert.match(summary, /run this workflow with environment `dev` and tag `v1`/);
   });
 
-  it('in GitHub Actions, a failure is an error annotation with the agent\'s reason and request id', async () => {
+  it("in GitHub Actions, a failure is an error annotation with the agent's reason and request id", async () => {
     const r = await runScript({ ...env, IMAGE: image('no-such-tag'), GITHUB_ACTIONS: 'true' });
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /^::error title=Deploy failed::POST \/v1\/deploy answered 502: the tag no-such-tag was not found.* \(request [0-9a-f-]{36}\)$/m);
+    assert.match(
+      r.out,
+      /^::error title=Deploy failed::POST \/v1\/deploy answered 502: the tag no-such-tag was not found.* \(request [0-9a-f-]{36}\)$/m,
+    );
   });
 
-  it('fails with the agent\'s reason on any non-200', async () => {
+  it("fails with the agent's reason on any non-200", async () => {
     const cases: [Record<string, string>, RegExp][] = [
       [{ CF_ACCESS_CLIENT_SECRET: 'wrong-secret-0123456789' }, /answered 401: invalid service token/],
       [{ IMAGE: image('no-such-tag') }, /answered 502: .*not found/],
@@ -89,13 +113,25 @@ describe('the deploy-and-verify script', () => {
 
   it('fails on an Access redirect, a 403 page, or a status that does not show the image', async () => {
     const edges: [(path: string) => { status: number; headers?: Record<string, string>; body: string }, RegExp][] = [
-      [() => ({ status: 302, headers: { Location: 'https://team.cloudflareaccess.com/cdn-cgi/access/login' }, body: '' }), /answered 302 \(redirect to https:\/\/team.cloudflareaccess.com.*did not accept the token\)/],
-      [() => ({ status: 403, headers: { 'Content-Type': 'text/html' }, body: '<html>Forbidden</html>' }), /answered 403: <html>Forbidden/],
-      [() => ({ status: 200, headers: { 'Content-Type': 'text/html' }, body: '<html>login</html>' }), /answered 200 but not with JSON/],
+      [
+        () => ({ status: 302, headers: { Location: 'https://team.cloudflareaccess.com/cdn-cgi/access/login' }, body: '' }),
+        /answered 302 \(redirect to https:\/\/team.cloudflareaccess.com.*did not accept the token\)/,
+      ],
+      [
+        () => ({ status: 403, headers: { 'Content-Type': 'text/html' }, body: '<html>Forbidden</html>' }),
+        /answered 403: <html>Forbidden/,
+      ],
+      [
+        () => ({ status: 200, headers: { 'Content-Type': 'text/html' }, body: '<html>login</html>' }),
+        /answered 200 but not with JSON/,
+      ],
       [
         (path) =>
           path === '/v1/deploy'
-            ? { status: 200, body: JSON.stringify({ status: 'deployed', container_name: 'x', image: image('v1'), environment: 'dev' }) }
+            ? {
+                status: 200,
+                body: JSON.stringify({ status: 'deployed', container_name: 'x', image: image('v1'), environment: 'dev' }),
+              }
             : { status: 200, body: JSON.stringify({ container_name: 'x', running: true, image: image('v2') }) },
         /status shows .*:v2, not .*:v1/,
       ],

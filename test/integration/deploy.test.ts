@@ -3,7 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { engine, image, maxRunningDuring, startTestAgent, type TestAgent } from '../support/harness.js';
+import { type ApiResponse, engine, image, maxRunningDuring, startTestAgent, type TestAgent } from '../support/harness.js';
 
 describe('deploy on the real engine', () => {
   let t: TestAgent;
@@ -41,9 +41,15 @@ describe('deploy on the real engine', () => {
       `SNAPSHOTS_PATH=${t.folders.snapshots}`,
     ]);
     const mounts = c.Mounts.map((m) => `${m.Type}:${m.Source}:${m.Destination}`).sort();
-    assert.deepEqual(mounts, [`bind:${t.folders.audit}:${t.folders.audit}`, `bind:${t.folders.snapshots}:${t.folders.snapshots}`]);
+    assert.deepEqual(mounts, [
+      `bind:${t.folders.audit}:${t.folders.audit}`,
+      `bind:${t.folders.snapshots}:${t.folders.snapshots}`,
+    ]);
     // The mount is real: the runtime wrote into AUDIT_EVENTS_PATH on the host.
-    assert.ok(existsSync(join(t.folders.audit, `started-${c.Id.slice(0, 12)}`)), 'the runtime wrote into the bind-mounted folder');
+    assert.ok(
+      existsSync(join(t.folders.audit, `started-${c.Id.slice(0, 12)}`)),
+      'the runtime wrote into the bind-mounted folder',
+    );
   });
 
   it('status reports what the engine runs', async () => {
@@ -61,7 +67,7 @@ describe('deploy on the real engine', () => {
   it('replaces the container: the old one is gone, the new one runs, never two at once', async () => {
     const old = await engine.inspect(t.config.containerName);
     assert.ok(old);
-    let res;
+    let res: ApiResponse | undefined;
     const maxRunning = await maxRunningDuring(t.config.containerName, async () => {
       res = await t.api.deploy(image('v2'));
     });
@@ -101,7 +107,7 @@ describe('deploy on the real engine', () => {
       ['accepted', 'deployed', 'accepted', 'deployed', 'accepted', 'deployed'],
     );
     for (const l of deploys) assert.equal(l['client_id'], 'test-client.access');
-    lines.forEach((l, i) => assert.equal(l['seq'], i));
+    for (const [i, l] of lines.entries()) assert.equal(l['seq'], i);
   });
 });
 
@@ -110,7 +116,10 @@ describe('runtime environment file', () => {
     const { mkdtempSync } = await import('node:fs');
     const dir = mkdtempSync(join(tmpdir(), 'dreichor-envfile-'));
     const file = join(dir, 'runtime.env');
-    writeFileSync(file, 'DATABASE_URL=postgres://runtime@127.0.0.1/dreichor\nSAFETY_MODE=strict\nLOG_LEVEL=info\nEXECUTION_PLANE=paper\n');
+    writeFileSync(
+      file,
+      'DATABASE_URL=postgres://runtime@127.0.0.1/dreichor\nSAFETY_MODE=strict\nLOG_LEVEL=info\nEXECUTION_PLANE=paper\n',
+    );
     const t = await startTestAgent({ RUNTIME_ENV_FILE: file, ALLOW_EXECUTION_PLANE: 'true' });
     try {
       const res = await t.api.deploy(image('v1'));
@@ -143,7 +152,11 @@ describe('registry credentials', () => {
     const passwordFile = join(dir, 'password');
     writeFileSync(passwordFile, `${AUTH_PASSWORD}\n`, { mode: 0o600 });
     const repository = `${sandboxInfo().authRegistry}/${REPOSITORY_PATH}`;
-    const t = await startTestAgent({ IMAGE_REPOSITORY: repository, REGISTRY_USERNAME: AUTH_USER, REGISTRY_PASSWORD_FILE: passwordFile });
+    const t = await startTestAgent({
+      IMAGE_REPOSITORY: repository,
+      REGISTRY_USERNAME: AUTH_USER,
+      REGISTRY_PASSWORD_FILE: passwordFile,
+    });
     try {
       const res = await t.api.deploy(`${repository}:v1`);
       assert.equal(res.status, 200, res.text);

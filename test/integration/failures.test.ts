@@ -2,8 +2,18 @@ import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import {
+  type ApiResponse,
+  type EngineContainer,
+  engine,
+  eventually,
+  image,
+  maxRunningDuring,
+  repository,
+  startTestAgent,
+  type TestAgent,
+} from '../support/harness.js';
 import { AUTH_USER, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
-import { type EngineContainer, engine, eventually, image, maxRunningDuring, repository, startTestAgent, type TestAgent } from '../support/harness.js';
 import { startStallingRegistry } from '../support/stall-proxy.js';
 
 /**
@@ -21,7 +31,10 @@ async function assertUntouched(t: TestAgent, old: EngineContainer): Promise<void
 }
 
 function lastOutcome(t: TestAgent): Record<string, unknown> | undefined {
-  return t.auditLines().filter((l) => l['endpoint'] === '/v1/deploy').at(-1);
+  return t
+    .auditLines()
+    .filter((l) => l['endpoint'] === '/v1/deploy')
+    .at(-1);
 }
 
 describe('a failed or refused deploy leaves the running container untouched', () => {
@@ -45,12 +58,20 @@ describe('a failed or refused deploy leaves the running container untouched', ()
    * an image published for the occasion (so the engine really has to download it); then checks that
    * the running container was not touched.
    */
-  async function withStalledPull(tag: string, overrides: Record<string, string>, body: (agent: TestAgent, ref: string, held: () => number) => Promise<void>): Promise<void> {
+  async function withStalledPull(
+    tag: string,
+    overrides: Record<string, string>,
+    body: (agent: TestAgent, ref: string, held: () => number) => Promise<void>,
+  ): Promise<void> {
     const stalling = await startStallingRegistry(sandboxInfo().registry);
     let agent: TestAgent | undefined;
     try {
       await publishImage(sandboxInfo(), tag);
-      agent = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`, ...overrides });
+      agent = await startTestAgent({
+        CONTAINER_NAME: t.config.containerName,
+        IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`,
+        ...overrides,
+      });
       await body(agent, `${stalling.host}/${REPOSITORY_PATH}:${tag}`, () => stalling.held());
     } finally {
       await agent?.agent.close();
@@ -97,7 +118,10 @@ describe('a failed or refused deploy leaves the running container untouched', ()
     assert.notEqual(first, second);
     const res = await t.api.deploy(image('moving'));
     assert.equal(res.status, 409, res.text);
-    assert.ok(String(res.body['reason']).includes(first) && String(res.body['reason']).includes(second), String(res.body['reason']));
+    assert.ok(
+      String(res.body['reason']).includes(first) && String(res.body['reason']).includes(second),
+      String(res.body['reason']),
+    );
     await assertUntouched(t, running);
     // The record survives a restart of the agent: the same refusal from a fresh process state.
     const again = await startTestAgent({ CONTAINER_NAME: t.config.containerName, STATE_DIR: t.config.stateDir });
@@ -113,8 +137,14 @@ describe('a failed or refused deploy leaves the running container untouched', ()
 
   it('a bind source or network that does not exist: 502 before the stop', async () => {
     const cases = [
-      { override: { SNAPSHOTS_PATH: join(t.folders.root, 'missing') }, reason: /create of container.*bind source path does not exist/ },
-      { override: { RUNTIME_NETWORK: 'no-such-network' }, reason: /runtime network "no-such-network" does not exist.*not touched/ },
+      {
+        override: { SNAPSHOTS_PATH: join(t.folders.root, 'missing') },
+        reason: /create of container.*bind source path does not exist/,
+      },
+      {
+        override: { RUNTIME_NETWORK: 'no-such-network' },
+        reason: /runtime network "no-such-network" does not exist.*not touched/,
+      },
     ];
     for (const { override, reason } of cases) {
       const other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, ...override });
@@ -131,22 +161,28 @@ describe('a failed or refused deploy leaves the running container untouched', ()
 
   it('a registry that stalls mid-pull: the deadline fires before the stop, 504', async () => {
     // 12 s in all, of which 1 + 1 + 5 are kept for stop, start check and margin: 5 s for the pull.
-    await withStalledPull('stalled', { DEPLOY_TIMEOUT_SECONDS: '12', STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1' }, async (slow, ref, held) => {
-      const started = Date.now();
-      const res = await slow.api.deploy(ref);
-      const took = Date.now() - started;
-      assert.equal(res.status, 504, res.text);
-      assert.match(String(res.body['reason']), /not ready within 5 s.*not touched/);
-      assert.ok(took < 12_000, `answered within the deploy timeout (${took} ms)`);
-      assert.ok(held() > 0, 'the pull really was stuck on a blob');
-      assert.equal(lastOutcome(slow)?.['outcome'], 'failed');
-    });
+    await withStalledPull(
+      'stalled',
+      { DEPLOY_TIMEOUT_SECONDS: '12', STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1' },
+      async (slow, ref, held) => {
+        const started = Date.now();
+        const res = await slow.api.deploy(ref);
+        const took = Date.now() - started;
+        assert.equal(res.status, 504, res.text);
+        assert.match(String(res.body['reason']), /not ready within 5 s.*not touched/);
+        assert.ok(took < 12_000, `answered within the deploy timeout (${took} ms)`);
+        assert.ok(held() > 0, 'the pull really was stuck on a blob');
+        assert.equal(lastOutcome(slow)?.['outcome'], 'failed');
+      },
+    );
   });
 
   it('a caller that disconnects during the pull: abandoned, recorded, nothing touched', async () => {
     await withStalledPull('abandoned', {}, async (agent, ref, held) => {
       const controller = new AbortController();
-      const call = agent.api.call('POST', '/v1/deploy', { body: { image: ref }, signal: controller.signal }).catch((e: unknown) => e);
+      const call = agent.api
+        .call('POST', '/v1/deploy', { body: { image: ref }, signal: controller.signal })
+        .catch((e: unknown) => e);
       await eventually('the pull reached the stalled blob', 10_000, () => held() > 0);
       controller.abort();
       await call;
@@ -245,7 +281,7 @@ describe('the new container fails after the old one was stopped', () => {
     const old = await engine.inspect(t.config.containerName);
     assert.ok(old);
     const started = Date.now();
-    let res;
+    let res: ApiResponse | undefined;
     const maxRunning = await maxRunningDuring(t.config.containerName, async () => {
       res = await t.api.deploy(image('v2'));
     });

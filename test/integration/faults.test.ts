@@ -5,8 +5,18 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnAgent } from '../support/agent-process.js';
+import {
+  Api,
+  engine,
+  engineAt,
+  eventually,
+  image,
+  readAudit,
+  removeContainersNamed,
+  startTestAgent,
+  testEnv,
+} from '../support/harness.js';
 import { freePort, PrivateEngine, removeEngineFolder } from '../support/sandbox.js';
-import { Api, engine, engineAt, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
 
 /** The deploy journal's current phase, as a test can watch it from outside. */
 function phaseOf(stateDir: string): string | null {
@@ -44,7 +54,11 @@ describe('engine faults', () => {
         const leftover = await e.create(`${name}-staging-0000dead`, runtime.Config.Image, runtime.Config.Labels);
         await own.stop();
 
-        const second = await startTestAgent({ DOCKER_HOST: own.dockerHost, CONTAINER_NAME: name, STATE_DIR: first.config.stateDir });
+        const second = await startTestAgent({
+          DOCKER_HOST: own.dockerHost,
+          CONTAINER_NAME: name,
+          STATE_DIR: first.config.stateDir,
+        });
         try {
           const down = await second.api.status();
           process.stdout.write(`# observed: engine down at start: status ${down.status} ${String(down.body['reason'])}\n`);
@@ -54,8 +68,14 @@ describe('engine faults', () => {
 
           await own.start();
           await eventually('status answers again', 15_000, async () => (await second.api.status()).status === 200);
-          await eventually('the leftover is cleaned up without any request', 15_000, async () => (await e.inspect(leftover)) === null);
-          assert.ok(second.auditLines().some((l) => l['endpoint'] === 'startup-recovery' && String(l['reason']).includes('0000dead')));
+          await eventually(
+            'the leftover is cleaned up without any request',
+            15_000,
+            async () => (await e.inspect(leftover)) === null,
+          );
+          assert.ok(
+            second.auditLines().some((l) => l['endpoint'] === 'startup-recovery' && String(l['reason']).includes('0000dead')),
+          );
           // The engine's restart stopped the runtime; the agent does not start it on its own.
           assert.equal((await e.inspect(name))?.State.Running, false);
           assert.equal((await second.api.deploy(image('v2'))).status, 200);
@@ -79,16 +99,23 @@ describe('engine faults', () => {
         await eventually('the old container is being stopped', 20_000, () => phaseOf(t.config.stateDir) === 'stopping');
         await own.stop();
         const res = await pending;
-        process.stdout.write(`# observed: engine stopped while stopping the old container: ${res.status} ${String(res.body['reason'])}\n`);
+        process.stdout.write(
+          `# observed: engine stopped while stopping the old container: ${res.status} ${String(res.body['reason'])}\n`,
+        );
         assert.ok(res.status >= 500 && res.status < 600, `${res.status} ${res.text}`);
         assert.equal(res.body['status'], 'error');
         assert.ok(String(res.body['reason']).length > 10);
 
         await own.start();
-        await eventually('no staging leftover once the engine is back', 20_000, async () => (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-'))));
+        await eventually('no staging leftover once the engine is back', 20_000, async () =>
+          (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-'))),
+        );
         const containers = await e.named(name);
         assert.ok(containers.length <= 1, `at most one container: ${containers.length}`);
-        assert.ok(containers.every((c) => c.State !== 'running'), 'nothing restarted on its own');
+        assert.ok(
+          containers.every((c) => c.State !== 'running'),
+          'nothing restarted on its own',
+        );
         const status = await t.api.status();
         assert.equal(status.status, 200);
         assert.equal(status.body['running'], false);
@@ -142,7 +169,10 @@ describe('the audit log cannot be written', () => {
       }
       const deploy = await t.api.deploy(image('v1'));
       assert.equal(deploy.status, 503, deploy.text);
-      assert.match(String(deploy.body['reason']), /audit log could not be written \(ENOSPC\).*nothing is deployed or stopped unrecorded/);
+      assert.match(
+        String(deploy.body['reason']),
+        /audit log could not be written \(ENOSPC\).*nothing is deployed or stopped unrecorded/,
+      );
       assert.equal((await t.api.stop()).status, 503);
       assert.deepEqual(await engine.named(t.config.containerName), [], 'nothing was deployed');
       const status = await t.api.status();
@@ -163,11 +193,15 @@ describe('caller faults', () => {
       assert.equal((await t.api.deploy(image('stubborn'))).status, 200);
       const old = await engine.inspect(t.config.containerName);
       const controller = new AbortController();
-      const call = t.api.call('POST', '/v1/deploy', { body: { image: image('v2') }, signal: controller.signal }).catch((e: unknown) => e);
+      const call = t.api
+        .call('POST', '/v1/deploy', { body: { image: image('v2') }, signal: controller.signal })
+        .catch((e: unknown) => e);
       await eventually('the old container is being stopped', 20_000, () => phaseOf(t.config.stateDir) === 'stopping');
       controller.abort();
       await call;
-      await eventually('the deploy was recorded as deployed', 20_000, () => t.auditLines().some((l) => l['outcome'] === 'deployed' && l['image'] === image('v2')));
+      await eventually('the deploy was recorded as deployed', 20_000, () =>
+        t.auditLines().some((l) => l['outcome'] === 'deployed' && l['image'] === image('v2')),
+      );
       const now = await engine.inspect(t.config.containerName);
       assert.notEqual(now?.Id, old?.Id);
       assert.equal(now?.State.Running, true);
@@ -201,7 +235,11 @@ describe('shutdown', () => {
       const finished = await pending;
       assert.equal(finished.status, 200, finished.text);
       assert.equal(await exited, 0);
-      assert.equal((await engine.inspect(env['CONTAINER_NAME'] ?? ''))?.State.Running, true, 'the runtime keeps running after the agent is gone');
+      assert.equal(
+        (await engine.inspect(env['CONTAINER_NAME'] ?? ''))?.State.Running,
+        true,
+        'the runtime keeps running after the agent is gone',
+      );
       assert.ok(readAudit(env['STATE_DIR'] ?? '').some((l) => l['status'] === 503 && l['image'] === image('v3')));
     } finally {
       agent.kill('SIGKILL');

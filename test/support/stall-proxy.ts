@@ -3,7 +3,7 @@
  * passes manifests through and holds every blob download open without answering. A pull through it
  * starts (the engine gets the manifest) and then never finishes, like a registry that hangs.
  */
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface StallingRegistry {
@@ -24,7 +24,13 @@ export async function startStallingRegistry(upstream: string): Promise<StallingR
       return;
     }
     const forward = request(
-      { host: upstreamHost, port: Number(upstreamPort), method: req.method, path: req.url, headers: { ...req.headers, host: upstream } },
+      {
+        host: upstreamHost,
+        port: Number(upstreamPort),
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: upstream },
+      },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);

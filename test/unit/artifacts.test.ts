@@ -32,7 +32,11 @@ describe('systemd units', () => {
 
   it('runs the installed agent as its own user in the docker group, with a stop timeout longer than any deploy', () => {
     const text = readFileSync('systemd/dreichor-deploy-agent@.service', 'utf8');
-    const directive = (name: string) => text.split('\n').filter((l) => l.startsWith(`${name}=`)).map((l) => l.slice(name.length + 1));
+    const directive = (name: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}=`))
+        .map((l) => l.slice(name.length + 1));
     assert.deepEqual(directive('ExecStart'), ['/usr/bin/node /opt/dreichor/%i/deploy-agent/agent.js']);
     assert.deepEqual(directive('User'), ['dreichor-deploy-%i']);
     assert.deepEqual(directive('SupplementaryGroups'), ['docker']);
@@ -55,7 +59,10 @@ describe('systemd units', () => {
       writeFileSync(stub, '#!/bin/sh\n');
       chmodSync(stub, 0o755);
       const text = readFileSync('systemd/cloudflared-dreichor@.service', 'utf8');
-      assert.match(text, new RegExp(`^ExecStart=/usr/bin/cloudflared --no-autoupdate --config /etc/cloudflared/dreichor-%i.yml tunnel run$`, 'm'));
+      assert.match(
+        text,
+        /^ExecStart=\/usr\/bin\/cloudflared --no-autoupdate --config \/etc\/cloudflared\/dreichor-%i.yml tunnel run$/m,
+      );
       writeFileSync(join(dir, 'cloudflared-dreichor@.service'), text.replace('/usr/bin/cloudflared', stub));
       const verify = analyze(['verify', '--man=no', join(dir, `cloudflared-dreichor@${environment}.service`)]);
       assert.equal(verify.status, 0, verify.stderr);
@@ -76,7 +83,9 @@ describe('cloudflared tunnel configurations', () => {
       const [rule, last] = ingress;
       assert.equal(typeof rule?.['hostname'], 'string');
       assert.equal(rule?.['service'], `http://127.0.0.1:${port}`);
-      const access = (rule?.['originRequest'] as Record<string, unknown> | undefined)?.['access'] as Record<string, unknown> | undefined;
+      const access = (rule?.['originRequest'] as Record<string, unknown> | undefined)?.['access'] as
+        | Record<string, unknown>
+        | undefined;
       assert.equal(access?.['required'], true);
       // The same team and application as the agent's own JWT check.
       const example = parseDotenv(readFileSync(`env/${environment}.env.example`, 'utf8'));
@@ -115,16 +124,26 @@ describe('the GitHub deploy workflow', () => {
   });
 
   it('names its runs, runs on Node.js 24, with actions whose runtime is Node.js 24', () => {
-    const wf = parseYaml(text) as { 'run-name': string; jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }> };
+    const wf = parseYaml(text) as {
+      'run-name': string;
+      jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>;
+    };
     assert.equal(wf['run-name'], 'Deploy ${{ inputs.tag }} to ${{ inputs.environment }}');
     const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
     // Majors whose action.yml says `using: node24` (checked in the actions' own repositories).
-    assert.deepEqual(steps.filter((s) => s.uses !== undefined).map((s) => s.uses), ['actions/checkout@v7', 'actions/setup-node@v7']);
+    assert.deepEqual(
+      steps.filter((s) => s.uses !== undefined).map((s) => s.uses),
+      ['actions/checkout@v7', 'actions/setup-node@v7'],
+    );
     assert.equal(steps.find((s) => s.uses?.startsWith('actions/setup-node') === true)?.with?.['node-version'], 24);
   });
 
   it('is a manual deploy of a tag to an environment, through the agent only', () => {
-    const wf = parseYaml(text) as { on: { workflow_dispatch: { inputs: Record<string, { type: string; options?: string[] }> } }; concurrency: { group: string }; jobs: Record<string, { environment: string; steps: { run?: string; env?: Record<string, string> }[] }> };
+    const wf = parseYaml(text) as {
+      on: { workflow_dispatch: { inputs: Record<string, { type: string; options?: string[] }> } };
+      concurrency: { group: string };
+      jobs: Record<string, { environment: string; steps: { run?: string; env?: Record<string, string> }[] }>;
+    };
     const inputs = wf.on.workflow_dispatch.inputs;
     assert.deepEqual(inputs['environment']?.options, ['dev', 'prod']);
     assert.equal(inputs['tag']?.type, 'string');
@@ -137,7 +156,15 @@ describe('the GitHub deploy workflow', () => {
     assert.equal(step?.env?.['AGENT_URL'], '${{ vars.DEPLOY_AGENT_URL }}');
     // What the workflow does, as opposed to what its comments say: no Docker, no SSH, no runtime configuration.
     const actions = JSON.stringify(Object.values(wf.jobs).map((j) => j.steps)).toLowerCase();
-    for (const never of ['docker', 'ssh', 'database_url', 'safety_mode', 'execution_plane', 'log_level', 'allow_execution_plane']) {
+    for (const never of [
+      'docker',
+      'ssh',
+      'database_url',
+      'safety_mode',
+      'execution_plane',
+      'log_level',
+      'allow_execution_plane',
+    ]) {
       assert.ok(!actions.includes(never), `a workflow step uses ${never}`);
     }
   });

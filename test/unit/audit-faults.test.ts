@@ -5,8 +5,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { type AuditFile, AuditLog, verifyAuditLog } from '../../src/audit.js';
 import { AgentError } from '../../src/errors.js';
-import { AuditLog, type AuditFile, verifyAuditLog } from '../../src/audit.js';
 
 /**
  * The audit log under faults: short writes, failed writes and fsyncs, a disk that fills in the middle
@@ -15,8 +15,20 @@ import { AuditLog, type AuditFile, verifyAuditLog } from '../../src/audit.js';
 const root = mkdtempSync(join(tmpdir(), 'dreichor-audit-faults-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
-const freshFile = (): string => join(mkdtempSync(join(root, `l${(n += 1)}-`)), 'audit.jsonl');
-const event = (i: number, reason: string | null = null) => ({ request_id: `r${i}`, client_id: 'c', endpoint: '/v1/deploy', image: `img:${i}`, outcome: 'deployed', status: 200, reason, duration_ms: i });
+const freshFile = (): string => {
+  n += 1;
+  return join(mkdtempSync(join(root, `l${n}-`)), 'audit.jsonl');
+};
+const event = (i: number, reason: string | null = null) => ({
+  request_id: `r${i}`,
+  client_id: 'c',
+  endpoint: '/v1/deploy',
+  image: `img:${i}`,
+  outcome: 'deployed',
+  status: 200,
+  reason,
+  duration_ms: i,
+});
 const lines = (file: string): Record<string, unknown>[] =>
   readFileSync(file, 'utf8')
     .split('\n')
@@ -75,7 +87,10 @@ describe('audit log faults', () => {
     await log.append(event(1));
     await log.close();
     assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 1 });
-    assert.deepEqual(lines(file).map((l) => l['request_id']), ['r1']);
+    assert.deepEqual(
+      lines(file).map((l) => l['request_id']),
+      ['r1'],
+    );
   });
 
   it('a write that fails halfway through a line: 503, cut back, no torn line', async () => {
@@ -120,7 +135,10 @@ describe('audit log faults', () => {
       await log.append(event(4));
       await log.close();
       assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 4 });
-      assert.deepEqual(lines(file).map((l) => l['seq']), [0, 1, 2, 3]);
+      assert.deepEqual(
+        lines(file).map((l) => l['seq']),
+        [0, 1, 2, 3],
+      );
     } finally {
       execFileSync('umount', [mountPoint]);
     }

@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AuditLog, verifyAuditLog } from '../../src/audit.js';
 
-const event = (n: number) => ({ request_id: `r${n}`, client_id: 'c', endpoint: '/v1/deploy', image: `img:${n}`, outcome: 'deployed', status: 200, reason: null, duration_ms: n });
+const event = (n: number) => ({
+  request_id: `r${n}`,
+  client_id: 'c',
+  endpoint: '/v1/deploy',
+  image: `img:${n}`,
+  outcome: 'deployed',
+  status: 200,
+  reason: null,
+  duration_ms: n,
+});
 
 async function writeLog(lines: number): Promise<string> {
   const file = join(mkdtempSync(join(tmpdir(), 'dreichor-audit-test-')), 'audit.jsonl');
@@ -24,14 +33,22 @@ describe('audit log', () => {
     await log.close();
     const text = readFileSync(file, 'utf8');
     assert.deepEqual(verifyAuditLog(text), { ok: true, lines: 4 });
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.deepEqual(lines.map((l) => l['seq']), [0, 1, 2, 3]);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((l) => l['seq']),
+      [0, 1, 2, 3],
+    );
     assert.equal(lines[1]?.['prev'], lines[0]?.['hash']);
     assert.equal(lines[0]?.['prev'], '0'.repeat(64));
   });
 
   it('names the first line that was changed, removed or inserted', async () => {
-    const lines = readFileSync(await writeLog(5), 'utf8').trim().split('\n');
+    const lines = readFileSync(await writeLog(5), 'utf8')
+      .trim()
+      .split('\n');
     const check = (edited: string[]) => verifyAuditLog(`${edited.join('\n')}\n`);
 
     const changed = [...lines];

@@ -41,10 +41,22 @@ describe('service token', () => {
       ['rotation.access', 'primary-secret-0123456789'],
       ['PRIMARY.ACCESS', 'primary-secret-0123456789'],
     ] as const) {
-      assert.equal(status(() => checkServiceToken(h(id, secret), TOKENS)), 401, `${id} / ${secret}`);
+      assert.equal(
+        status(() => checkServiceToken(h(id, secret), TOKENS)),
+        401,
+        `${id} / ${secret}`,
+      );
     }
     // A header sent twice arrives as an array: refused, not joined.
-    assert.equal(status(() => checkServiceToken({ 'cf-access-client-id': ['primary.access', 'x'], 'cf-access-client-secret': 'primary-secret-0123456789' }, TOKENS)), 401);
+    assert.equal(
+      status(() =>
+        checkServiceToken(
+          { 'cf-access-client-id': ['primary.access', 'x'], 'cf-access-client-secret': 'primary-secret-0123456789' },
+          TOKENS,
+        ),
+      ),
+      401,
+    );
   });
 });
 
@@ -60,7 +72,8 @@ describe('Cloudflare Access JWT', () => {
     await access.close();
   });
 
-  const verifier = () => createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: access.certsUrl }, { cooldownMs: 0 });
+  const verifier = () =>
+    createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: access.certsUrl }, { cooldownMs: 0 });
 
   const outcome = async (verify: (t: string | undefined) => Promise<void>, jwt: string | undefined): Promise<string> => {
     try {
@@ -81,7 +94,12 @@ describe('Cloudflare Access JWT', () => {
   it('refuses missing, wrong audience, wrong issuer, expired, foreign key, alg none and HS256 tokens', async () => {
     const verify = verifier();
     const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const payload = { iss: `https://${TEAM}`, aud: [AUD], exp: Math.floor(Date.now() / 1000) + 300, iat: Math.floor(Date.now() / 1000) };
+    const payload = {
+      iss: `https://${TEAM}`,
+      aud: [AUD],
+      exp: Math.floor(Date.now() / 1000) + 300,
+      iat: Math.floor(Date.now() / 1000),
+    };
     const none = `${b64({ alg: 'none', kid: 'k1' })}.${b64(payload)}.`;
     // The classic confusion: HS256 "signed" with the RSA public key as the HMAC secret.
     const hsInput = `${b64({ alg: 'HS256', kid: 'k1' })}.${b64(payload)}`;
@@ -139,7 +157,10 @@ describe('Cloudflare Access JWT', () => {
     } finally {
       access.setAvailable(true);
     }
-    const nowhere = createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: 'http://127.0.0.1:9/certs' }, { fetchTimeoutMs: 1000 });
+    const nowhere = createAccessJwtVerifier(
+      { teamDomain: TEAM, audience: AUD, certsUrl: 'http://127.0.0.1:9/certs' },
+      { fetchTimeoutMs: 1000 },
+    );
     assert.match(await outcome(nowhere, await access.sign()), /^503 /);
   });
 });

@@ -45,7 +45,12 @@ describe('configuration', () => {
     assert.equal(c.registryAuth, null);
     assert.equal(c.serviceTokens.length, 1);
     assert.ok(Object.isFrozen(c));
-    const prod = loadConfig({ ...BASE, ENVIRONMENT: 'prod', AUDIT_EVENTS_PATH: '/var/lib/dreichor/prod/audit-events', SNAPSHOTS_PATH: '/var/lib/dreichor/prod/snapshots' });
+    const prod = loadConfig({
+      ...BASE,
+      ENVIRONMENT: 'prod',
+      AUDIT_EVENTS_PATH: '/var/lib/dreichor/prod/audit-events',
+      SNAPSHOTS_PATH: '/var/lib/dreichor/prod/snapshots',
+    });
     assert.equal(prod.port, 3006);
     assert.equal(prod.containerName, 'dreichor-runtime-prod');
   });
@@ -55,7 +60,10 @@ describe('configuration', () => {
     rejects({ ENVIRONMENT: 'staging' }, 'ENVIRONMENT');
     rejects({ CF_ACCESS_CLIENT_SECRET: undefined }, 'CF_ACCESS_CLIENT_SECRET', /required/);
     rejects({ CF_ACCESS_CLIENT_SECRET: 'short-secret' }, 'CF_ACCESS_CLIENT_SECRET');
-    assert.throws(() => loadConfig({ ...BASE, CF_ACCESS_CLIENT_SECRET: 'short-secret' }), (e: Error) => !e.message.includes('short-secret'));
+    assert.throws(
+      () => loadConfig({ ...BASE, CF_ACCESS_CLIENT_SECRET: 'short-secret' }),
+      (e: Error) => !e.message.includes('short-secret'),
+    );
     rejects({ CF_ACCESS_CLIENT_ID: 'has space' }, 'CF_ACCESS_CLIENT_ID');
     rejects({ PORT: '0' }, 'PORT');
     rejects({ PORT: '70000' }, 'PORT');
@@ -90,13 +98,30 @@ describe('configuration', () => {
     for (const variable of ['STATE_DIR', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH']) {
       rejects({ [variable]: '/var/lib/dreichor/prod/x' }, variable, /other environment/);
       rejects({ [variable]: '/srv/trading-prod/x' }, variable, /other environment/);
-      rejects({ ENVIRONMENT: 'prod', AUDIT_EVENTS_PATH: '/a/audit', SNAPSHOTS_PATH: '/a/snapshots', STATE_DIR: '/a/state', [variable]: '/var/lib/DEV/x' }, variable, /other environment/);
+      rejects(
+        {
+          ENVIRONMENT: 'prod',
+          AUDIT_EVENTS_PATH: '/a/audit',
+          SNAPSHOTS_PATH: '/a/snapshots',
+          STATE_DIR: '/a/state',
+          [variable]: '/var/lib/DEV/x',
+        },
+        variable,
+        /other environment/,
+      );
     }
     // "production" or "devices" are other words, not the other environment.
-    assert.equal(loadConfig({ ...BASE, STATE_DIR: '/srv/production-mirror/devices/state' }).stateDir, '/srv/production-mirror/devices/state');
+    assert.equal(
+      loadConfig({ ...BASE, STATE_DIR: '/srv/production-mirror/devices/state' }).stateDir,
+      '/srv/production-mirror/devices/state',
+    );
     rejects({ STATE_DIR: '/var/lib/dreichor/dev/audit-events' }, 'AUDIT_EVENTS_PATH', /must not be STATE_DIR or contain it/);
     rejects({ STATE_DIR: '/var/lib/dreichor/dev/snapshots/agent' }, 'SNAPSHOTS_PATH', /must not be STATE_DIR or contain it/);
-    rejects({ AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev', STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' }, 'AUDIT_EVENTS_PATH', /contain it/);
+    rejects(
+      { AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev', STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' },
+      'AUDIT_EVENTS_PATH',
+      /contain it/,
+    );
     rejects({ SNAPSHOTS_PATH: '/', STATE_DIR: '/var/lib/x' }, 'SNAPSHOTS_PATH', /contain it/);
     // A symbolic link does not hide that the mount is the state folder.
     const real = join(dir, 'real-state');
@@ -104,8 +129,15 @@ describe('configuration', () => {
     symlinkSync(real, join(dir, 'link-to-state'));
     rejects({ STATE_DIR: real, SNAPSHOTS_PATH: join(dir, 'link-to-state') }, 'SNAPSHOTS_PATH', /contain it/);
     // Beside each other, or a mount inside the state folder's parent: fine.
-    assert.equal(loadConfig({ ...BASE, STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' }).stateDir, '/var/lib/dreichor/dev/deploy-agent');
-    const result = spawnSync(process.execPath, ['dist/agent.js'], { env: { PATH: process.env['PATH'] ?? '', ...BASE, STATE_DIR: '/var/lib/dreichor/prod/deploy-agent' }, encoding: 'utf8', timeout: 10_000 });
+    assert.equal(
+      loadConfig({ ...BASE, STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' }).stateDir,
+      '/var/lib/dreichor/dev/deploy-agent',
+    );
+    const result = spawnSync(process.execPath, ['dist/agent.js'], {
+      env: { PATH: process.env['PATH'] ?? '', ...BASE, STATE_DIR: '/var/lib/dreichor/prod/deploy-agent' },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /^dreichor-deploy-agent: invalid configuration: STATE_DIR: must not name the other environment/);
   });
@@ -118,15 +150,28 @@ describe('configuration', () => {
     const jwt = { CF_ACCESS_TEAM_DOMAIN: 'team.cloudflareaccess.com', CF_ACCESS_AUD: 'abc123' };
     assert.equal(loadConfig({ ...BASE, ...jwt }).accessJwt?.certsUrl, 'https://team.cloudflareaccess.com/cdn-cgi/access/certs');
     rejects({ ...jwt, CF_ACCESS_CERTS_URL: 'http://keys.example/certs' }, 'CF_ACCESS_CERTS_URL');
-    assert.equal(loadConfig({ ...BASE, ...jwt, CF_ACCESS_CERTS_URL: 'http://127.0.0.1:9/certs' }).accessJwt?.certsUrl, 'http://127.0.0.1:9/certs');
+    assert.equal(
+      loadConfig({ ...BASE, ...jwt, CF_ACCESS_CERTS_URL: 'http://127.0.0.1:9/certs' }).accessJwt?.certsUrl,
+      'http://127.0.0.1:9/certs',
+    );
   });
 
   it('takes a rotation token as a pair', () => {
     rejects({ CF_ACCESS_ROTATION_CLIENT_ID: 'next.access' }, 'CF_ACCESS_ROTATION_CLIENT_SECRET');
     rejects({ CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' }, 'CF_ACCESS_ROTATION_CLIENT_ID');
-    rejects({ CF_ACCESS_ROTATION_CLIENT_ID: 'client.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' }, 'CF_ACCESS_ROTATION_CLIENT_ID');
-    const c = loadConfig({ ...BASE, CF_ACCESS_ROTATION_CLIENT_ID: 'next.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' });
-    assert.deepEqual(c.serviceTokens.map((t) => t.clientId), ['client.access', 'next.access']);
+    rejects(
+      { CF_ACCESS_ROTATION_CLIENT_ID: 'client.access', CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough' },
+      'CF_ACCESS_ROTATION_CLIENT_ID',
+    );
+    const c = loadConfig({
+      ...BASE,
+      CF_ACCESS_ROTATION_CLIENT_ID: 'next.access',
+      CF_ACCESS_ROTATION_CLIENT_SECRET: 'another-secret-long-enough',
+    });
+    assert.deepEqual(
+      c.serviceTokens.map((t) => t.clientId),
+      ['client.access', 'next.access'],
+    );
   });
 
   it('reads registry credentials, from a file too', () => {
@@ -145,28 +190,51 @@ describe('configuration', () => {
     writeFileSync(file, 'a-secret-from-a-credential\n');
     const c = loadConfig({ ...BASE, CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: file });
     assert.equal(c.serviceTokens[0]?.clientSecret, 'a-secret-from-a-credential');
-    rejects({ CF_ACCESS_CLIENT_SECRET_FILE: file }, 'CF_ACCESS_CLIENT_SECRET_FILE', /not be set together with CF_ACCESS_CLIENT_SECRET/);
-    rejects({ CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'missing') }, 'CF_ACCESS_CLIENT_SECRET_FILE', /cannot be read \(ENOENT\)/);
+    rejects(
+      { CF_ACCESS_CLIENT_SECRET_FILE: file },
+      'CF_ACCESS_CLIENT_SECRET_FILE',
+      /not be set together with CF_ACCESS_CLIENT_SECRET/,
+    );
+    rejects(
+      { CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'missing') },
+      'CF_ACCESS_CLIENT_SECRET_FILE',
+      /cannot be read \(ENOENT\)/,
+    );
     writeFileSync(join(dir, 'short-secret'), 'short\n');
-    rejects({ CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'short-secret') }, 'CF_ACCESS_CLIENT_SECRET_FILE', /at least 16/);
+    rejects(
+      { CF_ACCESS_CLIENT_SECRET: undefined, CF_ACCESS_CLIENT_SECRET_FILE: join(dir, 'short-secret') },
+      'CF_ACCESS_CLIENT_SECRET_FILE',
+      /at least 16/,
+    );
     const rotation = join(dir, 'rotation-secret');
     writeFileSync(rotation, 'the-next-secret-0123456789');
-    const r = loadConfig({ ...BASE, CF_ACCESS_ROTATION_CLIENT_ID: 'next.access', CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: rotation });
+    const r = loadConfig({
+      ...BASE,
+      CF_ACCESS_ROTATION_CLIENT_ID: 'next.access',
+      CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: rotation,
+    });
     assert.deepEqual(r.serviceTokens[1], { clientId: 'next.access', clientSecret: 'the-next-secret-0123456789' });
   });
 
-  it('takes LOG_LEVEL (default info), and refuses the examples\' FAKE values', () => {
+  it("takes LOG_LEVEL (default info), and refuses the examples' FAKE values", () => {
     assert.equal(loadConfig(BASE).logLevel, 'info');
     assert.equal(loadConfig({ ...BASE, LOG_LEVEL: 'debug' }).logLevel, 'debug');
     rejects({ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /must be one of fatal, error, warn, info, debug, trace, silent/);
     rejects({ CF_ACCESS_CLIENT_SECRET: 'FAKE-dev-client-secret-replace-me-000' }, 'CF_ACCESS_CLIENT_SECRET', /FAKE value/);
-    rejects({ CF_ACCESS_TEAM_DOMAIN: 'fake-team.cloudflareaccess.com', CF_ACCESS_AUD: 'x' }, 'CF_ACCESS_TEAM_DOMAIN', /FAKE value/);
+    rejects(
+      { CF_ACCESS_TEAM_DOMAIN: 'fake-team.cloudflareaccess.com', CF_ACCESS_AUD: 'x' },
+      'CF_ACCESS_TEAM_DOMAIN',
+      /FAKE value/,
+    );
   });
 
   it('reads the runtime environment file, and refuses one that overrides what the agent owns', () => {
     const file = join(dir, 'runtime.env');
     writeFileSync(file, '# server-owned\nDATABASE_URL=postgres://x@127.0.0.1/db\nSAFETY_MODE=strict\n');
-    assert.deepEqual({ ...loadConfig({ ...BASE, RUNTIME_ENV_FILE: file }).runtimeEnv }, { DATABASE_URL: 'postgres://x@127.0.0.1/db', SAFETY_MODE: 'strict' });
+    assert.deepEqual(
+      { ...loadConfig({ ...BASE, RUNTIME_ENV_FILE: file }).runtimeEnv },
+      { DATABASE_URL: 'postgres://x@127.0.0.1/db', SAFETY_MODE: 'strict' },
+    );
     for (const owned of ['ENVIRONMENT', 'AUDIT_EVENTS_PATH', 'SNAPSHOTS_PATH', 'ALLOW_EXECUTION_PLANE']) {
       writeFileSync(file, `${owned}=x\n`);
       rejects({ RUNTIME_ENV_FILE: file }, 'RUNTIME_ENV_FILE', new RegExp(owned));
@@ -176,19 +244,32 @@ describe('configuration', () => {
 
   it('loads ENV_FILE first; the environment wins; empty values count as unset', () => {
     const file = join(dir, 'agent.env');
-    writeFileSync(file, 'ENVIRONMENT=prod\nPORT=4000\nCF_ACCESS_CLIENT_ID=from-file.access\nCF_ACCESS_CLIENT_SECRET=file-secret-long-enough\nAUDIT_EVENTS_PATH=/a\nSNAPSHOTS_PATH=/s\nRUNTIME_NETWORK=none\n');
+    writeFileSync(
+      file,
+      'ENVIRONMENT=prod\nPORT=4000\nCF_ACCESS_CLIENT_ID=from-file.access\nCF_ACCESS_CLIENT_SECRET=file-secret-long-enough\nAUDIT_EVENTS_PATH=/a\nSNAPSHOTS_PATH=/s\nRUNTIME_NETWORK=none\n',
+    );
     const c = loadConfig({ ENV_FILE: file, PORT: '4001', RUNTIME_NETWORK: '' });
     assert.equal(c.environment, 'prod');
     assert.equal(c.port, 4001);
     assert.equal(c.runtimeNetwork, 'none');
-    assert.throws(() => loadConfig({ ENV_FILE: join(dir, 'nope.env') }), (e: unknown) => e instanceof ConfigError && e.variable === 'ENV_FILE');
+    assert.throws(
+      () => loadConfig({ ENV_FILE: join(dir, 'nope.env') }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'ENV_FILE',
+    );
   });
 
   it('the built agent stops at start with one line naming the variable, and listens on nothing', () => {
-    const result = spawnSync(process.execPath, ['dist/agent.js'], { env: { PATH: process.env['PATH'] ?? '', ...BASE, PORT: '3999', STOP_TIMEOUT_SECONDS: 'soon' }, encoding: 'utf8', timeout: 10_000 });
+    const result = spawnSync(process.execPath, ['dist/agent.js'], {
+      env: { PATH: process.env['PATH'] ?? '', ...BASE, PORT: '3999', STOP_TIMEOUT_SECONDS: 'soon' },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     assert.equal(result.status, 2);
     assert.equal(result.stdout, '');
-    assert.equal(result.stderr, 'dreichor-deploy-agent: invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds\n');
+    assert.equal(
+      result.stderr,
+      'dreichor-deploy-agent: invalid configuration: STOP_TIMEOUT_SECONDS: must be a whole number of seconds\n',
+    );
   });
 });
 
@@ -197,7 +278,10 @@ describe('the bundle', () => {
     const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
     const r = spawnSync(process.execPath, ['dist/agent.js', '--version'], { encoding: 'utf8', timeout: 10_000 });
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`^dreichor-deploy-agent ${version.replace(/\./g, '\\.')} \\([0-9a-f]{12}(-modified)?\\)\\n$`));
+    assert.match(
+      r.stdout,
+      new RegExp(`^dreichor-deploy-agent ${version.replace(/\./g, '\\.')} \\([0-9a-f]{12}(-modified)?\\)\\n$`),
+    );
   });
 
   it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
@@ -206,13 +290,24 @@ describe('the bundle', () => {
     const alone = mkdtempSync(join(tmpdir(), 'dreichor-opt-'));
     copyFileSync('dist/agent.js', join(alone, 'agent.js'));
     const port = 3900 + Math.floor(Math.random() * 90);
-    const env = { ...BASE, PORT: String(port), STATE_DIR: join(alone, 'state'), DOCKER_HOST: `unix://${join(alone, 'no-engine.sock')}` } as Record<string, string>;
+    const env = {
+      ...BASE,
+      PORT: String(port),
+      STATE_DIR: join(alone, 'state'),
+      DOCKER_HOST: `unix://${join(alone, 'no-engine.sock')}`,
+    } as Record<string, string>;
     const agent = spawnAgent(env, { args: [join(alone, 'agent.js')], cwd: alone });
     const child = agent.child;
     try {
       let answer: Response | null = null;
       for (let i = 0; i < 100 && answer === null; i += 1) {
-        answer = await fetch(`http://127.0.0.1:${port}/v1/status`, { headers: { 'CF-Access-Client-Id': BASE['CF_ACCESS_CLIENT_ID']!, 'CF-Access-Client-Secret': BASE['CF_ACCESS_CLIENT_SECRET']!, 'Content-Type': 'application/json' } }).catch(() => null);
+        answer = await fetch(`http://127.0.0.1:${port}/v1/status`, {
+          headers: {
+            'CF-Access-Client-Id': BASE['CF_ACCESS_CLIENT_ID']!,
+            'CF-Access-Client-Secret': BASE['CF_ACCESS_CLIENT_SECRET']!,
+            'Content-Type': 'application/json',
+          },
+        }).catch(() => null);
         if (answer === null) await sleep(100);
       }
       assert.ok(answer, 'the bundle listens');
@@ -238,13 +333,19 @@ describe('env examples', () => {
       writeFileSync(runtimeEnv, 'DATABASE_URL=postgres://x@127.0.0.1/db\n');
       // As shipped, it refuses to start: an example's FAKE values are public, so an agent that
       // forgot to replace one would accept a token anybody can read.
-      assert.throws(() => loadConfig({ ...values, RUNTIME_ENV_FILE: runtimeEnv }), /CF_ACCESS_CLIENT_ID: still has the example's FAKE value/);
+      assert.throws(
+        () => loadConfig({ ...values, RUNTIME_ENV_FILE: runtimeEnv }),
+        /CF_ACCESS_CLIENT_ID: still has the example's FAKE value/,
+      );
       const filled = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.replace(/^fake-/i, 'real-')]));
       const c = loadConfig({ ...filled, RUNTIME_ENV_FILE: runtimeEnv });
       assert.equal(c.environment, environment);
       assert.equal(c.containerName, `dreichor-runtime-${environment}`);
       assert.equal(c.port, environment === 'dev' ? 3005 : 3006);
-      assert.ok(Object.values(values).some((v) => v.startsWith('FAKE-')), 'example secrets are obviously fake');
+      assert.ok(
+        Object.values(values).some((v) => v.startsWith('FAKE-')),
+        'example secrets are obviously fake',
+      );
       assert.ok(c.accessJwt !== null, 'the examples turn on the Access JWT check');
     });
   }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { loadConfig } from '../../src/config.js';
 import { type DeployContext, Deployer } from '../../src/deployer.js';
 import { AgentError } from '../../src/errors.js';
 import { parseImageReference } from '../../src/image.js';
-import { type DeployPhase, DeployJournal } from '../../src/journal.js';
+import { DeployJournal, type DeployPhase } from '../../src/journal.js';
 import { StateStore } from '../../src/state.js';
 import { FakeEngine } from '../support/fake-engine.js';
 
@@ -32,7 +33,8 @@ interface Setup {
 }
 
 async function setup(): Promise<Setup> {
-  const dir = join(root, `d${(n += 1)}`);
+  n += 1;
+  const dir = join(root, `d${n}`);
   const loaded = loadConfig({
     ENVIRONMENT: 'dev',
     CF_ACCESS_CLIENT_ID: 'client.access',
@@ -68,7 +70,7 @@ async function setup(): Promise<Setup> {
 
 const image = (tag = 'v2') => parseImageReference(`${REPO}:${tag}`, { repository: REPO, environment: 'dev' });
 const context = (callerGone = new AbortController()): DeployContext => ({
-  requestId: `r${(n += 1)}`,
+  requestId: randomUUID(),
   clientId: 'client.access',
   endpoint: '/v1/deploy',
   callerGone: callerGone.signal,
@@ -94,7 +96,9 @@ describe('the deploy sequence, step by step', () => {
     const old = s.engine.seed(NAME);
     const result = await s.deployer.deploy(image(), context());
     assert.equal(result.status, 'deployed');
-    const order = s.engine.calls.filter((c) => /^(resolveTag|pull|create|stop|remove|rename|start) /.test(c)).map((c) => c.split(' ')[0]);
+    const order = s.engine.calls
+      .filter((c) => /^(resolveTag|pull|create|stop|remove|rename|start) /.test(c))
+      .map((c) => c.split(' ')[0]);
     assert.deepEqual(order, ['resolveTag', 'pull', 'create', 'stop', 'remove', 'rename', 'start']);
     assert.deepEqual(s.engine.touched(old.id), [`stop ${old.id}`, `remove ${old.id}`]);
     assert.deepEqual(s.phases, ['pulling', 'created', 'stopping', 'starting', 'checking']);
@@ -162,7 +166,10 @@ describe('the deploy sequence, step by step', () => {
     const first = s.deployer.deploy(image(), context());
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal((await refusal(s.deployer.deploy(image('v3'), context()))).code, 'busy');
-    assert.equal((await refusal(s.deployer.stop({ requestId: 'x', clientId: 'client.access', endpoint: '/v1/stop' }))).code, 'busy');
+    assert.equal(
+      (await refusal(s.deployer.stop({ requestId: 'x', clientId: 'client.access', endpoint: '/v1/stop' }))).code,
+      'busy',
+    );
     release();
     assert.equal((await first).status, 'deployed');
     assert.equal((await s.deployer.stop({ requestId: 'y', clientId: 'client.access', endpoint: '/v1/stop' })).removed, true);

@@ -18,8 +18,18 @@ function refused(input: string, policy: ImagePolicy = dev, reason?: RegExp): voi
 
 describe('image reference policy', () => {
   it('accepts <repository>:<tag> and <repository>:<tag>@sha256:<digest>', () => {
-    assert.deepEqual(parseImageReference(`${REPO}:v1.2.3`, prod), { repository: REPO, tag: 'v1.2.3', digest: null, reference: `${REPO}:v1.2.3` });
-    assert.deepEqual(parseImageReference(`${REPO}:sha-0a1b2c3@${DIGEST}`, prod), { repository: REPO, tag: 'sha-0a1b2c3', digest: DIGEST, reference: `${REPO}:sha-0a1b2c3@${DIGEST}` });
+    assert.deepEqual(parseImageReference(`${REPO}:v1.2.3`, prod), {
+      repository: REPO,
+      tag: 'v1.2.3',
+      digest: null,
+      reference: `${REPO}:v1.2.3`,
+    });
+    assert.deepEqual(parseImageReference(`${REPO}:sha-0a1b2c3@${DIGEST}`, prod), {
+      repository: REPO,
+      tag: 'sha-0a1b2c3',
+      digest: DIGEST,
+      reference: `${REPO}:sha-0a1b2c3@${DIGEST}`,
+    });
     assert.equal(parseImageReference(`${REPO}:latest`, dev).tag, 'latest');
   });
 
@@ -36,7 +46,8 @@ describe('image reference policy', () => {
       refused(other, dev, /not from the repository/);
     }
     // Shorthands without a registry host are not even references here.
-    for (const shorthand of ['ceerkle/dreichor-trading/runtime:v1', 'runtime:v1']) refused(shorthand, dev, /not a valid image reference/);
+    for (const shorthand of ['ceerkle/dreichor-trading/runtime:v1', 'runtime:v1'])
+      refused(shorthand, dev, /not a valid image reference/);
   });
 
   it('never reveals the allowed repository in a refusal', () => {
@@ -53,7 +64,25 @@ describe('image reference policy', () => {
     refused(REPO, dev, /must name a tag/);
     refused(`${REPO}@${DIGEST}`, dev, /must name a tag/);
     for (const tag of ['latest', 'LATEST', 'Latest', 'lAtEsT']) refused(`${REPO}:${tag}`, prod, /latest/);
-    for (const bad of ['', ' ', `${REPO}:`, `${REPO}:v1 `, ` ${REPO}:v1`, `${REPO}:v1\n`, `${REPO}:v1\0`, `${REPO}:-v1`, `${REPO}:.v1`, `${REPO}:${'a'.repeat(129)}`, `${REPO}:v1@sha256:abc`, `${REPO}:v1@sha256:${'A'.repeat(64)}`, `${REPO}:v1@sha512:${'a'.repeat(128)}`, `${REPO}:v1@md5:${'a'.repeat(32)}`, `${REPO}:v1:v2`, `${REPO.toUpperCase()}:v1`, 'x'.repeat(600)]) {
+    for (const bad of [
+      '',
+      ' ',
+      `${REPO}:`,
+      `${REPO}:v1 `,
+      ` ${REPO}:v1`,
+      `${REPO}:v1\n`,
+      `${REPO}:v1\0`,
+      `${REPO}:-v1`,
+      `${REPO}:.v1`,
+      `${REPO}:${'a'.repeat(129)}`,
+      `${REPO}:v1@sha256:abc`,
+      `${REPO}:v1@sha256:${'A'.repeat(64)}`,
+      `${REPO}:v1@sha512:${'a'.repeat(128)}`,
+      `${REPO}:v1@md5:${'a'.repeat(32)}`,
+      `${REPO}:v1:v2`,
+      `${REPO.toUpperCase()}:v1`,
+      'x'.repeat(600),
+    ]) {
       refused(bad);
     }
   });
@@ -89,7 +118,23 @@ describe('image reference policy', () => {
     assert.deepEqual(parseRepository(REPO), { domain: 'ghcr.io', path: 'ceerkle/dreichor-trading/runtime' });
     assert.deepEqual(parseRepository('127.0.0.1:5000/dreichor/runtime'), { domain: '127.0.0.1:5000', path: 'dreichor/runtime' });
     assert.deepEqual(parseRepository('localhost/a__b/c-d.e'), { domain: 'localhost', path: 'a__b/c-d.e' });
-    for (const bad of [`${REPO}:v1`, `${REPO}@${DIGEST}`, 'owner/name', 'name', '', 'ghcr.io/X/y', 'ghcr.io/', 'ghcr.io//x', 'ghcr.io/x/', 'ghcr.io/-x', 'ghcr.io/x_', 'ghcr.io/a___b', 'ghcr.io:99999/x', '-ghcr.io/x', 'ghcr.io:80:80/x']) {
+    for (const bad of [
+      `${REPO}:v1`,
+      `${REPO}@${DIGEST}`,
+      'owner/name',
+      'name',
+      '',
+      'ghcr.io/X/y',
+      'ghcr.io/',
+      'ghcr.io//x',
+      'ghcr.io/x/',
+      'ghcr.io/-x',
+      'ghcr.io/x_',
+      'ghcr.io/a___b',
+      'ghcr.io:99999/x',
+      '-ghcr.io/x',
+      'ghcr.io:80:80/x',
+    ]) {
       assert.equal(parseRepository(bad), null, bad);
     }
   });

@@ -25,7 +25,10 @@ describe('masking secrets in text from the runtime', () => {
     assert.equal(redact('login trader:S3cr3t-pa55w0rd at db'), 'login [DATABASE_URL user-info] at db');
     assert.equal(redact('password S3cr3t-pa55w0rd rejected'), 'password [DATABASE_URL password] rejected');
     assert.equal(redact('redis auth r3dis-pass!'), 'redis auth [REDIS_URL password]');
-    assert.equal(redact('postgres://trader:S3cr3t-pa55w0rd@replica:5432/x'), 'postgres://[DATABASE_URL user-info]@replica:5432/x');
+    assert.equal(
+      redact('postgres://trader:S3cr3t-pa55w0rd@replica:5432/x'),
+      'postgres://[DATABASE_URL user-info]@replica:5432/x',
+    );
   });
 
   it('finds a value in its JSON-escaped form, as a runtime that logs JSON prints it', () => {

@@ -35,7 +35,9 @@ describe('refusals before authentication: one by one up to a rate, then counted'
   afterEach(() => mock.timers.reset());
 
   it(`audits ${PER_MINUTE} a minute alone, counts the rest, and sums them up 5 s after the last`, async () => {
-    const results = Array.from({ length: 2000 }, (_, i) => refuse(i % 2 === 0 ? '/v1/deploy' : '/v1/stop', i % 3 === 0 ? 405 : 401));
+    const results = Array.from({ length: 2000 }, (_, i) =>
+      refuse(i % 2 === 0 ? '/v1/deploy' : '/v1/stop', i % 3 === 0 ? 405 : 401),
+    );
     assert.equal(results.filter((r) => r === 'alone').length, PER_MINUTE);
     await advance(4_900);
     assert.equal(written.length, 0, 'not before 5 s of quiet');
@@ -43,8 +45,14 @@ describe('refusals before authentication: one by one up to a rate, then counted'
     assert.equal(written.length, 1);
     const summary = written[0] as RefusalSummary;
     assert.equal(summary.count, 2000 - PER_MINUTE);
-    assert.equal(Object.values(summary.statuses).reduce((a, b) => a + b, 0), summary.count);
-    assert.equal(Object.values(summary.endpoints).reduce((a, b) => a + b, 0), summary.count);
+    assert.equal(
+      Object.values(summary.statuses).reduce((a, b) => a + b, 0),
+      summary.count,
+    );
+    assert.equal(
+      Object.values(summary.endpoints).reduce((a, b) => a + b, 0),
+      summary.count,
+    );
     assert.deepEqual(Object.keys(summary.endpoints).sort(), ['/v1/deploy', '/v1/stop']);
   });
 
@@ -79,6 +87,9 @@ describe('refusals before authentication: one by one up to a rate, then counted'
     fail = false;
     for (let i = 0; i < 5; i += 1) refuse();
     await advance(5_100);
-    assert.equal(written.reduce((total, e) => total + e.count, 0), 35);
+    assert.equal(
+      written.reduce((total, e) => total + e.count, 0),
+      35,
+    );
   });
 });

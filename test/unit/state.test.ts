@@ -9,11 +9,23 @@ import { StateStore } from '../../src/state.js';
 const root = mkdtempSync(join(tmpdir(), 'dreichor-state-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
-const freshDir = (): string => join(root, `s${(n += 1)}`);
+const freshDir = (): string => {
+  n += 1;
+  return join(root, `s${n}`);
+};
 const digest = (c: string): string => `sha256:${c.repeat(64)}`;
 
 // Docker's tag grammar: [\w][\w.-]{0,127}. Names of built-in object properties are valid tags too.
-const BUILTIN_NAMES = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', '__defineGetter__', 'prototype'];
+const BUILTIN_NAMES = [
+  'constructor',
+  '__proto__',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  'isPrototypeOf',
+  '__defineGetter__',
+  'prototype',
+];
 const validTag = fc.oneof(fc.constantFrom(...BUILTIN_NAMES), fc.stringMatching(/^[\w][\w.-]{0,127}$/));
 
 describe('the record of tag digests', () => {
@@ -48,7 +60,11 @@ describe('the record of tag digests', () => {
   it('refuses to start on a damaged record rather than forget the tags', async () => {
     const dir = freshDir();
     await StateStore.open(dir);
-    for (const bad of ['{', '{"version":1,"tags":[],"last_deploy":null}', '{"version":1,"tags":{"v1":{"digest":1}},"last_deploy":null}']) {
+    for (const bad of [
+      '{',
+      '{"version":1,"tags":[],"last_deploy":null}',
+      '{"version":1,"tags":{"v1":{"digest":1}},"last_deploy":null}',
+    ]) {
       writeFileSync(join(dir, 'state.json'), bad);
       await assert.rejects(StateStore.open(dir), /is damaged/);
     }
@@ -56,7 +72,14 @@ describe('the record of tag digests', () => {
 
   it('an interrupted deploy found by recovery does not hide a later deploy', async () => {
     const store = await StateStore.open(freshDir());
-    const record = (request_id: string, at: string, outcome: 'failed' | 'interrupted') => ({ image: 'x:v1', outcome, reason: null, at, request_id, image_digest: null });
+    const record = (request_id: string, at: string, outcome: 'failed' | 'interrupted') => ({
+      image: 'x:v1',
+      outcome,
+      reason: null,
+      at,
+      request_id,
+      image_digest: null,
+    });
     await store.setLastDeploy(record('later', '2026-01-01T00:00:10.000Z', 'failed'));
     await store.setInterrupted(record('crashed', '2026-01-01T00:00:20.000Z', 'interrupted'), '2026-01-01T00:00:01.000Z');
     assert.equal(store.lastDeploy?.request_id, 'later');
