@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AuditLog, RequestRecord } from './audit.js';
+import type { AuditLog } from './audit.js';
 import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
 import type { EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
@@ -8,6 +8,7 @@ import type { ImageReference } from './image.js';
 import { fetchImage } from './image-fetch.js';
 import type { DeployJournal, DeployPhase } from './journal.js';
 import { type Operation, OperationLock } from './lock.js';
+import type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
 import { Recovery } from './recovery.js';
 import { containerSpec, imageOf } from './runtime-spec.js';
 import { ANSWER_RESERVE_MS, deadline, startCheck } from './start-check.js';
@@ -24,35 +25,7 @@ import { iso, type StatusBody, StatusView } from './status-view.js';
  * it runs to its end even if the caller goes away, and ends before DEPLOY_TIMEOUT_SECONDS.
  */
 
-/** Who asked, from where: the audit record of the request being served. */
-export interface RequestContext extends Omit<RequestRecord, 'clientId' | 'image'> {
-  readonly clientId: string;
-}
-
-export interface DeployContext extends RequestContext {
-  /** Fires when the caller disconnects. Honoured only before the old container is touched. */
-  readonly callerGone: AbortSignal;
-  /** When the request arrived (ms since the epoch): DEPLOY_TIMEOUT_SECONDS counts from here. */
-  readonly receivedAt: number;
-}
-
-export interface DeployResult {
-  readonly status: 'deployed';
-  readonly container_name: string;
-  readonly image: string;
-  readonly environment: string;
-  readonly image_digest: string;
-  readonly container_id: string;
-  readonly started_at: string | null;
-  readonly previous_image: string | null;
-}
-
-export interface StopResult {
-  readonly status: 'stopped';
-  readonly container_name: string;
-  /** Whether there was a container to stop and remove; false means the stop was a no-op. */
-  readonly removed: boolean;
-}
+export type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
 
 export interface DeployerDeps {
   readonly config: Config;
@@ -67,12 +40,6 @@ export interface DeployerDeps {
 
 export class Deployer {
   private readonly deps: DeployerDeps;
-  private readonly config: Config;
-  private readonly engine: EnginePort;
-  private readonly store: StateStore;
-  private readonly audit: AuditLog;
-  private readonly journal: DeployJournal;
-  private readonly logger: Logger;
   private readonly onPhase: (phase: DeployPhase) => Promise<void>;
   private readonly lock: OperationLock;
   private readonly view: StatusView;
@@ -84,14 +51,6 @@ export class Deployer {
 
   constructor(deps: DeployerDeps) {
     this.deps = deps;
-    ({
-      config: this.config,
-      engine: this.engine,
-      store: this.store,
-      audit: this.audit,
-      journal: this.journal,
-      logger: this.logger,
-    } = deps);
     this.onPhase = deps.onPhase ?? (() => Promise.resolve());
     // Whenever an operation starts or ends, what status shows changes: the last inspection is stale.
     this.lock = new OperationLock(() => {
@@ -127,16 +86,16 @@ export class Deployer {
       // Only this deploy's own record: a deploy that failed before its first phase (recovery could
       // not run yet, the engine being down) must leave an interrupted deploy's record for recovery.
       if (this.journaled) {
-        await this.journal
+        await this.deps.journal
           .clear()
-          .catch((error: unknown) => this.logger.error({ err: error }, 'could not clear the deploy journal'));
+          .catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not clear the deploy journal'));
       }
       release();
     }
   }
 
   private async runDeploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
-    const { config, engine } = this;
+    const { config, engine } = this.deps;
     await this.recovery.ensure();
     const answerBy = context.receivedAt + config.deployTimeoutSeconds * 1000;
 
@@ -197,7 +156,7 @@ export class Deployer {
       staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), current));
       await this.enter('created', image, context, current?.id ?? null, staged);
       before.signal.throwIfAborted();
-      await this.store.recordTag(image.tag, fetched.tagDigest);
+      await this.deps.store.recordTag(image.tag, fetched.tagDigest);
       before.signal.throwIfAborted();
 
       // ---- point of no return: from here on the deploy ends on its own, whatever the caller does,
@@ -257,12 +216,12 @@ export class Deployer {
     newId: string | null,
   ): Promise<void> {
     this.progress = { phase, since: new Date().toISOString() };
-    this.logger.info(
+    this.deps.logger.info(
       { requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt },
       `deploy: ${phase}`,
     );
     this.journaled = true;
-    await this.journal.enter({
+    await this.deps.journal.enter({
       request_id: context.requestId,
       image: image.reference,
       phase,
@@ -274,8 +233,8 @@ export class Deployer {
 
   /** Removes a staging container that will never run. Failing here must not hide the first error. */
   private async discard(id: string): Promise<void> {
-    await this.engine.remove(id).catch((error: unknown) => {
-      this.logger.error({ err: error, container: id }, 'could not remove the staging container; retrying in the background');
+    await this.deps.engine.remove(id).catch((error: unknown) => {
+      this.deps.logger.error({ err: error, container: id }, 'could not remove the staging container; retrying in the background');
       this.recovery.retry();
     });
   }
@@ -287,7 +246,12 @@ export class Deployer {
    */
   private async recordAccepted(context: RequestContext, image: string | null): Promise<void> {
     try {
-      await this.audit.accepted({ requestId: context.requestId, clientId: context.clientId, endpoint: context.endpoint, image });
+      await this.deps.audit.accepted({
+        requestId: context.requestId,
+        clientId: context.clientId,
+        endpoint: context.endpoint,
+        image,
+      });
     } catch (error) {
       throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed or stopped unrecorded`, {
         code: 'audit_unwritable',
@@ -303,7 +267,7 @@ export class Deployer {
     reason: string | null,
     digest: string | null,
   ): Promise<void> {
-    await this.store
+    await this.deps.store
       .setLastDeploy({
         image: image.reference,
         outcome,
@@ -312,7 +276,7 @@ export class Deployer {
         request_id: context.requestId,
         image_digest: digest,
       })
-      .catch((error: unknown) => this.logger.error({ err: error }, 'could not record the last deploy'));
+      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not record the last deploy'));
   }
 
   // ---------------------------------------------------------------- stop
@@ -322,12 +286,12 @@ export class Deployer {
     try {
       await this.recordAccepted(context, null);
       await this.recovery.ensure();
-      const current = await this.engine.inspectContainer(this.config.containerName);
+      const current = await this.deps.engine.inspectContainer(this.deps.config.containerName);
       if (current !== null) {
-        await this.engine.stop(current.id, this.config.stopTimeoutSeconds);
-        await this.engine.remove(current.id);
+        await this.deps.engine.stop(current.id, this.deps.config.stopTimeoutSeconds);
+        await this.deps.engine.remove(current.id);
       }
-      return { status: 'stopped', container_name: this.config.containerName, removed: current !== null };
+      return { status: 'stopped', container_name: this.deps.config.containerName, removed: current !== null };
     } finally {
       release();
     }

@@ -1,7 +1,15 @@
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { z } from 'zod';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
+import {
+  containerInspectSchema,
+  containerListSchema,
+  createAnswerSchema,
+  distributionSchema,
+  INDEX_MEDIA_TYPES,
+  imageInspectSchema,
+  pullEventSchema,
+} from './docker-schemas.js';
 import { demultiplex, jsonLines } from './docker-stream.js';
 import type {
   ContainerInfo,
@@ -22,51 +30,6 @@ import type { Redactor } from './redact.js';
  * module that imports dockerode. Every call has a deadline; the engine's known answers (304 "already
  * stopped", 404 "no such container") become ordinary results here.
  */
-
-// ---- the engine's answers we depend on, checked at the boundary ----
-
-const labelsSchema = z
-  .record(z.string(), z.string())
-  .nullish()
-  .transform((l) => l ?? {});
-
-const containerInspectSchema = z.object({
-  Id: z.string(),
-  Name: z.string(),
-  State: z.object({
-    Running: z.boolean(),
-    Status: z.string(),
-    ExitCode: z.number(),
-    StartedAt: z.string().optional(),
-    Health: z.object({ Status: z.string() }).nullish(),
-  }),
-  Config: z.object({ Image: z.string(), Labels: labelsSchema }),
-});
-
-const imageInspectSchema = z.object({
-  Id: z.string(),
-  Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
-});
-
-const containerListSchema = z.array(
-  z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }),
-);
-
-const pullEventSchema = z.object({
-  status: z.string().optional(),
-  error: z.string().optional(),
-  errorDetail: z.object({ message: z.string().optional() }).optional(),
-});
-
-const createAnswerSchema = z.object({ Id: z.string() });
-
-const distributionSchema = z.object({
-  Descriptor: z.object({ mediaType: z.string(), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'not a sha256 digest') }),
-});
-const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-]);
 
 // An engine timestamp for "never": "0001-01-01T00:00:00Z".
 const never = (t: string | undefined): string | null => (t === undefined || t.startsWith('0001-') ? null : t);

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { AuditFile } from '../../src/audit.js';
 import { verifyAuditLog } from '../../src/audit.js';
+import { type Faults, faultyAuditFile } from '../support/audit-files.js';
 import { engine, eventually, image, startTestAgent } from '../support/harness.js';
 
 /** A refused request as a flood sends it: a wrong token, no waiting on anything else. */
@@ -89,31 +88,14 @@ describe('the audit log under a flood of refusals', () => {
 
 describe('a deploy that succeeded but whose outcome line could not be written', () => {
   it('answers 500 with the truth: deployed, unrecorded; the runtime runs; no torn line is left', async () => {
-    let failing = false;
-    const openAuditFile = async (path: string): Promise<AuditFile> => {
-      const handle: FileHandle = await open(path, 'a+', 0o600);
-      return {
-        read: (b, o, l, p) => handle.read(b, o, l, p),
-        stat: () => handle.stat(),
-        truncate: (len) => handle.truncate(len),
-        close: () => handle.close(),
-        sync: () => handle.sync(),
-        write: async (buffer, offset, length) => {
-          if (failing) {
-            // Half the line reaches the disk, then the device fails.
-            await handle.write(buffer, offset, Math.floor(length / 2), null);
-            throw Object.assign(new Error('I/O error'), { code: 'EIO' });
-          }
-          return handle.write(buffer, offset, length, null);
-        },
-      };
-    };
+    // At the start check, the device starts failing: part of each line reaches the disk, then EIO.
+    const faults: Faults = {};
     const t = await startTestAgent(
       {},
       {
-        openAuditFile,
+        openAuditFile: faultyAuditFile(faults),
         onPhase: async (phase) => {
-          if (phase === 'checking') failing = true;
+          if (phase === 'checking') faults.failWritesAfter = 40;
         },
       },
     );
@@ -127,7 +109,7 @@ describe('a deploy that succeeded but whose outcome line could not be written', 
       const running = await engine.inspect(t.config.containerName);
       assert.equal(running?.State.Running, true);
       assert.equal(running?.Config.Labels['io.dreichor.image'], image('v2'));
-      failing = false;
+      faults.failWritesAfter = null;
       const text = readFileSync(join(t.config.stateDir, 'audit.jsonl'), 'utf8');
       assert.deepEqual(verifyAuditLog(text), { ok: true, lines: 1 }, 'the accepted line, whole; no part of the outcome line');
       assert.equal((await t.api.status()).body['running'], true);

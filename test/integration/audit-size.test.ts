@@ -5,19 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AuditLog, GENESIS, seal } from '../../src/audit.js';
+import { auditEvent } from '../support/audit-files.js';
 
 /** The slow tier's part of the audit log's promises: a log larger than V8's largest string. */
-const event = (i: number, reason: string | null = null) => ({
-  request_id: `r${i}`,
-  client_id: 'c',
-  endpoint: '/v1/deploy',
-  image: `img:${i}`,
-  outcome: 'deployed',
-  status: 200,
-  reason,
-  duration_ms: i,
-});
-
 describe('an audit log of any size', () => {
   it('a log of more than 600 MB: opened from its tail, verified as a stream by the built agent', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dreichor-audit-size-'));
@@ -28,7 +18,7 @@ describe('an audit log of any size', () => {
     let written = 0;
     let seq = 0;
     while (written < 610 * 1024 * 1024) {
-      const { line, hash } = seal(JSON.stringify({ time: '2026-11-23T08:00:00.000Z', ...event(seq, reason), seq, prev }));
+      const { line, hash } = seal(JSON.stringify({ time: '2026-11-23T08:00:00.000Z', ...auditEvent(seq, reason), seq, prev }));
       if (!out.write(`${line}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
       written += line.length + 1;
       prev = hash;
@@ -38,7 +28,7 @@ describe('an audit log of any size', () => {
 
     const log = await AuditLog.open(file);
     assert.equal(log.lastHash, prev, 'the chain goes on from the last line');
-    await log.append(event(seq));
+    await log.append(auditEvent(seq));
     await log.close();
     // A heap far smaller than the file: reading it whole would not fit (nor would one string hold it).
     const verify = spawnSync(process.execPath, ['--max-old-space-size=64', 'dist/agent.js', 'audit-verify', file], {

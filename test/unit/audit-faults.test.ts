@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { type AuditFile, AuditLog, verifyAuditLog } from '../../src/audit.js';
+import { AuditLog, verifyAuditLog } from '../../src/audit.js';
 import { AgentError } from '../../src/errors.js';
+import { auditEvent, type Faults, faultyAuditFile } from '../support/audit-files.js';
 
 /**
  * The audit log under faults: short writes, failed writes and fsyncs, a disk that fills in the middle
@@ -19,52 +19,11 @@ const freshFile = (): string => {
   n += 1;
   return join(mkdtempSync(join(root, `l${n}-`)), 'audit.jsonl');
 };
-const event = (i: number, reason: string | null = null) => ({
-  request_id: `r${i}`,
-  client_id: 'c',
-  endpoint: '/v1/deploy',
-  image: `img:${i}`,
-  outcome: 'deployed',
-  status: 200,
-  reason,
-  duration_ms: i,
-});
 const lines = (file: string): Record<string, unknown>[] =>
   readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-
-/** A real file handle whose writes and fsyncs the test can break. */
-function faulty(behaviour: { maxBytesPerWrite?: number; failWriteAfterBytes?: number; failSyncOnce?: boolean }) {
-  const state = { syncFailed: false, failWrites: behaviour.failWriteAfterBytes !== undefined };
-  const openFile = async (path: string): Promise<AuditFile> => {
-    const handle: FileHandle = await open(path, 'a+', 0o600);
-    return {
-      read: (b, o, l, p) => handle.read(b, o, l, p),
-      stat: () => handle.stat(),
-      truncate: (len) => handle.truncate(len),
-      close: () => handle.close(),
-      write: async (buffer, offset, length) => {
-        let allowed = Math.min(length, behaviour.maxBytesPerWrite ?? length);
-        if (state.failWrites && behaviour.failWriteAfterBytes !== undefined) {
-          if (behaviour.failWriteAfterBytes === 0) throw Object.assign(new Error('EIO'), { code: 'EIO' });
-          allowed = Math.min(allowed, behaviour.failWriteAfterBytes);
-          behaviour.failWriteAfterBytes = 0;
-        }
-        return handle.write(buffer, offset, allowed, null);
-      },
-      sync: async () => {
-        if (behaviour.failSyncOnce === true && !state.syncFailed) {
-          state.syncFailed = true;
-          throw Object.assign(new Error('fsync failed'), { code: 'EIO' });
-        }
-        await handle.sync();
-      },
-    };
-  };
-  return { openFile, stopFailing: () => (state.failWrites = false) };
-}
 
 async function rejects503(promise: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(promise, (e: unknown) => e instanceof AgentError && e.status === 503 && e.reason.includes(`(${code})`));
@@ -73,18 +32,18 @@ async function rejects503(promise: Promise<unknown>, code: string): Promise<void
 describe('audit log faults', () => {
   it('short writes: every line is written whole', async () => {
     const file = freshFile();
-    const log = await AuditLog.open(file, { openFile: faulty({ maxBytesPerWrite: 7 }).openFile });
-    for (let i = 0; i < 5; i += 1) await log.append(event(i));
+    const log = await AuditLog.open(file, { openFile: faultyAuditFile({ maxBytesPerWrite: 7 }) });
+    for (let i = 0; i < 5; i += 1) await log.append(auditEvent(i));
     await log.close();
     assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 5 });
   });
 
   it('a failed fsync: 503, the line is cut back out of the file, and the chain goes on', async () => {
     const file = freshFile();
-    const log = await AuditLog.open(file, { openFile: faulty({ failSyncOnce: true }).openFile });
-    await rejects503(log.append(event(0)), 'EIO');
+    const log = await AuditLog.open(file, { openFile: faultyAuditFile({ failNextSync: true }) });
+    await rejects503(log.append(auditEvent(0)), 'EIO');
     assert.equal(statSync(file).size, 0, 'no line that the chain did not count');
-    await log.append(event(1));
+    await log.append(auditEvent(1));
     await log.close();
     assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 1 });
     assert.deepEqual(
@@ -95,12 +54,12 @@ describe('audit log faults', () => {
 
   it('a write that fails halfway through a line: 503, cut back, no torn line', async () => {
     const file = freshFile();
-    const fault = faulty({ failWriteAfterBytes: 40 });
-    const log = await AuditLog.open(file, { openFile: fault.openFile });
-    await rejects503(log.append(event(0)), 'EIO');
+    const faults: Faults = { failWritesAfter: 40 };
+    const log = await AuditLog.open(file, { openFile: faultyAuditFile(faults) });
+    await rejects503(log.append(auditEvent(0)), 'EIO');
     assert.equal(statSync(file).size, 0);
-    fault.stopFailing();
-    await log.append(event(1));
+    faults.failWritesAfter = null;
+    await log.append(auditEvent(1));
     await log.close();
     assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 1 });
   });
@@ -113,13 +72,13 @@ describe('audit log faults', () => {
       const log = await AuditLog.open(file);
       // Leave 100 bytes in the file's last page, then fill every other page: the next line starts
       // in the room that is left and cannot be finished.
-      await log.append(event(0, ''));
+      await log.append(auditEvent(0, ''));
       const base = statSync(file).size;
-      await log.append(event(1, ''));
+      await log.append(auditEvent(1, ''));
       const lineLength = statSync(file).size - base;
       let need = 4096 - 100 - (statSync(file).size % 4096);
       if (need <= lineLength) need += 4096;
-      await log.append(event(2, 'p'.repeat(need - lineLength)));
+      await log.append(auditEvent(2, 'p'.repeat(need - lineLength)));
       assert.equal(statSync(file).size % 4096, 4096 - 100);
       try {
         writeFileSync(join(mountPoint, 'filler'), Buffer.alloc(128 * 1024));
@@ -127,12 +86,12 @@ describe('audit log faults', () => {
         // ENOSPC: full, which is the point
       }
       const before = statSync(file).size;
-      await rejects503(log.append(event(3)), 'ENOSPC');
+      await rejects503(log.append(auditEvent(3)), 'ENOSPC');
       assert.equal(statSync(file).size, before, 'the part of the line that fitted was cut back');
       assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 3 });
 
       rmSync(join(mountPoint, 'filler'));
-      await log.append(event(4));
+      await log.append(auditEvent(4));
       await log.close();
       assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 4 });
       assert.deepEqual(
@@ -148,12 +107,12 @@ describe('audit log faults', () => {
     for (const fragment of ['{"time":"2026-11-23T08:00:00.000Z","request_id":"r', '\0'.repeat(300)]) {
       const file = freshFile();
       const log = await AuditLog.open(file);
-      for (let i = 0; i < 3; i += 1) await log.append(event(i));
+      for (let i = 0; i < 3; i += 1) await log.append(auditEvent(i));
       await log.close();
       appendFileSync(file, fragment);
 
       const reopened = await AuditLog.open(file);
-      await reopened.append(event(3));
+      await reopened.append(auditEvent(3));
       await reopened.close();
       assert.deepEqual(verifyAuditLog(readFileSync(file, 'utf8')), { ok: true, lines: 5 });
       const all = lines(file);

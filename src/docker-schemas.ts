@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts). */
+
+const labelsSchema = z
+  .record(z.string(), z.string())
+  .nullish()
+  .transform((l) => l ?? {});
+
+export const containerInspectSchema = z.object({
+  Id: z.string(),
+  Name: z.string(),
+  State: z.object({
+    Running: z.boolean(),
+    Status: z.string(),
+    ExitCode: z.number(),
+    StartedAt: z.string().optional(),
+    Health: z.object({ Status: z.string() }).nullish(),
+  }),
+  Config: z.object({ Image: z.string(), Labels: labelsSchema }),
+});
+
+export const imageInspectSchema = z.object({
+  Id: z.string(),
+  Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
+});
+
+export const containerListSchema = z.array(
+  z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }),
+);
+
+export const pullEventSchema = z.object({
+  status: z.string().optional(),
+  error: z.string().optional(),
+  errorDetail: z.object({ message: z.string().optional() }).optional(),
+});
+
+export const createAnswerSchema = z.object({ Id: z.string() });
+
+export const distributionSchema = z.object({
+  Descriptor: z.object({ mediaType: z.string(), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'not a sha256 digest') }),
+});
+export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+]);
