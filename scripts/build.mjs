@@ -21,16 +21,33 @@ try {
   // not a git checkout: "unknown"
 }
 
-// dockerode's BuildKit session module (see the stub) is required by a relative path, which an
-// alias cannot name; this resolves that one path to the stub.
-const refuseBuildkitSession = {
-  name: 'refuse-buildkit-session',
+// Modules dockerode and zod require by relative paths, which an alias cannot name, resolved to
+// stubs (see each stub): what the agent never runs is not carried, and not held in memory.
+const fromPackage = (args, file) => args.importer.replace(/\\/g, '/').endsWith(file);
+const stubs = {
+  name: 'stubs',
   setup(b) {
     b.onResolve({ filter: /^\.\/session$/ }, (args) =>
-      args.importer.replace(/\\/g, '/').endsWith('node_modules/dockerode/lib/docker.js')
+      fromPackage(args, 'node_modules/dockerode/lib/docker.js')
         ? { path: resolve('build/buildkit-session-refused.cjs') }
         : undefined,
     );
+    b.onResolve({ filter: /^(\.\/buildkit|tar-fs)$/ }, (args) =>
+      fromPackage(args, 'node_modules/dockerode/lib/docker.js') || fromPackage(args, 'node_modules/dockerode/lib/util.js')
+        ? { path: resolve('build/dockerode-build-refused.cjs') }
+        : undefined,
+    );
+    // zod carries its error messages in some fifty languages; the agent's reasons are in English.
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /node_modules\/zod\/v4\/(classic\/external|core\/index)\.js$/.test(args.importer.replace(/\\/g, '/'))
+        ? { path: 'zod-locales-en', namespace: 'stub', pluginData: resolve(args.resolveDir, '../locales/en.js') }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.pluginData)};`,
+      loader: 'js',
+      resolveDir: resolve('.'),
+    }));
   },
 };
 await build({
@@ -42,10 +59,18 @@ await build({
   target: 'node24',
   define: { __AGENT_VERSION__: JSON.stringify(version), __AGENT_COMMIT__: JSON.stringify(commit) },
   format: 'cjs',
-  // docker-modem loads ssh2 for ssh:// engines, which the configuration refuses; see the stub.
-  alias: { ssh2: './build/ssh2-refused.cjs' },
-  plugins: [refuseBuildkitSession],
+  // docker-modem loads ssh2 for ssh:// engines, which the configuration refuses; body-parser loads
+  // iconv-lite for charsets the agent refuses. See the stubs.
+  alias: { ssh2: './build/ssh2-refused.cjs', 'iconv-lite': './build/iconv-utf8-only.cjs' },
+  plugins: [stubs],
   legalComments: 'none',
+  // Memory: V8 keeps the bundle's source for lazy compilation, and a single non-ASCII character in a
+  // comment made it a two-byte string of 5.5 MB. Without comments and whitespace it is one-byte and a
+  // third of that. Names are kept, so stack traces still read.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  keepNames: true,
+  charset: 'ascii',
   logLevel: 'warning',
 });
 // The project is ESM; the bundle is CommonJS, and says so for when it runs from inside dist/.

@@ -17,6 +17,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+# The bench (its quick run is part of the tests): HTTP load from a process of its own.
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then echo "need root to install: ${missing[*]}" >&2; exit 1; fi

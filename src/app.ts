@@ -1,11 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { type Logger, pino } from 'pino';
-import { pinoHttp } from 'pino-http';
 import { AuditLog, type AuditOpenOptions } from './audit.js';
 import {
   type AccessJwtOptions,
@@ -13,17 +11,20 @@ import {
   authenticate,
   CLIENT_ID_HEADER,
   createAccessJwtVerifier,
+  hashTokens,
 } from './auth.js';
 import { type Config, secretsOf } from './config.js';
+import { contentTypeProblem } from './content-type.js';
 import { Deployer } from './deployer.js';
 import { Engine } from './docker.js';
 import { AgentError } from './errors.js';
+import { requestLogging } from './http-log.js';
 import { DeployJournal, type DeployPhase } from './journal.js';
 import { createRedactor } from './redact.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
 import { deployRoute } from './routes/deploy.js';
-import { statusRoute } from './routes/status.js';
+import { statusFastPathFor, statusRoute } from './routes/status.js';
 import { stopRoute } from './routes/stop.js';
 import { StateStore } from './state.js';
 
@@ -52,35 +53,8 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (_req, res) => {
-        // Our own id, never the caller's: a client-chosen id could forge or confuse audit entries.
-        const id = randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      // Security: an allow-list of what is logged about a request. The Access headers (service
-      // token secret, JWT) and any credential never reach a log line.
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
-          id: req.id,
-          method: req.method,
-          url: req.url.slice(0, 200),
-          cf_ray: req.headers['cf-ray'],
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-      redact: { paths: ['req.headers', 'res.headers'], remove: true },
-      // Status is polled; its successful answers are debug noise. Everything else stays visible.
-      customLogLevel: (req, res, err) => {
-        if (err !== undefined || res.statusCode >= 500) return 'error';
-        if (res.statusCode >= 400) return 'warn';
-        return req.method === 'GET' ? 'debug' : 'info';
-      },
-    }),
-  );
+  app.use(statusFastPathFor(logger, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
+  app.use(requestLogging(logger));
   app.use(routeGate(reply));
   app.use(authenticate(config.serviceTokens, deps.verifyJwt));
   app.use(requireJson);
@@ -121,29 +95,8 @@ function routeGate(reply: Reply): RequestHandler {
   };
 }
 
-/**
- * `application/json`, with no charset or UTF-8. The body parser would decode UTF-16 and others
- * quietly; the contract is UTF-8 only, so any other charset is refused before the body is read.
- */
 const requireJson: RequestHandler = (req, _res, next) => {
-  const [media, ...params] = (req.headers['content-type'] ?? '').split(';');
-  if (media?.trim().toLowerCase() !== 'application/json') {
-    next(new AgentError(415, 'Content-Type must be application/json'));
-    return;
-  }
-  for (const param of params) {
-    const [name, value = ''] = param.split('=');
-    if (name?.trim().toLowerCase() !== 'charset') continue;
-    const charset = value
-      .trim()
-      .replace(/^"(.*)"$/, '$1')
-      .toLowerCase();
-    if (charset !== 'utf-8' && charset !== 'utf8') {
-      next(new AgentError(415, 'request body must be UTF-8 (Content-Type: application/json; charset=utf-8, or no charset)'));
-      return;
-    }
-  }
-  next();
+  next(contentTypeProblem(req.headers['content-type']) ?? undefined);
 };
 
 /** Errors of the body parser, by their `type`, as a person would want them explained. */

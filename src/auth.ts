@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { AccessJwtConfig, ServiceToken } from './config.js';
 import { AgentError } from './errors.js';
 import { setClientId } from './respond.js';
@@ -24,8 +23,15 @@ export const CLOCK_SKEW_SECONDS = 60;
 // the length of the configured value leaks through response timing.
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
 
-function constantTimeEqual(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
+export interface HashedToken {
+  readonly clientId: string;
+  readonly idDigest: Buffer;
+  readonly secretDigest: Buffer;
+}
+
+/** The configured tokens, hashed once: each request hashes only what it sent. */
+export function hashTokens(tokens: readonly ServiceToken[]): readonly HashedToken[] {
+  return tokens.map((t) => ({ clientId: t.clientId, idDigest: digest(t.clientId), secretDigest: digest(t.clientSecret) }));
 }
 
 /**
@@ -34,19 +40,22 @@ function constantTimeEqual(given: string, expected: string): boolean {
  */
 export function checkServiceToken(
   headers: Readonly<Record<string, string | string[] | undefined>>,
-  tokens: readonly ServiceToken[],
+  tokens: readonly ServiceToken[] | readonly HashedToken[],
 ): string {
   const id = headers[CLIENT_ID_HEADER];
   const secret = headers[CLIENT_SECRET_HEADER];
   if (typeof id !== 'string' || typeof secret !== 'string' || id === '' || secret === '') {
     throw unauthorized('missing CF-Access-Client-Id or CF-Access-Client-Secret header');
   }
+  const hashed = tokens.map((t) => ('idDigest' in t ? t : (hashTokens([t])[0] as HashedToken)));
+  const idDigest = digest(id);
+  const secretDigest = digest(secret);
   // Security: compare against every configured token without stopping at the first match, and
   // compare id and secret both, so timing tells nothing about which part or which token was wrong.
   let matched: string | null = null;
-  for (const token of tokens) {
-    const idOk = constantTimeEqual(id, token.clientId);
-    const secretOk = constantTimeEqual(secret, token.clientSecret);
+  for (const token of hashed) {
+    const idOk = timingSafeEqual(idDigest, token.idDigest);
+    const secretOk = timingSafeEqual(secretDigest, token.secretDigest);
     if (idOk && secretOk && matched === null) matched = token.clientId;
   }
   if (matched === null) throw unauthorized('invalid service token');
@@ -67,15 +76,22 @@ export interface AccessJwtOptions {
  * (Cloudflare rotates its signing keys).
  */
 export function createAccessJwtVerifier(config: AccessJwtConfig, options: AccessJwtOptions = {}): AccessJwtVerifier {
-  const keys = createRemoteJWKSet(new URL(config.certsUrl), {
-    cooldownDuration: options.cooldownMs ?? 30_000,
-    timeoutDuration: options.fetchTimeoutMs ?? 5_000,
-    cacheMaxAge: 10 * 60_000,
-  });
+  // jose is loaded here, when the check is configured, and not at start: an agent without the JWT
+  // check never holds it in memory.
+  const loaded = import('jose').then((jose) => ({
+    jose,
+    keys: jose.createRemoteJWKSet(new URL(config.certsUrl), {
+      cooldownDuration: options.cooldownMs ?? 30_000,
+      timeoutDuration: options.fetchTimeoutMs ?? 5_000,
+      cacheMaxAge: 10 * 60_000,
+    }),
+  }));
   const issuer = `https://${config.teamDomain}`;
 
   return async (token) => {
     if (token === undefined || token === '') throw unauthorized('missing Cf-Access-Jwt-Assertion header');
+    const { jose, keys } = await loaded;
+    const { jwtVerify, errors: joseErrors } = jose;
     try {
       // Security: the algorithm list is fixed to RS256, which is what Access signs with. This shuts
       // out `alg: none` and the HS256-with-the-public-key confusion attack.
@@ -93,26 +109,28 @@ export function createAccessJwtVerifier(config: AccessJwtConfig, options: Access
         throw new joseErrors.JWTClaimValidationFailed('"iat" claim is in the future', payload, 'iat', 'check_failed');
       }
     } catch (error) {
-      if (keysUnavailable(error)) {
+      if (keysUnavailable(joseErrors, error)) {
         // Security: fail closed. Without the keys no token can be checked, so no request is let in.
         throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', {
           code: 'keys_unavailable',
           cause: error,
         });
       }
-      throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(error)})`);
+      throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(joseErrors, error)})`);
     }
   };
 }
 
-function keysUnavailable(error: unknown): boolean {
+type JoseErrors = typeof import('jose')['errors'];
+
+function keysUnavailable(joseErrors: JoseErrors, error: unknown): boolean {
   if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid) return true;
   if (error instanceof joseErrors.JOSEError) return /Expected 200 OK/.test(error.message);
   // fetch() itself failed: refused connection, DNS, TLS.
   return error instanceof TypeError;
 }
 
-function jwtProblem(error: unknown): string {
+function jwtProblem(joseErrors: JoseErrors, error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed)
     return error.reason === 'missing' ? `claim "${error.claim}" missing` : `claim "${error.claim}" rejected`;
@@ -124,10 +142,11 @@ function jwtProblem(error: unknown): string {
 
 /** Express middleware: the service token always, the Access JWT when configured. */
 export function authenticate(tokens: readonly ServiceToken[], verifyJwt: AccessJwtVerifier | null): RequestHandler {
+  const hashed = hashTokens(tokens);
   return (req: Request, res: Response, next: NextFunction) => {
     let clientId: string;
     try {
-      clientId = checkServiceToken(req.headers, tokens);
+      clientId = checkServiceToken(req.headers, hashed);
     } catch (error) {
       next(error);
       return;

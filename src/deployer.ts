@@ -126,6 +126,8 @@ export class Deployer {
     if (context.callerGone.aborted) onCallerGone();
     context.callerGone.addEventListener('abort', onCallerGone, { once: true });
     let staged: string | null = null;
+    // The replaced container, stopped and moved out of the fixed name, until it is removed.
+    let retired: string | null = null;
     try {
       // 1. What the tag is now, asked of the registry; then pull exactly that, by digest. What only
       //    reads (the runtime network, the current container) is looked up meanwhile: the lock is
@@ -166,18 +168,23 @@ export class Deployer {
       const newId = staged;
       const bound = deadline(answerBy - ANSWER_RESERVE_MS, config.deployTimeoutSeconds);
 
-      // 3. Stop and remove the old container. Never two running at once: the new one starts after.
+      // 3. Stop the old container, and move it out of the fixed name. Never two running at once: the
+      //    new one starts after. Downtime: a rename is metadata only, where a removal deletes the
+      //    container's files, so the old container is removed only once the new one runs.
       await this.enter('stopping', image, context, current?.id ?? null, newId);
       if (current !== null) {
         await engine.stop(current.id, config.stopTimeoutSeconds, bound);
-        await engine.remove(current.id, bound);
+        await engine.rename(current.id, retiredName(config.containerName, current.id), bound);
+        retired = current.id;
       }
 
-      // 4. Give the new container the fixed name and start it.
+      // 4. Give the new container the fixed name and start it; then remove the old one.
       await this.enter('starting', image, context, current?.id ?? null, newId);
       await engine.rename(newId, config.containerName, bound);
       staged = null;
       await engine.start(newId, bound);
+      if (retired !== null) await this.discard(retired);
+      retired = null;
       await this.enter('checking', image, context, current?.id ?? null, newId);
 
       // 5. Start check: it must stay running (or become healthy) before we say "deployed".
@@ -200,6 +207,8 @@ export class Deployer {
       };
     } catch (error) {
       if (staged !== null) await this.discard(staged);
+      // It was stopped and will not run again: nothing of a failed deploy is left but the runtime.
+      if (retired !== null) await this.discard(retired);
       throw before.signal.aborted && before.signal.reason instanceof AgentError ? before.signal.reason : error;
     } finally {
       clearTimeout(timer);
@@ -231,10 +240,16 @@ export class Deployer {
     await this.onPhase(phase);
   }
 
-  /** Removes a staging container that will never run. Failing here must not hide the first error. */
+  /**
+   * Removes a container that will never run again: a staging one, or the replaced one. Failing here
+   * must not hide the first error; recovery removes it in the background once the engine answers.
+   */
   private async discard(id: string): Promise<void> {
     await this.deps.engine.remove(id).catch((error: unknown) => {
-      this.deps.logger.error({ err: error, container: id }, 'could not remove the staging container; retrying in the background');
+      this.deps.logger.error(
+        { err: error, container: id },
+        'could not remove a container that will not run again; retrying in the background',
+      );
       this.recovery.retry();
     });
   }
@@ -318,3 +333,6 @@ export class Deployer {
     return this.lock.shutdown();
   }
 }
+
+/** The replaced container's name between its stop and its removal: owned, stopped, never started. */
+const retiredName = (name: string, id: string): string => `${name}-retired-${id.slice(0, 12)}`;

@@ -8,8 +8,9 @@ import { ownedBy } from './runtime-spec.js';
 import type { StateStore } from './state.js';
 
 /**
- * Start-up recovery: what an interrupted deploy (agent killed mid-deploy) left behind. Staging
- * containers of this environment and container name, created but never started, are removed; the
+ * Start-up recovery: what an interrupted deploy (agent killed mid-deploy) left behind. Containers of
+ * this environment and container name other than the runtime, staged or replaced and never running,
+ * are removed; the
  * interrupted deploy is recorded in the status and the audit log. The runtime container itself is
  * never started or stopped here: that is an operator's decision.
  *
@@ -124,7 +125,7 @@ export class Recovery {
       interrupted === null
         ? ''
         : `deploy ${interrupted.request_id} of ${interrupted.image} was interrupted while ${PHASES[interrupted.phase]}; found ${found}, left as it is`,
-      removed.length > 0 ? `removed staging leftovers: ${removed.join(', ')}` : '',
+      removed.length > 0 ? `removed leftovers (staged or replaced containers): ${removed.join(', ')}` : '',
       leftRunning.length > 0 ? `left running, needs an operator: ${leftRunning.join(', ')}` : '',
     ]
       .filter((part) => part !== '')

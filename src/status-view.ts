@@ -9,9 +9,14 @@ import type { LastDeploy, StateStore } from './state.js';
 /**
  * GET /v1/status: what runs, from the engine's own inspection, and what the agent is doing. Read-only.
  *
- * Status is polled (CI, monitoring, operators). Concurrent callers share one engine inspection, and
- * an inspection is reused for STATUS_FRESH_MS, so the engine sees at most ten a second however many
- * callers there are. Every deploy and stop of this agent invalidates it, so its own changes show at once.
+ * Status is polled (CI, monitoring, operators), and it must not wait on a slow or busy engine (a pull
+ * in progress, a stalled inspection) while the agent holds an answer that is recent enough:
+ *   - an inspection younger than FRESH_MS is served as it is;
+ *   - one younger than MAX_AGE_MS is served at once while a single refresh runs in the background;
+ *   - otherwise callers wait for a new inspection, and all of them share that one.
+ * So the engine sees at most about ten inspections a second however many callers there are. Every
+ * deploy and stop of this agent discards the last inspection, so a caller never sees a state older
+ * than the last change the agent made. The answer says when its inspection was taken.
  */
 export interface StatusBody {
   readonly container_name: string;
@@ -33,6 +38,9 @@ export interface StatusBody {
   /** The image that ran before the current one: deploy it to roll back. */
   readonly previous_image: string | null;
   readonly audit_head: string;
+  /** When the engine was asked (ISO 8601), and how long ago that was when this answer was built. */
+  readonly inspected_at: string;
+  readonly inspection_age_ms: number;
 }
 
 /** What the agent is doing, as the deploy sequence reports it. */
@@ -48,38 +56,62 @@ export interface StatusViewDeps {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly activity: () => Activity;
+  /** The clock; tests move it. */
+  readonly now?: () => number;
 }
 
-const STATUS_FRESH_MS = 100;
+export const FRESH_MS = 100;
+export const MAX_AGE_MS = 1_000;
+
+/** What status says about the container, worked out once per inspection, not once per request. */
+type ContainerFields = Pick<StatusBody, 'running' | 'image' | 'image_digest' | 'started_at' | 'state' | 'previous_image'>;
+
+interface Inspection {
+  /** When the engine was asked: an inspection is as old as its question. */
+  readonly at: number;
+  readonly atIso: string;
+  readonly fields: ContainerFields;
+}
+
+function fieldsOf(c: ContainerInfo | null): ContainerFields {
+  const running = c?.running === true;
+  return {
+    running,
+    ...(c !== null && running
+      ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
+      : {}),
+    state: c?.status ?? 'absent',
+    previous_image: c?.labels[LABEL.previousImage] ?? null,
+  };
+}
 
 export class StatusView {
-  private shared: Promise<ContainerInfo | null> | null = null;
-  private last: { readonly at: number; readonly container: ContainerInfo | null } | null = null;
+  private inflight: Promise<Inspection> | null = null;
+  private last: Inspection | null = null;
   private generation = 0;
+  private readonly now: () => number;
 
-  constructor(private readonly deps: StatusViewDeps) {}
+  constructor(private readonly deps: StatusViewDeps) {
+    this.now = deps.now ?? Date.now;
+  }
 
   async status(): Promise<StatusBody> {
     const { config, store, audit } = this.deps;
-    const c = await this.inspect();
-    const running = c?.running === true;
+    const inspection = await this.current();
     const activity = this.deps.activity();
     return {
       container_name: config.containerName,
       environment: config.environment,
-      running,
-      ...(c !== null && running
-        ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
-        : {}),
-      state: c?.status ?? 'absent',
+      ...inspection.fields,
       operation_in_progress: activity.operation,
       deploy_in_progress: activity.operation === 'deploy',
       phase: activity.phase,
       phase_since: activity.phaseSince,
       last_deploy: store.lastDeploy,
       last_interrupted: store.lastInterrupted,
-      previous_image: c?.labels[LABEL.previousImage] ?? null,
       audit_head: audit.lastHash,
+      inspected_at: inspection.atIso,
+      inspection_age_ms: Math.max(0, this.now() - inspection.at),
     };
   }
 
@@ -87,31 +119,39 @@ export class StatusView {
   invalidate(): void {
     this.generation += 1;
     this.last = null;
-    this.shared = null;
+    this.inflight = null;
   }
 
-  private inspect(): Promise<ContainerInfo | null> {
+  private current(): Promise<Inspection> {
     const last = this.last;
-    if (last !== null && Date.now() - last.at < STATUS_FRESH_MS) return Promise.resolve(last.container);
-    if (this.shared === null) {
-      const generation = this.generation;
-      const startedAt = Date.now();
-      const inspection = this.deps.engine.inspectContainer(this.deps.config.containerName);
-      this.shared = inspection;
-      inspection.then(
-        (container) => {
-          // An inspection that started before a deploy or stop ended must not outlive it.
-          if (generation === this.generation) this.last = { at: startedAt, container };
-        },
-        () => undefined,
-      );
-      void inspection
-        .finally(() => {
-          if (this.shared === inspection) this.shared = null;
-        })
-        .catch(() => undefined);
+    const age = last === null ? Number.POSITIVE_INFINITY : this.now() - last.at;
+    if (last !== null && age < FRESH_MS) return Promise.resolve(last);
+    if (last !== null && age < MAX_AGE_MS) {
+      // Recent enough: answer now; the engine's answer serves the next callers.
+      this.refresh().catch(() => undefined);
+      return Promise.resolve(last);
     }
-    return this.shared;
+    return this.refresh();
+  }
+
+  /** One inspection at a time; every caller that needs one shares it. */
+  private refresh(): Promise<Inspection> {
+    if (this.inflight !== null) return this.inflight;
+    const generation = this.generation;
+    const at = this.now();
+    const inspection = this.deps.engine.inspectContainer(this.deps.config.containerName).then((container) => {
+      const result = { at, atIso: new Date(at).toISOString(), fields: fieldsOf(container) };
+      // An inspection that started before a deploy or stop changed the runtime must not outlive it.
+      if (generation === this.generation) this.last = result;
+      return result;
+    });
+    this.inflight = inspection;
+    void inspection
+      .finally(() => {
+        if (this.inflight === inspection) this.inflight = null;
+      })
+      .catch(() => undefined);
+    return inspection;
   }
 }
 

@@ -107,8 +107,8 @@ describe('engine faults', () => {
         assert.ok(String(res.body['reason']).length > 10);
 
         await own.start();
-        await eventually('no staging leftover once the engine is back', 20_000, async () =>
-          (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-'))),
+        await eventually('no staging or replaced leftover once the engine is back', 20_000, async () =>
+          (await e.named(name)).every((c) => !c.Names.some((n) => n.includes('-staging-') || n.includes('-retired-'))),
         );
         const containers = await e.named(name);
         assert.ok(containers.length <= 1, `at most one container: ${containers.length}`);

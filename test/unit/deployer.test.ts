@@ -92,15 +92,16 @@ describe('the deploy sequence, step by step', () => {
     s = await setup();
   });
 
-  it('replaces in order: resolve, pull, create, stop and remove the old, rename, start, check', async () => {
+  it('replaces in order: resolve, pull, create, stop the old and move it aside, rename and start the new, remove the old', async () => {
     const old = s.engine.seed(NAME);
     const result = await s.deployer.deploy(image(), context());
     assert.equal(result.status, 'deployed');
     const order = s.engine.calls
       .filter((c) => /^(resolveTag|pull|create|stop|remove|rename|start) /.test(c))
       .map((c) => c.split(' ')[0]);
-    assert.deepEqual(order, ['resolveTag', 'pull', 'create', 'stop', 'remove', 'rename', 'start']);
-    assert.deepEqual(s.engine.touched(old.id), [`stop ${old.id}`, `remove ${old.id}`]);
+    assert.deepEqual(order, ['resolveTag', 'pull', 'create', 'stop', 'rename', 'rename', 'start', 'remove']);
+    assert.deepEqual(s.engine.touched(old.id), [`stop ${old.id}`, `rename ${old.id}`, `remove ${old.id}`]);
+    assert.equal(s.engine.containers.size, 1, 'only the new container is left');
     assert.deepEqual(s.phases, ['pulling', 'created', 'stopping', 'starting', 'checking']);
   });
 

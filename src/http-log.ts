@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+
+/**
+ * The request log, and every request's id. The id is the agent's own, never the caller's (a
+ * client-chosen id could forge or confuse audit entries); it is the X-Request-Id of the answer and
+ * the audit log's request_id.
+ *
+ * GET /v1/status is polled (CI, monitoring, operators): its successful answers are logged at debug
+ * only. Below debug, pino-http's per-request child logger (it serialises the request for every call)
+ * was most of what a status request cost, for a line that is then dropped; so then status requests
+ * get their id here, and only an answer of 400 or more is logged, at warn, as pino-http would.
+ */
+export function requestLogging(logger: Logger): RequestHandler {
+  const httpLogger = pinoHttp({
+    logger,
+    genReqId: (_req, res) => {
+      const id = randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    // Security: an allow-list of what is logged about a request. The Access headers (service token
+    // secret, JWT) and any credential never reach a log line.
+    serializers: { req: requestFields, res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
+    redact: { paths: ['req.headers', 'res.headers'], remove: true },
+    // Status is polled; its successful answers are debug noise. Everything else stays visible.
+    customLogLevel: (req, res, err) => {
+      if (err !== undefined || res.statusCode >= 500) return 'error';
+      if (res.statusCode >= 400) return 'warn';
+      return req.method === 'GET' ? 'debug' : 'info';
+    },
+  });
+  const quietStatus = !logger.isLevelEnabled('debug');
+  return (req, res, next) => {
+    if (!quietStatus || req.method !== 'GET' || req.url !== '/v1/status') {
+      httpLogger(req, res, next);
+      return;
+    }
+    const id = randomUUID();
+    req.id = id;
+    res.setHeader('X-Request-Id', id);
+    const started = Date.now();
+    res.once('finish', () => {
+      if (res.statusCode < 400) return;
+      const level = res.statusCode >= 500 ? 'error' : 'warn';
+      logger[level](
+        { req: requestFields(req), res: { statusCode: res.statusCode }, responseTime: Date.now() - started },
+        'request completed',
+      );
+    });
+    next();
+  };
+}
+
+function requestFields(req: {
+  id: unknown;
+  method?: string;
+  url?: string;
+  headers: Record<string, unknown>;
+}): Record<string, unknown> {
+  return { id: req.id, method: req.method, url: (req.url ?? '').slice(0, 200), cf_ray: req.headers['cf-ray'] };
+}
