@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.js';
-import { type Config, DEPLOY_MARGIN_SECONDS } from './config.js';
+import type { Config } from './config.js';
 import type { EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
@@ -10,10 +10,11 @@ import type { DeployJournal, DeployPhase } from './journal.js';
 import { type Operation, OperationLock } from './lock.js';
 import type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
 import { Recovery } from './recovery.js';
-import { containerSpec, imageOf } from './runtime-spec.js';
-import { ANSWER_RESERVE_MS, deadline, startCheck } from './start-check.js';
+import { containerSpec, imageOf, retiredName } from './runtime-spec.js';
+import { startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
+import { Abandon, ANSWER_RESERVE_MS, deadline } from './time-bound.js';
 
 /**
  * The deploy and stop sequences. This is where atomicity is decided; read `runDeploy` top to bottom.
@@ -101,30 +102,7 @@ export class Deployer {
 
     // Before the point of no return, one signal abandons the deploy: the caller went away, or the
     // pull ran so long that the stop, start and start check would no longer fit in the deploy timeout.
-    const reserveSeconds = config.stopTimeoutSeconds + config.startCheckSeconds + DEPLOY_MARGIN_SECONDS;
-    const pullBudgetSeconds = config.deployTimeoutSeconds - reserveSeconds;
-    const before = new AbortController();
-    const timer = setTimeout(
-      () => {
-        before.abort(
-          new AgentError(
-            504,
-            `the image was not ready within ${pullBudgetSeconds} s (DEPLOY_TIMEOUT_SECONDS less the time kept for stop, start and start check); the running container was not touched`,
-          ),
-        );
-      },
-      answerBy - reserveSeconds * 1000 - Date.now(),
-    );
-    const onCallerGone = () =>
-      before.abort(
-        new AgentError(
-          499,
-          'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched',
-          { code: 'caller_gone' },
-        ),
-      );
-    if (context.callerGone.aborted) onCallerGone();
-    context.callerGone.addEventListener('abort', onCallerGone, { once: true });
+    const before = new Abandon(context.callerGone, answerBy, config);
     let staged: string | null = null;
     // The replaced container, stopped and moved out of the fixed name, until it is removed.
     let retired: string | null = null;
@@ -163,8 +141,7 @@ export class Deployer {
 
       // ---- point of no return: from here on the deploy ends on its own, whatever the caller does,
       //      and every engine call ends before the answer is due.
-      clearTimeout(timer);
-      context.callerGone.removeEventListener('abort', onCallerGone);
+      before.release();
       const newId = staged;
       const bound = deadline(answerBy - ANSWER_RESERVE_MS, config.deployTimeoutSeconds);
 
@@ -209,10 +186,9 @@ export class Deployer {
       if (staged !== null) await this.discard(staged);
       // It was stopped and will not run again: nothing of a failed deploy is left but the runtime.
       if (retired !== null) await this.discard(retired);
-      throw before.signal.aborted && before.signal.reason instanceof AgentError ? before.signal.reason : error;
+      throw before.reason ?? error;
     } finally {
-      clearTimeout(timer);
-      context.callerGone.removeEventListener('abort', onCallerGone);
+      before.release();
     }
   }
 
@@ -333,6 +309,3 @@ export class Deployer {
     return this.lock.shutdown();
   }
 }
-
-/** The replaced container's name between its stop and its removal: owned, stopped, never started. */
-const retiredName = (name: string, id: string): string => `${name}-retired-${id.slice(0, 12)}`;

@@ -68,6 +68,9 @@ export function containerSpec(
   };
 }
 
+/** The replaced container's name between its stop and its removal: owned, stopped, never started. */
+export const retiredName = (name: string, id: string): string => `${name}-retired-${id.slice(0, 12)}`;
+
 /** The labels that find every container of this agent's runtime: the runtime and its staging ones. */
 export const ownedBy = (config: Config): Record<string, string> => ({
   [LABEL.owner]: OWNER,

@@ -5,16 +5,9 @@ import type { ContainerInfo, EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
 import { tail } from './redact.js';
 import { imageOf } from './runtime-spec.js';
+import { ANSWER_RESERVE_MS } from './time-bound.js';
 
-/**
- * Step 5 of a deploy, and the time bound of everything after the point of no return.
- *
- * The answer must reach the caller within DEPLOY_TIMEOUT_SECONDS, and Cloudflare gives up on an
- * origin after 100 s (524: the caller never learns the reason). Engine work after the point of no
- * return ends ANSWER_RESERVE_MS before that bound, leaving time to write the outcome and answer.
- */
-export const ANSWER_RESERVE_MS = 2_500;
-// What the engine needs beyond a stop's grace to kill a container and answer.
+/** Step 5 of a deploy: the new container must keep running, or become healthy, before "deployed". */
 const KILL_SLACK_MS = 1_500;
 const POLL_MS = 200;
 const LOG_LINES_IN_REASON = 20;
@@ -92,16 +85,4 @@ async function startFailure(deps: StartCheckDeps, run: StartCheckRun, what: stri
   return new AgentError(502, `the new container ${what}.${state}${rollback} Last log lines:\n${logsText}`, {
     code: 'start_check_failed',
   });
-}
-
-/** A signal that fires at `at` (ms since the epoch) with a reason a person can act on. */
-export function deadline(at: number, deployTimeoutSeconds: number): AbortSignal {
-  const controller = new AbortController();
-  const reason = new AgentError(
-    504,
-    `the engine did not finish the deploy within DEPLOY_TIMEOUT_SECONDS (${deployTimeoutSeconds} s); check the status for what is running`,
-  );
-  const timer = setTimeout(() => controller.abort(reason), Math.max(0, at - Date.now()));
-  timer.unref();
-  return controller.signal;
 }

@@ -4,16 +4,7 @@
  * call, keeps a tiny model of containers, and lets a test fail or hold any method. It proves nothing
  * about Docker: the real-engine tests do that.
  */
-import type {
-  ContainerInfo,
-  ContainerSummary,
-  CreateSpec,
-  EnginePort,
-  ImageInfo,
-  PullResult,
-  StopOutcome,
-  TagResolution,
-} from '../../src/engine-port.js';
+import type * as Port from '../../src/engine-port.js';
 
 export interface FakeContainer {
   id: string;
@@ -24,9 +15,9 @@ export interface FakeContainer {
   labels: Record<string, string>;
 }
 
-type Method = keyof EnginePort;
+type Method = keyof Port.EnginePort;
 
-export class FakeEngine implements EnginePort {
+export class FakeEngine implements Port.EnginePort {
   readonly calls: string[] = [];
   readonly containers = new Map<string, FakeContainer>();
   /** What a tag resolves to. */
@@ -91,22 +82,22 @@ export class FakeEngine implements EnginePort {
     return this.containers.get(nameOrId) ?? [...this.containers.values()].find((c) => c.name === nameOrId);
   }
 
-  async resolveTag(_repository: string, tag: string, _auth: unknown, signal: AbortSignal): Promise<TagResolution> {
+  async resolveTag(_repository: string, tag: string, _auth: unknown, signal: AbortSignal): Promise<Port.TagResolution> {
     await this.enter('resolveTag', tag, signal);
     return { digest: this.tagDigest, index: false };
   }
 
-  async pull(_repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<PullResult> {
+  async pull(_repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
     await this.enter('pull', tagOrDigest, signal);
     return { digest: tagOrDigest };
   }
 
-  async inspectImage(reference: string): Promise<ImageInfo | null> {
+  async inspectImage(reference: string): Promise<Port.ImageInfo | null> {
     await this.enter('inspectImage', reference);
     return { id: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
   }
 
-  async inspectContainer(nameOrId: string): Promise<ContainerInfo | null> {
+  async inspectContainer(nameOrId: string): Promise<Port.ContainerInfo | null> {
     await this.enter('inspectContainer', '');
     const c = this.find(nameOrId);
     if (c === undefined) return null;
@@ -129,12 +120,12 @@ export class FakeEngine implements EnginePort {
     return true;
   }
 
-  async listByLabels(): Promise<ContainerSummary[]> {
+  async listByLabels(): Promise<Port.ContainerSummary[]> {
     await this.enter('listByLabels', '');
     return [];
   }
 
-  async create(spec: CreateSpec): Promise<string> {
+  async create(spec: Port.CreateSpec): Promise<string> {
     await this.enter('create', spec.name);
     const c = { id: this.newId(), name: spec.name, image: spec.image, running: false, exitCode: 0, labels: { ...spec.labels } };
     this.containers.set(c.id, c);
@@ -149,7 +140,7 @@ export class FakeEngine implements EnginePort {
     c.exitCode = this.exitOnStart ?? 0;
   }
 
-  async stop(id: string): Promise<StopOutcome> {
+  async stop(id: string): Promise<Port.StopOutcome> {
     await this.enter('stop', id);
     const c = this.find(id);
     if (c === undefined) return 'gone';

@@ -5,17 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AuditLog, verifyAuditLog } from '../../src/audit.js';
+import { auditEvent } from '../support/audit-files.js';
 
-const event = (n: number) => ({
-  request_id: `r${n}`,
-  client_id: 'c',
-  endpoint: '/v1/deploy',
-  image: `img:${n}`,
-  outcome: 'deployed',
-  status: 200,
-  reason: null,
-  duration_ms: n,
-});
+const event = (n: number) => auditEvent(n);
 
 async function writeLog(lines: number): Promise<string> {
   const file = join(mkdtempSync(join(tmpdir(), 'dreichor-audit-test-')), 'audit.jsonl');
