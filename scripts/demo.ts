@@ -96,7 +96,7 @@ async function main(): Promise<void> {
 
     say('4. deploying v1 through scripts/deploy-and-verify.mjs, as the GitHub workflow does');
     await deploy('v1');
-    say('5. deploying v2 the same way: a replacement, v1 is stopped and removed before v2 starts');
+    say('5. deploying v2 the same way: a replacement: v1 is stopped before v2 starts, and removed once v2 runs');
     await deploy('v2');
 
     say('6. deploying "crash", a runtime that cannot reach its database: 502, with its last log lines (its DATABASE_URL masked)');

@@ -22,7 +22,7 @@ const PHASES: Readonly<Record<DeployPhase, string>> = {
   pulling: 'pulling the image (nothing was touched)',
   created: 'the new container was created beside the old one',
   stopping: 'stopping the old container',
-  starting: 'starting the new container (the old one was already removed)',
+  starting: 'starting the new container (the old one was already stopped and moved aside)',
   checking: 'checking the new container after its start',
 };
 
