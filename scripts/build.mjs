@@ -55,7 +55,7 @@ await build({
   outfile: 'dist/agent.js',
   bundle: true,
   platform: 'node',
-  // Production runs Node.js 24 LTS; the bundle also runs on Node 20, where the tests run it.
+  // Production runs Node.js 24 LTS, and so do the tests (scripts/setup.sh).
   target: 'node24',
   define: { __AGENT_VERSION__: JSON.stringify(version), __AGENT_COMMIT__: JSON.stringify(commit) },
   format: 'cjs',
