@@ -10,7 +10,7 @@ import type { DeployJournal, DeployPhase } from './journal.js';
 import { type Operation, OperationLock } from './lock.js';
 import type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
 import { Recovery } from './recovery.js';
-import { containerSpec, imageOf, retiredName } from './runtime-spec.js';
+import { containerSpec, retiredName } from './runtime-spec.js';
 import { startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
@@ -133,7 +133,8 @@ export class Deployer {
           `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
         );
       }
-      staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), current));
+      const previous = this.deps.store.previousDeployment(image.reference);
+      staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), previous));
       await this.enter('created', image, context, current?.id ?? null, staged);
       before.signal.throwIfAborted();
       await this.deps.store.recordTag(image.tag, fetched.tagDigest);
@@ -180,7 +181,7 @@ export class Deployer {
         image_digest: fetched.digest,
         container_id: newId,
         started_at: iso(running.startedAt),
-        previous_image: current === null ? null : imageOf(current),
+        previous_image: previous?.image ?? null,
       };
     } catch (error) {
       if (staged !== null) await this.discard(staged);
@@ -258,16 +259,13 @@ export class Deployer {
     reason: string | null,
     digest: string | null,
   ): Promise<void> {
-    await this.deps.store
-      .setLastDeploy({
-        image: image.reference,
-        outcome,
-        reason,
-        at: new Date().toISOString(),
-        request_id: context.requestId,
-        image_digest: digest,
-      })
-      .catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not record the last deploy'));
+    const at = new Date().toISOString();
+    const last = { image: image.reference, outcome, reason, at, request_id: context.requestId, image_digest: digest };
+    const { store } = this.deps;
+    await (outcome === 'deployed' && digest !== null
+      ? store.recordDeployed({ image: image.reference, digest, at, request_id: context.requestId }, last)
+      : store.setLastDeploy(last)
+    ).catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not record the last deploy'));
   }
 
   // ---------------------------------------------------------------- stop

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import type { ContainerInfo, CreateSpec } from './engine-port.js';
 import type { ImageReference } from './image.js';
+import type { Deployment } from './state.js';
 
 /**
  * The runtime container's shape: its labels, its environment, its mounts. Nothing from a request
@@ -14,6 +15,7 @@ export const LABEL = {
   image: 'io.dreichor.image',
   digest: 'io.dreichor.image-digest',
   previousImage: 'io.dreichor.previous-image',
+  previousDigest: 'io.dreichor.previous-image-digest',
 } as const;
 export const OWNER = 'dreichor-deploy-agent';
 
@@ -35,7 +37,8 @@ export function containerSpec(
   image: ImageReference,
   digest: string,
   deployId: string,
-  current: ContainerInfo | null,
+  /** The last successful deploy of another image: the way back, named on the container. */
+  previous: Deployment | null,
 ): CreateSpec {
   const own: Record<AgentOwned, string> = {
     ENVIRONMENT: config.environment,
@@ -51,7 +54,10 @@ export function containerSpec(
     [LABEL.image]: image.reference,
     [LABEL.digest]: digest,
   };
-  if (current !== null) labels[LABEL.previousImage] = imageOf(current);
+  if (previous !== null) {
+    labels[LABEL.previousImage] = previous.image;
+    labels[LABEL.previousDigest] = previous.digest;
+  }
   return {
     name: `${config.containerName}-staging-${deployId.slice(0, 8)}`,
     image: `${image.repository}@${digest}`,

@@ -21,6 +21,18 @@ export type LastDeploy = z.infer<typeof lastDeploySchema>;
 const tagRecordSchema = z.object({ digest: z.string(), first_deployed_at: z.string() });
 type TagRecord = z.infer<typeof tagRecordSchema>;
 
+/** A deploy that answered 200: what it ran. The history behind `previous_image` and image retention. */
+const deploymentSchema = z.object({
+  image: z.string(),
+  digest: z.string(),
+  at: z.string(),
+  request_id: z.string(),
+});
+export type Deployment = z.infer<typeof deploymentSchema>;
+
+/** How many successful deploys the state keeps: far more than any retention or rollback needs. */
+export const DEPLOYMENTS_KEPT = 100;
+
 // `tags` is checked entry by entry below, not with z.record: a record schema builds a plain object,
 // and assigning a key such as "__proto__" to one sets its prototype instead of storing the tag.
 const stateSchema = z.object({
@@ -28,6 +40,11 @@ const stateSchema = z.object({
   tags: z.unknown(),
   last_deploy: lastDeploySchema.nullable(),
   last_interrupted: lastDeploySchema.nullable().optional(),
+  deployments: z.array(deploymentSchema).max(DEPLOYMENTS_KEPT).optional(),
+  leftovers: z
+    .array(z.string().regex(/^[0-9a-f]{12,64}$/))
+    .max(1000)
+    .optional(),
 });
 
 interface State {
@@ -39,7 +56,16 @@ interface State {
   readonly last_deploy: LastDeploy | null;
   /** The last deploy that start-up recovery found interrupted (agent killed mid-deploy). */
   readonly last_interrupted: LastDeploy | null;
+  /** Successful deploys, oldest first. */
+  readonly deployments: readonly Deployment[];
+  /**
+   * Containers an interrupted operation named in its journal, kept until the reconciler has seen
+   * them gone: an unlabelled container moved aside has nothing else that marks it as ours.
+   */
+  readonly leftovers: readonly string[];
 }
+
+const EMPTY: State = { tags: new Map(), last_deploy: null, last_interrupted: null, deployments: [], leftovers: [] };
 
 export class StateStore {
   private constructor(
@@ -51,7 +77,7 @@ export class StateStore {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, 'state.json');
     const text = await readTextOrNull(file);
-    if (text === null) return new StateStore(file, { tags: new Map(), last_deploy: null, last_interrupted: null });
+    if (text === null) return new StateStore(file, EMPTY);
     return new StateStore(file, parseState(file, text));
   }
 
@@ -78,6 +104,41 @@ export class StateStore {
     await this.save({ ...this.state, last_deploy: last });
   }
 
+  /** Successful deploys, oldest first. */
+  get deployments(): readonly Deployment[] {
+    return this.state.deployments;
+  }
+
+  /**
+   * The image to roll back to from a deploy of `image`: the most recent successful deploy of another
+   * image. Only deploys that answered 200 count, so an image that failed its start check is never
+   * offered as the way back.
+   */
+  previousDeployment(image: string): Deployment | null {
+    for (let i = this.state.deployments.length - 1; i >= 0; i -= 1) {
+      const d = this.state.deployments[i];
+      if (d !== undefined && d.image !== image) return d;
+    }
+    return null;
+  }
+
+  /** Records a deploy that succeeded, and its outcome as the last deploy, in one write. */
+  async recordDeployed(deployment: Deployment, last: LastDeploy): Promise<void> {
+    const deployments = [...this.state.deployments, deployment].slice(-DEPLOYMENTS_KEPT);
+    await this.save({ ...this.state, deployments, last_deploy: last });
+  }
+
+  get leftovers(): readonly string[] {
+    return this.state.leftovers;
+  }
+
+  /** Sets the containers to look after; a write that changes nothing is skipped. */
+  async setLeftovers(ids: readonly string[]): Promise<void> {
+    const next = [...new Set(ids)].sort();
+    if (next.length === this.state.leftovers.length && next.every((id, i) => id === this.state.leftovers[i])) return;
+    await this.save({ ...this.state, leftovers: next });
+  }
+
   /**
    * Records a deploy that recovery found interrupted. It also becomes the last deploy unless a later
    * one was recorded meanwhile (a deploy tried while the engine was still down after a reboot).
@@ -95,6 +156,8 @@ export class StateStore {
       tags: Object.fromEntries(next.tags),
       last_deploy: next.last_deploy,
       last_interrupted: next.last_interrupted,
+      deployments: next.deployments,
+      leftovers: next.leftovers,
     };
     await writeFileAtomic(this.file, `${JSON.stringify(serialised, null, 2)}\n`);
     this.state = next;
@@ -120,5 +183,11 @@ function parseState(file: string, text: string): State {
     if (!record.success) throw damaged(`the record of tag ${JSON.stringify(tag.slice(0, 128))} is invalid`);
     tags.set(tag, record.data);
   }
-  return { tags, last_deploy: parsed.data.last_deploy, last_interrupted: parsed.data.last_interrupted ?? null };
+  return {
+    tags,
+    last_deploy: parsed.data.last_deploy,
+    last_interrupted: parsed.data.last_interrupted ?? null,
+    deployments: parsed.data.deployments ?? [],
+    leftovers: parsed.data.leftovers ?? [],
+  };
 }
