@@ -69,7 +69,14 @@ async function main(): Promise<void> {
     'listening',
   );
 
+  let closing = false;
   const shutdown = (signal: string) => {
+    if (closing) {
+      // systemd, or an impatient operator, asking again must not cut a deploy in its middle.
+      logger.warn({ signal, busy: agent.deployer.busy }, 'already shutting down: waiting for the operation in progress');
+      return;
+    }
+    closing = true;
     logger.info(
       { signal, busy: agent.deployer.busy },
       'shutting down: new deploys and stops are refused, the one in progress finishes',
@@ -82,8 +89,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('uncaughtException', (error) => {
     // A bug, never a request: requests end in the error middleware. Exit so systemd restarts clean.
     logger.fatal({ err: error }, 'uncaught exception');

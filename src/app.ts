@@ -36,6 +36,8 @@ const ROUTES: Readonly<Record<string, { readonly method: string; readonly mutati
 };
 
 export const BODY_LIMIT_BYTES = 4096;
+export const MAX_CONNECTIONS = 256;
+export const SILENT_SOCKET_MS = 10_000;
 
 export interface AppDeps {
   readonly config: Config;
@@ -184,11 +186,12 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     logger,
     ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
   });
-  deployer.startRecovery();
+  deployer.startReconciler();
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
-    onError: (error) => logger.error({ err: error }, 'could not write the summary of counted refusals; kept for the next one'),
+    onError: (error) => logger.error({ err: error }, 'could not write a line about counted refusals; the counts are kept'),
+    started: (first, refusal) => audit.refusalsCounting(first, refusal.endpoint, refusal.status),
   });
   const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt });
   // Security: slow clients cannot hold connections open (slowloris); a deploy's answer may take up
@@ -199,6 +202,15 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   server.requestTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 64;
+  // Security: a flood of connections that send nothing holds memory (15,000 idle sockets: +73 MB) and
+  // Node's request timeouts only start with a first byte. Connections are capped, and one that sends
+  // nothing within SILENT_SOCKET_MS is closed; once it has spoken, the timeouts above apply, and a
+  // deploy's answer may take its time.
+  server.maxConnections = MAX_CONNECTIONS;
+  server.on('connection', (socket) => {
+    socket.setTimeout(SILENT_SOCKET_MS, () => socket.destroy());
+    socket.once('data', () => socket.setTimeout(0));
+  });
 
   await listen(server, options.port ?? config.port);
   const port = (server.address() as AddressInfo).port;

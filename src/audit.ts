@@ -72,6 +72,9 @@ export interface AuditOpenOptions {
   readonly openFile?: (path: string) => Promise<AuditFile>;
 }
 
+/** Refusals before authentication written one by one in any minute (refusals.ts counts the rest). */
+export const REFUSALS_AUDITED_PER_MINUTE = 10;
+
 const openForAppend = (path: string): Promise<AuditFile> =>
   open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
 
@@ -171,6 +174,33 @@ export class AuditLog {
       image: r.image,
       outcome: 'recovered',
       reason: r.reason,
+    });
+  }
+
+  /** Leftover containers the reconciler removed. */
+  cleaned(reason: string): Promise<void> {
+    return this.append({
+      request_id: randomUUID(),
+      client_id: null,
+      endpoint: 'reconciler',
+      image: null,
+      outcome: 'cleaned',
+      reason,
+    });
+  }
+
+  /** Refusals before authentication are counted from now on; their summary line follows. */
+  refusalsCounting(first: string, endpoint: string, status: number): Promise<void> {
+    return this.append({
+      request_id: randomUUID(),
+      client_id: null,
+      endpoint: 'refusals',
+      image: null,
+      outcome: 'refusals-counting',
+      reason: `more than ${REFUSALS_AUDITED_PER_MINUTE} refusals before authentication in a minute: from ${first} on they are counted, and a summary line with their count follows`,
+      first,
+      first_endpoint: endpoint,
+      first_status: status,
     });
   }
 

@@ -50,6 +50,7 @@ export const CONFIG_VARIABLES = [
   'STATE_DIR',
   'DOCKER_HOST',
   'LOG_LEVEL',
+  'FAILURE_LOG_LINES',
 ] as const;
 
 export type Variable = (typeof CONFIG_VARIABLES)[number];

@@ -46,6 +46,8 @@ export interface Config {
   readonly stateDir: string;
   readonly dockerSocketPath: string;
   readonly logLevel: LogLevel;
+  /** How many of a failed container's last log lines (masked) go into the reason; 0: none. */
+  readonly failureLogLines: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -60,12 +62,13 @@ const CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS = 100;
 // Time a deploy keeps for itself beyond the stop and the start check: create, rename, start, inspect.
 export const DEPLOY_MARGIN_SECONDS = 5;
 
-const seconds = (min: number, max: number) =>
+const wholeNumber = (min: number, max: number, what: string) =>
   z
     .string()
-    .regex(/^\d+$/, 'must be a whole number of seconds')
+    .regex(/^\d+$/, `must be a whole number of ${what}`)
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+const seconds = (min: number, max: number) => wholeNumber(min, max, 'seconds');
 
 const absolutePath = z
   .string()
@@ -133,6 +136,7 @@ const schema = z
     STATE_DIR: absolutePath.optional(),
     DOCKER_HOST: z.string().optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
+    FAILURE_LOG_LINES: wholeNumber(0, 200, 'lines').optional(),
   })
   .strip();
 
@@ -232,6 +236,7 @@ function build(raw: Raw): Config {
     stateDir,
     dockerSocketPath: dockerSocketPath(raw.DOCKER_HOST),
     logLevel: raw.LOG_LEVEL ?? 'info',
+    failureLogLines: raw.FAILURE_LOG_LINES ?? 20,
   };
 }
 

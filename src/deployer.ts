@@ -6,24 +6,28 @@ import type { EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
 import { fetchImage } from './image-fetch.js';
-import type { DeployJournal, DeployPhase } from './journal.js';
+import type { DeployJournal, DeployPhase, JournalRecord } from './journal.js';
 import { type Operation, OperationLock } from './lock.js';
 import type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
-import { Recovery } from './recovery.js';
+import { type Leftover, Reconciler, type ReconcilerTiming } from './reconciler.js';
 import { containerSpec, retiredName } from './runtime-spec.js';
 import { startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
-import { Abandon, ANSWER_RESERVE_MS, deadline } from './time-bound.js';
+import { emergencyStop } from './stop-sequence.js';
+import { Abandon, deadline, TIMING, type Timing, until } from './time-bound.js';
 
 /**
  * The deploy and stop sequences. This is where atomicity is decided; read `runDeploy` top to bottom.
- * What serves them lives beside this file: the lock (lock.ts), the status (status-view.ts), start-up
- * recovery (recovery.ts) and the runtime container's shape (runtime-spec.ts).
+ * What serves them lives beside this file: the lock (lock.ts), the status (status-view.ts), the
+ * record and clean-up of what an interrupted or failed operation left (reconciler.ts), the runtime
+ * container's shape (runtime-spec.ts) and the stop itself (stop-sequence.ts).
  *
  * The point of no return is the stop of the old container. Everything before it (tag look-up, pull,
- * create) can fail or be abandoned and leaves the old container running, untouched. Everything after
- * it runs to its end even if the caller goes away, and ends before DEPLOY_TIMEOUT_SECONDS.
+ * create) can fail or be abandoned and leaves the old container running, untouched. After it, only
+ * the engine can fail the deploy: a journal or state write the disk refuses is logged, the sequence
+ * goes on, and the answer says so in `warnings`; every engine call ends before the answer is due, and
+ * a removal that does not finish in time is left to the reconciler.
  */
 
 export type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
@@ -37,26 +41,42 @@ export interface DeployerDeps {
   readonly logger: Logger;
   /** Called after each phase is journaled. Fault-injection tests pause here; production has none. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
+  /** The time bound's reserves; tests shrink them with the configured times. */
+  readonly timing?: Partial<Timing>;
+  readonly reconcilerTiming?: Partial<ReconcilerTiming>;
 }
+
+type Ids = Pick<JournalRecord, 'old_container_id' | 'new_container_id' | 'old_image'>;
 
 export class Deployer {
   private readonly deps: DeployerDeps;
+  private readonly timing: Timing;
   private readonly onPhase: (phase: DeployPhase) => Promise<void>;
   private readonly lock: OperationLock;
   private readonly view: StatusView;
-  private readonly recovery: Recovery;
+  private readonly reconciler: Reconciler;
   /** The phase of the deploy in progress, for status. */
   private progress: { readonly phase: DeployPhase; readonly since: string } | null = null;
-  /** Whether the deploy in progress has written the journal (and so owns what is in it). */
-  private journaled = false;
 
   constructor(deps: DeployerDeps) {
     this.deps = deps;
+    this.timing = { ...TIMING, ...deps.timing };
     this.onPhase = deps.onPhase ?? (() => Promise.resolve());
     // Whenever an operation starts or ends, what status shows changes: the last inspection is stale.
     this.lock = new OperationLock(() => {
       this.view.invalidate();
       if (this.lock.busy === null) this.progress = null;
+    });
+    const { config, engine, store, audit, journal, logger } = deps;
+    this.reconciler = new Reconciler({
+      config,
+      engine,
+      store,
+      audit,
+      journal,
+      logger,
+      lock: this.lock,
+      ...(deps.reconcilerTiming === undefined ? {} : { timing: deps.reconcilerTiming }),
     });
     this.view = new StatusView({
       ...deps,
@@ -65,60 +85,68 @@ export class Deployer {
         phase: this.progress?.phase ?? null,
         phaseSince: this.progress?.since ?? null,
       }),
+      leftovers: () => this.reconciler.leftovers,
     });
-    this.recovery = new Recovery({ ...deps, lock: this.lock });
   }
 
   // ---------------------------------------------------------------- deploy
 
   async deploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
     const release = this.lock.acquire('deploy');
-    this.journaled = false;
+    const warnings: string[] = [];
     try {
+      await this.reconciler.recordInterrupted().catch((error: unknown) => {
+        throw new AgentError(503, `refused: the record of an interrupted operation could not be written (${describe(error)})`, {
+          code: 'audit_unwritable',
+          cause: error,
+        });
+      });
       await this.recordAccepted(context, image.reference);
-      const result = await this.runDeploy(image, context);
-      await this.remember(image, context, 'deployed', null, result.image_digest);
-      return result;
-    } catch (error) {
-      const outcome = error instanceof AgentError && error.code === 'caller_gone' ? 'abandoned' : 'failed';
-      await this.remember(image, context, outcome, describe(error), null);
-      throw error;
-    } finally {
-      // Only this deploy's own record: a deploy that failed before its first phase (recovery could
-      // not run yet, the engine being down) must leave an interrupted deploy's record for recovery.
-      if (this.journaled) {
+      try {
+        const result = await this.runDeploy(image, context, warnings);
+        await this.remember(image, context, 'deployed', null, result.image_digest, warnings);
+        return warnings.length === 0 ? result : { ...result, warnings };
+      } catch (error) {
+        const outcome = error instanceof AgentError && error.code === 'caller_gone' ? 'abandoned' : 'failed';
+        await this.remember(image, context, outcome, describe(error), null, warnings);
+        throw withWarnings(error, warnings);
+      } finally {
         await this.deps.journal
           .clear()
           .catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not clear the deploy journal'));
       }
+    } finally {
       release();
     }
   }
 
-  private async runDeploy(image: ImageReference, context: DeployContext): Promise<DeployResult> {
-    const { config, engine } = this.deps;
-    await this.recovery.ensure();
+  private async runDeploy(image: ImageReference, context: DeployContext, warnings: string[]): Promise<DeployResult> {
+    const { config, engine, store } = this.deps;
     const answerBy = context.receivedAt + config.deployTimeoutSeconds * 1000;
-
     // Before the point of no return, one signal abandons the deploy: the caller went away, or the
     // pull ran so long that the stop, start and start check would no longer fit in the deploy timeout.
-    const before = new Abandon(context.callerGone, answerBy, config);
+    const before = new Abandon(context.callerGone, answerBy, config, this.timing.marginSeconds);
+    // After it, and for any clean-up after a failure, every engine call ends before the answer is due.
+    const boundAt = answerBy - this.timing.answerReserveMs;
+    const bound = deadline(boundAt, config.deployTimeoutSeconds);
+    const previous = store.previousDeployment(image.reference);
+    const ids: Ids = { old_container_id: null, new_container_id: null, old_image: previous?.image ?? null };
     let staged: string | null = null;
     // The replaced container, stopped and moved out of the fixed name, until it is removed.
-    let retired: string | null = null;
+    let retired: { readonly id: string; readonly name: string } | null = null;
     try {
       // 1. What the tag is now, asked of the registry; then pull exactly that, by digest. What only
       //    reads (the runtime network, the current container) is looked up meanwhile: the lock is
       //    held, so neither can change.
-      await this.enter('pulling', image, context, null, null);
+      await this.enter('pulling', image, context, ids, null, bound);
       const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
         lookup.catch((error: unknown) => {
           before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
           throw error;
         });
       const lookups = Promise.all([
-        abortOnFailure(engine.networkExists(config.runtimeNetwork)),
-        abortOnFailure(engine.inspectContainer(config.containerName)),
+        abortOnFailure(engine.networkExists(config.runtimeNetwork, before.signal)),
+        abortOnFailure(engine.inspectContainer(config.containerName, before.signal)),
       ]);
       lookups.catch(() => undefined); // observed below; a rejection before then must not go unhandled
       const fetched = await fetchImage(this.deps, image, before.signal);
@@ -133,46 +161,50 @@ export class Deployer {
           `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
         );
       }
-      const previous = this.deps.store.previousDeployment(image.reference);
-      staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), previous));
-      await this.enter('created', image, context, current?.id ?? null, staged);
+      const spec = containerSpec(config, image, fetched.digest, randomUUID(), previous);
+      staged = await engine.create(spec, before.signal);
+      const created = { ...ids, old_container_id: current?.id ?? null, new_container_id: staged };
+      await this.enter('created', image, context, created, null, bound);
       before.signal.throwIfAborted();
-      await this.deps.store.recordTag(image.tag, fetched.tagDigest);
+      await store.recordTag(image.tag, fetched.tagDigest);
+      // A container the agent did not create (the first cut-over from a hand-made runtime) may have
+      // a restart policy: stopped by the agent, the engine would start it again on its next restart,
+      // beside the new runtime. It gets "no" now, while a failure still leaves it running untouched.
+      if (current !== null && current.restartPolicy !== 'no' && current.restartPolicy !== '') {
+        await engine.disableRestart(current.id, before.signal);
+      }
       before.signal.throwIfAborted();
 
       // ---- point of no return: from here on the deploy ends on its own, whatever the caller does,
-      //      and every engine call ends before the answer is due.
+      //      only the engine can fail it, and every engine call ends before the answer is due.
       before.release();
       const newId = staged;
-      const bound = deadline(answerBy - ANSWER_RESERVE_MS, config.deployTimeoutSeconds);
 
       // 3. Stop the old container, and move it out of the fixed name. Never two running at once: the
       //    new one starts after. Downtime: a rename is metadata only, where a removal deletes the
       //    container's files, so the old container is removed only once the new one runs.
-      await this.enter('stopping', image, context, current?.id ?? null, newId);
+      await this.enter('stopping', image, context, created, warnings, bound);
       if (current !== null) {
         await engine.stop(current.id, config.stopTimeoutSeconds, bound);
-        await engine.rename(current.id, retiredName(config.containerName, current.id), bound);
-        retired = current.id;
+        const aside = retiredName(config.containerName, current.id);
+        await engine.rename(current.id, aside, bound);
+        retired = { id: current.id, name: aside };
       }
 
-      // 4. Give the new container the fixed name and start it; then remove the old one.
-      await this.enter('starting', image, context, current?.id ?? null, newId);
+      // 4. Give the new container the fixed name and start it; the old one is removed meanwhile.
+      await this.enter('starting', image, context, created, warnings, bound);
       await engine.rename(newId, config.containerName, bound);
       staged = null;
       await engine.start(newId, bound);
-      if (retired !== null) await this.discard(retired);
+      const removal = retired === null ? Promise.resolve() : this.discard(retired, bound, warnings);
       retired = null;
-      await this.enter('checking', image, context, current?.id ?? null, newId);
+      await this.enter('checking', image, context, created, warnings, bound);
 
       // 5. Start check: it must stay running (or become healthy) before we say "deployed".
-      const running = await startCheck(this.deps, {
-        id: newId,
-        hasHealthcheck: fetched.info.hasHealthcheck,
-        previous: current,
-        answerBy,
-        bound,
-      });
+      const running = await startCheck(
+        { ...this.deps, timing: this.timing },
+        { id: newId, hasHealthcheck: fetched.info.hasHealthcheck, rollback: previous?.image ?? null, bound, boundAt },
+      ).finally(() => removal);
       return {
         status: 'deployed',
         container_name: config.containerName,
@@ -184,57 +216,72 @@ export class Deployer {
         previous_image: previous?.image ?? null,
       };
     } catch (error) {
-      if (staged !== null) await this.discard(staged);
-      // It was stopped and will not run again: nothing of a failed deploy is left but the runtime.
-      if (retired !== null) await this.discard(retired);
+      // Nothing of a failed deploy is left but the runtime: what never ran, and what will not run
+      // again, is removed now, or by the reconciler once the answer is due.
+      await Promise.all([
+        staged === null ? null : this.discard({ id: staged, name: null }, bound, warnings),
+        retired === null ? null : this.discard(retired, bound, warnings),
+      ]);
       throw before.reason ?? error;
     } finally {
       before.release();
     }
   }
 
-  /** Journals the phase the deploy is entering, before it acts on it; status and the log show it. */
+  /**
+   * Journals the phase the deploy is entering, before it acts on it; status and the log show it.
+   * Before the point of no return (`warnings` null) a write the disk refuses ends the deploy, with
+   * nothing touched. After it, it is a warning: recovery copes with a journal one phase behind.
+   */
   private async enter(
     phase: DeployPhase,
     image: ImageReference,
     context: DeployContext,
-    oldId: string | null,
-    newId: string | null,
+    ids: Ids,
+    warnings: string[] | null,
+    bound: AbortSignal,
   ): Promise<void> {
     this.progress = { phase, since: new Date().toISOString() };
     this.deps.logger.info(
       { requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt },
       `deploy: ${phase}`,
     );
-    this.journaled = true;
-    await this.deps.journal.enter({
+    const write = this.deps.journal.enter({
+      operation: 'deploy',
       request_id: context.requestId,
       image: image.reference,
       phase,
-      old_container_id: oldId,
-      new_container_id: newId,
+      ...ids,
     });
+    if (warnings === null) {
+      await write;
+    } else {
+      await until(write, bound).catch((error: unknown) => {
+        this.deps.logger.error({ err: error, phase }, 'could not write the deploy journal; the deploy goes on');
+        warnings.push(`the deploy journal could not be written at "${phase}" (${describe(error)}); the deploy went on`);
+      });
+    }
     await this.onPhase(phase);
   }
 
   /**
    * Removes a container that will never run again: a staging one, or the replaced one. Failing here
-   * must not hide the first error; recovery removes it in the background once the engine answers.
+   * must not hide the first error, nor fail a deploy: the reconciler removes it in the background.
    */
-  private async discard(id: string): Promise<void> {
-    await this.deps.engine.remove(id).catch((error: unknown) => {
-      this.deps.logger.error(
-        { err: error, container: id },
-        'could not remove a container that will not run again; retrying in the background',
+  private async discard(c: { readonly id: string; readonly name: string | null }, bound: AbortSignal, warnings: string[]) {
+    await this.deps.engine.remove(c.id, bound).catch((error: unknown) => {
+      this.deps.logger.error({ err: error, container: c.id }, 'could not remove a container that will not run again');
+      this.reconciler.hand(c.id, c.name, error);
+      warnings.push(
+        `container ${c.name ?? c.id.slice(0, 12)} (never to run again) could not be removed yet (${describe(error)}); it is removed in the background (status: leftovers)`,
       );
-      this.recovery.retry();
     });
   }
 
   /**
-   * Written once the lock is held and before anything else: no deploy or stop ever happens
-   * unrecorded. If this line cannot be written the request is refused, and an interrupted operation
-   * (agent killed mid-deploy) still shows in the log. The HTTP layer appends the outcome line.
+   * Written once the lock is held and before anything else: no deploy ever happens unrecorded. If
+   * this line cannot be written the deploy is refused, and an interrupted operation (agent killed
+   * mid-deploy) still shows in the log. The HTTP layer appends the outcome line.
    */
   private async recordAccepted(context: RequestContext, image: string | null): Promise<void> {
     try {
@@ -245,7 +292,7 @@ export class Deployer {
         image,
       });
     } catch (error) {
-      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed or stopped unrecorded`, {
+      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed unrecorded`, {
         code: 'audit_unwritable',
         cause: error,
       });
@@ -258,6 +305,7 @@ export class Deployer {
     outcome: LastDeploy['outcome'],
     reason: string | null,
     digest: string | null,
+    warnings: string[],
   ): Promise<void> {
     const at = new Date().toISOString();
     const last = { image: image.reference, outcome, reason, at, request_id: context.requestId, image_digest: digest };
@@ -265,22 +313,19 @@ export class Deployer {
     await (outcome === 'deployed' && digest !== null
       ? store.recordDeployed({ image: image.reference, digest, at, request_id: context.requestId }, last)
       : store.setLastDeploy(last)
-    ).catch((error: unknown) => this.deps.logger.error({ err: error }, 'could not record the last deploy'));
+    ).catch((error: unknown) => {
+      this.deps.logger.error({ err: error }, 'could not record the last deploy');
+      warnings.push(`the state file could not be written (${describe(error)}); the status is right until the agent restarts`);
+    });
   }
 
   // ---------------------------------------------------------------- stop
 
+  /** The emergency brake: see stop-sequence.ts. It never waits on the clean-up of leftovers. */
   async stop(context: RequestContext): Promise<StopResult> {
     const release = this.lock.acquire('stop');
     try {
-      await this.recordAccepted(context, null);
-      await this.recovery.ensure();
-      const current = await this.deps.engine.inspectContainer(this.deps.config.containerName);
-      if (current !== null) {
-        await this.deps.engine.stop(current.id, this.deps.config.stopTimeoutSeconds);
-        await this.deps.engine.remove(current.id);
-      }
-      return { status: 'stopped', container_name: this.deps.config.containerName, removed: current !== null };
+      return await emergencyStop({ ...this.deps, reconciler: this.reconciler }, context);
     } finally {
       release();
     }
@@ -292,9 +337,18 @@ export class Deployer {
     return this.view.status();
   }
 
-  /** At start-up: clean up after an interrupted deploy, in the background. */
-  startRecovery(): void {
-    this.recovery.start();
+  /** At start-up: record an interrupted operation and clean up its leftovers, in the background. */
+  startReconciler(): void {
+    this.reconciler.start();
+  }
+
+  /** Tests: one clean-up pass now. */
+  reconcileNow(): Promise<void> {
+    return this.reconciler.runOnce();
+  }
+
+  get leftovers(): Leftover[] {
+    return this.reconciler.leftovers;
   }
 
   get busy(): Operation | null {
@@ -303,7 +357,13 @@ export class Deployer {
 
   /** Refuses new deploys and stops from now on; resolves when the one in progress has ended. */
   shutdown(): Promise<void> {
-    this.recovery.stop();
+    this.reconciler.stop();
     return this.lock.shutdown();
   }
+}
+
+/** The error of a failed deploy, with what else went wrong on the way. */
+function withWarnings(error: unknown, warnings: readonly string[]): unknown {
+  if (warnings.length === 0 || !(error instanceof AgentError)) return error;
+  return new AgentError(error.status, `${error.reason} Also: ${warnings.join('; ')}.`, { code: error.code, cause: error });
 }

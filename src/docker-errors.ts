@@ -35,25 +35,36 @@ export function translate(
   refused?: (message: string) => AgentError,
 ): Error {
   if (error instanceof AgentError) return error;
+  const cause = masked(error, redact);
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     if (reason instanceof AgentError) return reason;
     if (reason instanceof DOMException && reason.name === 'TimeoutError') {
       return new AgentError(504, `the Docker engine did not complete the ${what} within ${Math.round(timeoutMs / 1000)} s`, {
-        cause: error,
+        cause,
       });
     }
-    return new AgentError(504, `the ${what} was abandoned`, { cause: error });
+    return new AgentError(504, `the ${what} was abandoned`, { cause });
   }
   const code = (error as EngineErrorLike).code;
   if (code !== undefined && UNREACHABLE.has(code)) {
-    return new AgentError(503, `the Docker engine cannot be reached (${code}) during the ${what}`, { cause: error });
+    return new AgentError(503, `the Docker engine cannot be reached (${code}) during the ${what}`, { cause });
   }
   if (engineHttpStatus(error) !== null) {
     const message = redact(engineMessage(error));
-    return refused?.(message) ?? new AgentError(502, `the Docker engine refused the ${what}: ${message}`, { cause: error });
+    return refused?.(message) ?? new AgentError(502, `the Docker engine refused the ${what}: ${message}`, { cause });
   }
-  return new AgentError(502, `the ${what} failed: ${redact(describe(error))}`, { cause: error });
+  return new AgentError(502, `the ${what} failed: ${redact(describe(error))}`, { cause });
+}
+
+/**
+ * The raw engine error, as the cause an AgentError carries: its message masked, its code and status
+ * kept. Security: loggers print causes, and an engine message can quote what the runtime printed.
+ */
+function masked(error: unknown, redact: Redactor): Error {
+  const copy = new Error(redact(describe(error)));
+  const { code, statusCode } = error as EngineErrorLike;
+  return Object.assign(copy, code === undefined ? {} : { code }, statusCode === undefined ? {} : { statusCode });
 }
 
 // A registry refusing credentials shows up with one of these phrases, depending on registry and engine.

@@ -18,6 +18,7 @@ export const containerInspectSchema = z.object({
     Health: z.object({ Status: z.string() }).nullish(),
   }),
   Config: z.object({ Image: z.string(), Labels: labelsSchema }),
+  HostConfig: z.object({ RestartPolicy: z.object({ Name: z.string().optional() }).nullish() }).nullish(),
 });
 
 export const imageInspectSchema = z.object({

@@ -166,45 +166,67 @@ export class Engine implements EnginePort {
       startedAt: never(c.State.StartedAt),
       health: c.State.Health?.Status ?? null,
       labels: c.Config.Labels,
+      restartPolicy: c.HostConfig?.RestartPolicy?.Name ?? '',
     };
   }
 
-  async networkExists(name: string): Promise<boolean> {
+  async networkExists(name: string, outer?: AbortSignal): Promise<boolean> {
     const raw = await this.call(`inspect of network ${name}`, () => this.docker.getNetwork(name).inspect(), {
+      outer,
       known: { 404: null },
     });
     return raw !== null;
   }
 
-  async listByLabels(labels: Readonly<Record<string, string>>): Promise<ContainerSummary[]> {
-    const filters = { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
-    const raw = await this.call('list of containers', (signal) =>
-      this.docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: signal }),
+  listByLabels(labels: Readonly<Record<string, string>>, outer?: AbortSignal): Promise<ContainerSummary[]> {
+    return this.list({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }, outer);
+  }
+
+  listByName(name: string, outer?: AbortSignal): Promise<ContainerSummary[]> {
+    return this.list({ name: [name] }, outer);
+  }
+
+  private async list(filters: Readonly<Record<string, string[]>>, outer?: AbortSignal): Promise<ContainerSummary[]> {
+    const raw = await this.call(
+      'list of containers',
+      (signal) => this.docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: signal }),
+      { outer },
     );
     return containerListSchema
       .parse(raw)
       .map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
   }
 
-  async create(spec: CreateSpec): Promise<string> {
-    const raw = await this.call(`create of container ${spec.name}`, (signal) =>
-      this.docker
-        .createContainer({
-          name: spec.name,
-          Image: spec.image,
-          Env: [...spec.env],
-          Labels: { ...spec.labels },
-          StopTimeout: spec.stopTimeoutSeconds,
-          HostConfig: {
-            NetworkMode: spec.networkMode,
-            Mounts: spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: false })),
-            // Explicit: the engine never restarts the runtime on its own; only a deploy starts it.
-            RestartPolicy: { Name: 'no' },
-            LogConfig: { Type: 'json-file', Config: { 'max-size': '50m', 'max-file': '3' } },
-          },
-          abortSignal: signal,
-        })
-        .then((c) => ({ Id: c.id })),
+  async disableRestart(id: string, outer?: AbortSignal): Promise<void> {
+    await this.call(
+      `update of container ${short(id)} (restart policy "no")`,
+      (signal) => this.docker.getContainer(id).update({ RestartPolicy: { Name: 'no' }, abortSignal: signal }),
+      { outer },
+    );
+  }
+
+  async create(spec: CreateSpec, outer?: AbortSignal): Promise<string> {
+    const raw = await this.call(
+      `create of container ${spec.name}`,
+      (signal) =>
+        this.docker
+          .createContainer({
+            name: spec.name,
+            Image: spec.image,
+            Env: [...spec.env],
+            Labels: { ...spec.labels },
+            StopTimeout: spec.stopTimeoutSeconds,
+            HostConfig: {
+              NetworkMode: spec.networkMode,
+              Mounts: spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: false })),
+              // Explicit: the engine never restarts the runtime on its own; only a deploy starts it.
+              RestartPolicy: { Name: 'no' },
+              LogConfig: { Type: 'json-file', Config: { 'max-size': '50m', 'max-file': '3' } },
+            },
+            abortSignal: signal,
+          })
+          .then((c) => ({ Id: c.id })),
+      { outer },
     );
     return createAnswerSchema.parse(raw).Id;
   }
@@ -249,12 +271,12 @@ export class Engine implements EnginePort {
     );
   }
 
-  async logsTail(id: string, lines: number, timeoutMs = this.callTimeoutMs): Promise<string> {
+  async logsTail(id: string, lines: number, outer?: AbortSignal): Promise<string> {
     const raw: unknown = await this.call(
       `logs of container ${short(id)}`,
       (signal) =>
         this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
-      { timeoutMs },
+      { outer },
     );
     const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
     return this.redact(demultiplex(buffer).trimEnd());

@@ -20,6 +20,8 @@ export interface ContainerInfo {
   /** Null when the image defines no HEALTHCHECK. */
   readonly health: string | null;
   readonly labels: Readonly<Record<string, string>>;
+  /** The engine's restart policy: "no", "always", "unless-stopped", "on-failure" (or "" for none). */
+  readonly restartPolicy: string;
 }
 
 export interface ContainerSummary {
@@ -74,15 +76,19 @@ export interface EnginePort {
   inspectImage(reference: string, signal?: AbortSignal): Promise<ImageInfo | null>;
   inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null>;
   /** Whether the engine has a network of this name ("none" and "host" are networks too). */
-  networkExists(name: string): Promise<boolean>;
+  networkExists(name: string, outer?: AbortSignal): Promise<boolean>;
   /** Containers carrying all the given labels, running or not. */
-  listByLabels(labels: Readonly<Record<string, string>>): Promise<ContainerSummary[]>;
-  create(spec: CreateSpec): Promise<string>;
+  listByLabels(labels: Readonly<Record<string, string>>, outer?: AbortSignal): Promise<ContainerSummary[]>;
+  /** Containers whose name contains `name` (the engine's own filter), running or not. */
+  listByName(name: string, outer?: AbortSignal): Promise<ContainerSummary[]>;
+  create(spec: CreateSpec, outer?: AbortSignal): Promise<string>;
+  /** Sets the container's restart policy to "no": the engine will not start it again on its own. */
+  disableRestart(id: string, outer?: AbortSignal): Promise<void>;
   start(id: string, outer?: AbortSignal): Promise<void>;
   /** Stops a container, letting the engine kill it after `timeoutSeconds` (0: at once). */
   stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs?: number): Promise<StopOutcome>;
   remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'>;
   rename(id: string, name: string, outer?: AbortSignal): Promise<void>;
   /** The last `lines` lines of a container's output, secrets masked. */
-  logsTail(id: string, lines: number, timeoutMs?: number): Promise<string>;
+  logsTail(id: string, lines: number, outer?: AbortSignal): Promise<string>;
 }

@@ -37,13 +37,20 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
   if (image.digest !== null && image.digest !== resolved.digest && !resolved.index) throw pinMismatch(image, resolved.digest);
 
   const digest = image.digest ?? resolved.digest;
-  await pullExactly(deps, image.repository, digest, signal);
-  if (digest !== resolved.digest) {
+  if (digest === resolved.digest) {
+    await pullExactly(deps, image.repository, digest, signal);
+  } else {
     // A pin that is not the tag's own digest is accepted only as the manifest the engine would run
     // from the tag's image index: its image (the config digest, which covers every layer's content)
     // must be the one the engine pulls for the index on its platform. Both are pulled into the
-    // image store; nothing runs from them unless they match.
+    // image store; nothing runs from them unless they match. The index first: a registry that
+    // fails is a registry failure; a pin the engine then cannot pull (an attestation manifest,
+    // "unknown/unknown", is no image) is not this tag's image for this platform.
     await pullExactly(deps, image.repository, resolved.digest, signal);
+    await pullExactly(deps, image.repository, digest, signal).catch((error: unknown) => {
+      if (signal.aborted || !(error instanceof AgentError) || error.code !== 'registry_refused') throw error;
+      throw pinMismatch(image, resolved.digest, error.reason);
+    });
     const [pinned, fromIndex] = await Promise.all([
       engine.inspectImage(`${image.repository}@${digest}`, signal),
       engine.inspectImage(`${image.repository}@${resolved.digest}`, signal),
@@ -64,9 +71,9 @@ async function pullExactly(deps: FetchDeps, repository: string, digest: string, 
   }
 }
 
-const pinMismatch = (image: ImageReference, tagDigest: string): AgentError =>
+const pinMismatch = (image: ImageReference, tagDigest: string, pullError?: string): AgentError =>
   new AgentError(
     409,
-    `the pinned digest ${image.digest ?? ''} is not what tag ${image.tag} is: the tag resolves to ${tagDigest} (nor is the pin its manifest for this engine's platform); nothing was deployed or recorded, the running container was not touched`,
+    `the pinned digest ${image.digest ?? ''} is not what tag ${image.tag} is: the tag resolves to ${tagDigest} (nor is the pin its manifest for this engine's platform${pullError === undefined ? '' : `; the engine cannot run it: ${pullError}`}); nothing was deployed or recorded, the running container was not touched`,
     { code: 'pin_mismatch' },
   );

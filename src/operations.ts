@@ -23,6 +23,11 @@ export interface DeployResult {
   readonly container_id: string;
   readonly started_at: string | null;
   readonly previous_image: string | null;
+  /**
+   * What went wrong on the way without failing the deploy: a journal or state write the disk refused
+   * after the point of no return, a container left for the background clean-up. Absent when none.
+   */
+  readonly warnings?: readonly string[];
 }
 
 export interface StopResult {
@@ -30,4 +35,8 @@ export interface StopResult {
   readonly container_name: string;
   /** Whether there was a container to stop and remove; false means the stop was a no-op. */
   readonly removed: boolean;
+  /** Other running containers of this environment's runtime (not at the fixed name) it stopped too. */
+  readonly also_stopped?: readonly string[];
+  /** As for a deploy: what went wrong on the way without keeping the runtime from being stopped. */
+  readonly warnings?: readonly string[];
 }

@@ -1,4 +1,4 @@
-import type { RefusalSummary } from './audit.js';
+import { REFUSALS_AUDITED_PER_MINUTE, type RefusalSummary } from './audit.js';
 
 /**
  * Audit of refusals before authentication, bounded. Security: every refused deploy or stop was an
@@ -9,7 +9,7 @@ import type { RefusalSummary } from './audit.js';
  * counted, and at least every EVERY_MS while a flood goes on. Every refusal is in the log, alone or
  * in a count. Requests that passed authentication are never throttled.
  */
-export const PER_MINUTE = 10;
+export const PER_MINUTE = REFUSALS_AUDITED_PER_MINUTE;
 const WINDOW_MS = 60_000;
 const QUIET_MS = 5_000;
 const EVERY_MS = 60_000;
@@ -29,6 +29,11 @@ interface Pending {
 
 export interface RefusalThrottleOptions {
   readonly now?: () => number;
+  /**
+   * Writes a line when counting starts, before any summary: an agent killed during a flood leaves
+   * on disk that refusals were being counted from then, so none goes unaccounted for.
+   */
+  readonly started?: (first: string, refusal: Refusal) => Promise<void>;
   /** Reports a summary that could not be written; its counts are kept for the next one. */
   readonly onError?: (error: unknown) => void;
 }
@@ -36,6 +41,7 @@ export interface RefusalThrottleOptions {
 export class RefusalThrottle {
   private readonly now: () => number;
   private readonly onError: (error: unknown) => void;
+  private readonly started: (first: string, refusal: Refusal) => Promise<void>;
   /** When each refusal audited one by one in the last minute was admitted. */
   private admitted: number[] = [];
   private pending: Pending | null = null;
@@ -48,6 +54,7 @@ export class RefusalThrottle {
   ) {
     this.now = options.now ?? Date.now;
     this.onError = options.onError ?? (() => undefined);
+    this.started = options.started ?? (() => Promise.resolve());
   }
 
   /** True when this refusal is to be audited one by one; false when it is only counted. */
@@ -65,6 +72,7 @@ export class RefusalThrottle {
     if (this.pending === null) {
       this.pending = { count: 0, first: now, last: now, statuses: new Map(), endpoints: new Map() };
       this.everyTimer = this.timer(EVERY_MS);
+      this.started(new Date(now).toISOString(), refusal).catch(this.onError);
     }
     const p = this.pending;
     p.count += 1;

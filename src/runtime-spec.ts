@@ -59,7 +59,7 @@ export function containerSpec(
     labels[LABEL.previousDigest] = previous.digest;
   }
   return {
-    name: `${config.containerName}-staging-${deployId.slice(0, 8)}`,
+    name: stagingName(config.containerName, deployId),
     image: `${image.repository}@${digest}`,
     env: Object.entries({ ...config.runtimeEnv, ...own })
       .map(([k, v]) => `${k}=${v}`)
@@ -76,6 +76,17 @@ export function containerSpec(
 
 /** The replaced container's name between its stop and its removal: owned, stopped, never started. */
 export const retiredName = (name: string, id: string): string => `${name}-retired-${id.slice(0, 12)}`;
+
+const stagingName = (name: string, deployId: string): string => `${name}-staging-${deployId.slice(0, 8)}`;
+
+/**
+ * Whether `candidate` is a name this agent gives a staged or a replaced container of `name`. Exact,
+ * not a prefix: `dreichor-runtime-dev2-staging-…` belongs to another agent.
+ */
+export function isLeftoverName(name: string, candidate: string): boolean {
+  if (!candidate.startsWith(`${name}-`)) return false;
+  return /^(staging-[0-9a-f]{8}|retired-[0-9a-f]{12})$/.test(candidate.slice(name.length + 1));
+}
 
 /** The labels that find every container of this agent's runtime: the runtime and its staging ones. */
 export const ownedBy = (config: Config): Record<string, string> => ({

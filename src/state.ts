@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
+import type { WriteFile } from './journal.js';
 
 /**
  * The agent's own persistent state under STATE_DIR: the digest each tag resolved to on its first
@@ -71,14 +72,17 @@ export class StateStore {
   private constructor(
     private readonly file: string,
     private state: State,
+    private readonly write: WriteFile,
   ) {}
 
-  static async open(dir: string): Promise<StateStore> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** `write` replaces the file whole; tests inject a full or failing disk. */
+  static async open(dir: string, write: WriteFile = writeFileAtomic): Promise<StateStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, 'state.json');
     const text = await readTextOrNull(file);
-    if (text === null) return new StateStore(file, EMPTY);
-    return new StateStore(file, parseState(file, text));
+    return new StateStore(file, text === null ? EMPTY : parseState(file, text), write);
   }
 
   /** The digest recorded for `tag`, or null when the tag was never deployed here. */
@@ -89,7 +93,8 @@ export class StateStore {
   async recordTag(tag: string, digest: string): Promise<void> {
     if (this.state.tags.has(tag)) return;
     const tags = new Map(this.state.tags).set(tag, { digest, first_deployed_at: new Date().toISOString() });
-    await this.save({ ...this.state, tags });
+    // Written before it is believed: a tag record that never reached the disk must not pin the tag.
+    await this.save({ ...this.state, tags }, 'disk-first');
   }
 
   get lastDeploy(): LastDeploy | null {
@@ -149,19 +154,37 @@ export class StateStore {
     await this.save({ ...this.state, last_interrupted: interrupted, last_deploy: newer ? last : interrupted });
   }
 
-  private async save(next: State): Promise<void> {
-    // Object.fromEntries defines each key as an own property, "__proto__" included.
-    const serialised = {
-      version: 1,
-      tags: Object.fromEntries(next.tags),
-      last_deploy: next.last_deploy,
-      last_interrupted: next.last_interrupted,
-      deployments: next.deployments,
-      leftovers: next.leftovers,
+  /**
+   * Records of what happened (the last deploy, the history, the leftovers) are believed at once and
+   * then written: if the disk refuses, the status still tells the truth until a restart, and the
+   * caller logs the failed write. A tag record is written before it is believed (see recordTag).
+   * Writes go one at a time, each of the whole state as it is when the write begins, so a slow
+   * write can never put an older state on disk after a newer one.
+   */
+  private save(next: State, order: 'memory-first' | 'disk-first' = 'memory-first'): Promise<void> {
+    if (order === 'memory-first') this.state = next;
+    const run = async () => {
+      const content = serialise(order === 'memory-first' ? this.state : { ...this.state, tags: next.tags });
+      await this.write(this.file, content);
+      if (order === 'disk-first') this.state = { ...this.state, tags: next.tags };
     };
-    await writeFileAtomic(this.file, `${JSON.stringify(serialised, null, 2)}\n`);
-    this.state = next;
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
   }
+}
+
+function serialise(state: State): string {
+  // Object.fromEntries defines each key as an own property, "__proto__" included.
+  const json = {
+    version: 1,
+    tags: Object.fromEntries(state.tags),
+    last_deploy: state.last_deploy,
+    last_interrupted: state.last_interrupted,
+    deployments: state.deployments,
+    leftovers: state.leftovers,
+  };
+  return `${JSON.stringify(json, null, 2)}\n`;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import type { ContainerInfo, EnginePort } from './engine-port.js';
 import type { DeployPhase } from './journal.js';
 import type { Operation } from './lock.js';
+import type { Leftover } from './reconciler.js';
 import { imageOf, LABEL } from './runtime-spec.js';
 import type { LastDeploy, StateStore } from './state.js';
 
@@ -35,8 +36,10 @@ export interface StatusBody {
   readonly last_deploy: LastDeploy | null;
   /** The last deploy that the agent found interrupted at start (killed mid-deploy). */
   readonly last_interrupted: LastDeploy | null;
-  /** The image that ran before the current one: deploy it to roll back. */
+  /** The last image deployed successfully before the current one: deploy it to roll back. */
   readonly previous_image: string | null;
+  /** Containers that will never run again and are not removed yet: the reconciler retries them. */
+  readonly leftovers: readonly Leftover[];
   readonly audit_head: string;
   /** When the engine was asked (ISO 8601), and how long ago that was when this answer was built. */
   readonly inspected_at: string;
@@ -56,7 +59,11 @@ export interface StatusViewDeps {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly activity: () => Activity;
-  /** The clock; tests move it. */
+  readonly leftovers?: () => readonly Leftover[];
+  /**
+   * A monotonic clock (ms) for the age of an inspection: a wall clock stepped back would keep a stale
+   * answer fresh for as long as it was stepped. Tests move it.
+   */
   readonly now?: () => number;
 }
 
@@ -67,7 +74,7 @@ export const MAX_AGE_MS = 1_000;
 type ContainerFields = Pick<StatusBody, 'running' | 'image' | 'image_digest' | 'started_at' | 'state' | 'previous_image'>;
 
 interface Inspection {
-  /** When the engine was asked: an inspection is as old as its question. */
+  /** When the engine was asked (monotonic ms): an inspection is as old as its question. */
   readonly at: number;
   readonly atIso: string;
   readonly fields: ContainerFields;
@@ -92,7 +99,7 @@ export class StatusView {
   private readonly now: () => number;
 
   constructor(private readonly deps: StatusViewDeps) {
-    this.now = deps.now ?? Date.now;
+    this.now = deps.now ?? (() => performance.now());
   }
 
   async status(): Promise<StatusBody> {
@@ -109,6 +116,7 @@ export class StatusView {
       phase_since: activity.phaseSince,
       last_deploy: store.lastDeploy,
       last_interrupted: store.lastInterrupted,
+      leftovers: this.deps.leftovers?.() ?? [],
       audit_head: audit.lastHash,
       inspected_at: inspection.atIso,
       inspection_age_ms: Math.max(0, this.now() - inspection.at),
@@ -139,8 +147,9 @@ export class StatusView {
     if (this.inflight !== null) return this.inflight;
     const generation = this.generation;
     const at = this.now();
+    const atIso = new Date().toISOString();
     const inspection = this.deps.engine.inspectContainer(this.deps.config.containerName).then((container) => {
-      const result = { at, atIso: new Date(at).toISOString(), fields: fieldsOf(container) };
+      const result = { at, atIso, fields: fieldsOf(container) };
       // An inspection that started before a deploy or stop changed the runtime must not outlive it.
       if (generation === this.generation) this.last = result;
       return result;

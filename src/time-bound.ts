@@ -7,10 +7,27 @@ import { AgentError } from './errors.js';
  *
  * Before the point of no return, the deploy is abandoned when the caller goes away or when the pull
  * has run so long that the stop, start and start check would no longer fit (Abandon). After it, every
- * engine call ends ANSWER_RESERVE_MS before the answer is due (deadline), leaving time to write the
- * outcome and answer.
+ * engine call ends `answerReserveMs` before the answer is due (deadline), leaving time to write the
+ * outcome and answer; the start check ends `killSlackMs` before that, leaving time to kill a new
+ * container that failed it.
  */
-export const ANSWER_RESERVE_MS = 2_500;
+export interface Timing {
+  /** Kept free at the end of a deploy for its outcome line and its answer. */
+  readonly answerReserveMs: number;
+  /** Kept free at the point of no return beyond the stop and the start check: renames, start, reserve. */
+  readonly marginSeconds: number;
+  /** Kept free at the end of the start check to kill a new container that failed it. */
+  readonly killSlackMs: number;
+  /** How often the start check asks the engine. */
+  readonly pollMs: number;
+}
+
+export const TIMING: Timing = {
+  answerReserveMs: 2_500,
+  marginSeconds: DEPLOY_MARGIN_SECONDS,
+  killSlackMs: 1_500,
+  pollMs: 200,
+};
 
 /** One signal that abandons a deploy before its point of no return, and why. */
 export class Abandon {
@@ -22,8 +39,9 @@ export class Abandon {
     private readonly callerGone: AbortSignal,
     answerBy: number,
     config: Pick<Config, 'stopTimeoutSeconds' | 'startCheckSeconds' | 'deployTimeoutSeconds'>,
+    marginSeconds: number,
   ) {
-    const reserveSeconds = config.stopTimeoutSeconds + config.startCheckSeconds + DEPLOY_MARGIN_SECONDS;
+    const reserveSeconds = config.stopTimeoutSeconds + config.startCheckSeconds + marginSeconds;
     const pullBudgetSeconds = config.deployTimeoutSeconds - reserveSeconds;
     this.timer = setTimeout(
       () =>
@@ -35,14 +53,13 @@ export class Abandon {
         ),
       answerBy - reserveSeconds * 1000 - Date.now(),
     );
+    this.timer.unref();
     this.onCallerGone = () =>
       this.abort(
         new AgentError(
           499,
           'the caller disconnected before the old container was touched; deploy abandoned, the running container was not touched',
-          {
-            code: 'caller_gone',
-          },
+          { code: 'caller_gone' },
         ),
       );
     if (callerGone.aborted) this.onCallerGone();
@@ -80,4 +97,22 @@ export function deadline(at: number, deployTimeoutSeconds: number): AbortSignal 
   const timer = setTimeout(() => controller.abort(reason), Math.max(0, at - Date.now()));
   timer.unref();
   return controller.signal;
+}
+
+/**
+ * Waits for `work` until `signal` fires, then stops waiting (the work may still finish on its own).
+ * For what cannot be cancelled and must not hold the sequence past its bound: a write to a disk that
+ * hangs.
+ */
+export function until<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  let onAbort: () => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }

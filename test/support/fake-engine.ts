@@ -1,10 +1,14 @@
 /**
  * A scripted stand-in for the container engine, behind the same port as the real one, for the fast
- * unit tests of the deploy sequence: the order of its steps and its abort rules. It records every
- * call, keeps a tiny model of containers, and lets a test fail or hold any method. It proves nothing
- * about Docker: the real-engine tests do that.
+ * unit tests of the deploy and stop sequences: the order of their steps, their abort rules and the
+ * fault matrix. It records every call, keeps a tiny model of containers (names, labels, running,
+ * restart policy), watches that never two runtimes run at once, and lets a test fail or hold any
+ * method. A held call ends like the real wrapper's: when its signal fires, or at its own deadline.
+ * It proves nothing about Docker: the real-engine tests do that.
  */
 import type * as Port from '../../src/engine-port.js';
+import { AgentError } from '../../src/errors.js';
+import { LABEL, OWNER } from '../../src/runtime-spec.js';
 
 export interface FakeContainer {
   id: string;
@@ -13,9 +17,10 @@ export interface FakeContainer {
   running: boolean;
   exitCode: number;
   labels: Record<string, string>;
+  restartPolicy: string;
 }
 
-type Method = keyof Port.EnginePort;
+export type Method = keyof Port.EnginePort;
 
 export class FakeEngine implements Port.EnginePort {
   readonly calls: string[] = [];
@@ -24,6 +29,10 @@ export class FakeEngine implements Port.EnginePort {
   tagDigest = `sha256:${'a'.repeat(64)}`;
   /** What a started container does: keeps running, or exits at once with this code. */
   exitOnStart: number | null = null;
+  /** The deadline of a call that has no signal of its own, as the real wrapper's callTimeoutMs. */
+  callTimeoutMs = 10_000;
+  /** The most containers of one environment's runtime that ever ran at the same instant. */
+  maxRunning = 0;
   private readonly failures = new Map<Method, () => Error>();
   private readonly holds = new Map<Method, Promise<void>>();
   private next = 1;
@@ -33,7 +42,7 @@ export class FakeEngine implements Port.EnginePort {
     this.failures.set(method, error);
   }
 
-  /** Makes `method` wait for the returned release (or for its signal) before it acts. */
+  /** Makes `method` wait for the returned release (or for its signal, or its deadline) before it acts. */
   hold(method: Method): () => void {
     let release: () => void = () => undefined;
     this.holds.set(method, new Promise<void>((resolve) => (release = resolve)));
@@ -43,18 +52,46 @@ export class FakeEngine implements Port.EnginePort {
     };
   }
 
-  /** A container that exists before the test's deploy: the "old" runtime. */
-  seed(name: string, running = true): FakeContainer {
+  /** Ends every failure and hold. */
+  heal(): void {
+    this.failures.clear();
+    for (const method of [...this.holds.keys()]) this.holds.delete(method);
+  }
+
+  /** A container that exists before the test's deploy: the "old" runtime, labelled as the agent's own. */
+  seed(name: string, running = true, options: { labels?: Record<string, string>; restartPolicy?: string } = {}): FakeContainer {
     const c = {
       id: this.newId(),
       name,
       image: 'repo@sha256:old',
       running,
       exitCode: 0,
-      labels: { 'io.dreichor.image': 'repo:old' },
+      labels: options.labels ?? {
+        [LABEL.owner]: OWNER,
+        [LABEL.environment]: 'dev',
+        [LABEL.containerName]: name,
+        [LABEL.image]: 'repo:old',
+      },
+      restartPolicy: options.restartPolicy ?? 'no',
     };
     this.containers.set(c.id, c);
+    this.watch();
     return c;
+  }
+
+  /** Containers of the runtime `name`: at that name, staged or moved aside, labelled or not. */
+  runtimeContainers(name: string): FakeContainer[] {
+    return [...this.containers.values()].filter((c) => c.name === name || c.name.startsWith(`${name}-`));
+  }
+
+  private watch(): void {
+    const byRuntime = new Map<string, number>();
+    for (const c of this.containers.values()) {
+      if (!c.running) continue;
+      const key = c.labels[LABEL.containerName] ?? c.name.replace(/-(staging|retired)-[0-9a-f]+$/, '');
+      byRuntime.set(key, (byRuntime.get(key) ?? 0) + 1);
+    }
+    this.maxRunning = Math.max(this.maxRunning, ...byRuntime.values(), 0);
   }
 
   private newId(): string {
@@ -65,12 +102,17 @@ export class FakeEngine implements Port.EnginePort {
     this.calls.push(detail === '' ? method : `${method} ${detail}`);
     const held = this.holds.get(method);
     if (held !== undefined) {
+      const deadline = AbortSignal.timeout(this.callTimeoutMs);
+      const ends = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
       await Promise.race([
         held,
         new Promise<never>((_, reject) => {
-          if (signal === undefined) return;
-          if (signal.aborted) reject(signal.reason);
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+          const end = () =>
+            reject(
+              ends.reason instanceof AgentError ? ends.reason : new AgentError(504, `the engine did not answer the ${method}`),
+            );
+          if (ends.aborted) end();
+          ends.addEventListener('abort', end, { once: true });
         }),
       ]);
     }
@@ -80,6 +122,10 @@ export class FakeEngine implements Port.EnginePort {
 
   private find(nameOrId: string): FakeContainer | undefined {
     return this.containers.get(nameOrId) ?? [...this.containers.values()].find((c) => c.name === nameOrId);
+  }
+
+  private summary(c: FakeContainer): Port.ContainerSummary {
+    return { id: c.id, name: c.name, state: c.running ? 'running' : 'exited', labels: { ...c.labels } };
   }
 
   async resolveTag(_repository: string, tag: string, _auth: unknown, signal: AbortSignal): Promise<Port.TagResolution> {
@@ -92,56 +138,80 @@ export class FakeEngine implements Port.EnginePort {
     return { digest: tagOrDigest };
   }
 
-  async inspectImage(reference: string): Promise<Port.ImageInfo | null> {
-    await this.enter('inspectImage', reference);
+  async inspectImage(reference: string, signal?: AbortSignal): Promise<Port.ImageInfo | null> {
+    await this.enter('inspectImage', reference, signal);
     return { id: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
   }
 
-  async inspectContainer(nameOrId: string): Promise<Port.ContainerInfo | null> {
-    await this.enter('inspectContainer', '');
+  async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<Port.ContainerInfo | null> {
+    await this.enter('inspectContainer', '', signal);
     const c = this.find(nameOrId);
     if (c === undefined) return null;
-    const status = c.running ? 'running' : 'exited';
     return {
       id: c.id,
       name: c.name,
       image: c.image,
       running: c.running,
-      status,
+      status: c.running ? 'running' : 'exited',
       exitCode: c.exitCode,
       startedAt: null,
       health: null,
-      labels: c.labels,
+      labels: { ...c.labels },
+      restartPolicy: c.restartPolicy,
     };
   }
 
-  async networkExists(name: string): Promise<boolean> {
-    await this.enter('networkExists', name);
+  async networkExists(name: string, signal?: AbortSignal): Promise<boolean> {
+    await this.enter('networkExists', name, signal);
     return true;
   }
 
-  async listByLabels(): Promise<Port.ContainerSummary[]> {
-    await this.enter('listByLabels', '');
-    return [];
+  async listByLabels(labels: Readonly<Record<string, string>>, signal?: AbortSignal): Promise<Port.ContainerSummary[]> {
+    await this.enter('listByLabels', '', signal);
+    return [...this.containers.values()]
+      .filter((c) => Object.entries(labels).every(([k, v]) => c.labels[k] === v))
+      .map((c) => this.summary(c));
   }
 
-  async create(spec: Port.CreateSpec): Promise<string> {
-    await this.enter('create', spec.name);
-    const c = { id: this.newId(), name: spec.name, image: spec.image, running: false, exitCode: 0, labels: { ...spec.labels } };
+  async listByName(name: string, signal?: AbortSignal): Promise<Port.ContainerSummary[]> {
+    await this.enter('listByName', name, signal);
+    return [...this.containers.values()].filter((c) => c.name.includes(name)).map((c) => this.summary(c));
+  }
+
+  async create(spec: Port.CreateSpec, signal?: AbortSignal): Promise<string> {
+    await this.enter('create', spec.name, signal);
+    if (this.find(spec.name) !== undefined) throw new AgentError(502, `the name ${spec.name} is in use`);
+    const c = {
+      id: this.newId(),
+      name: spec.name,
+      image: spec.image,
+      running: false,
+      exitCode: 0,
+      labels: { ...spec.labels },
+      restartPolicy: 'no',
+    };
     this.containers.set(c.id, c);
     return c.id;
   }
 
-  async start(id: string): Promise<void> {
-    await this.enter('start', id);
+  async disableRestart(id: string, signal?: AbortSignal): Promise<void> {
+    await this.enter('disableRestart', id, signal);
     const c = this.find(id);
-    if (c === undefined) throw new Error('no such container');
-    c.running = this.exitOnStart === null;
-    c.exitCode = this.exitOnStart ?? 0;
+    if (c === undefined) throw new AgentError(502, 'no such container');
+    c.restartPolicy = 'no';
   }
 
-  async stop(id: string): Promise<Port.StopOutcome> {
-    await this.enter('stop', id);
+  async start(id: string, signal?: AbortSignal): Promise<void> {
+    await this.enter('start', id, signal);
+    const c = this.find(id);
+    if (c === undefined) throw new AgentError(502, 'no such container');
+    c.running = this.exitOnStart === null;
+    c.exitCode = this.exitOnStart ?? 0;
+    this.watch();
+  }
+
+  async stop(id: string, _timeoutSeconds: number, signal?: AbortSignal): Promise<Port.StopOutcome> {
+    await this.enter('stop', id, signal);
     const c = this.find(id);
     if (c === undefined) return 'gone';
     if (!c.running) return 'not-running';
@@ -149,24 +219,26 @@ export class FakeEngine implements Port.EnginePort {
     return 'stopped';
   }
 
-  async remove(id: string): Promise<'removed' | 'gone'> {
-    await this.enter('remove', id);
+  async remove(id: string, signal?: AbortSignal): Promise<'removed' | 'gone'> {
+    await this.enter('remove', id, signal);
     return this.containers.delete(id) ? 'removed' : 'gone';
   }
 
-  async rename(id: string, name: string): Promise<void> {
-    await this.enter('rename', id);
+  async rename(id: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.enter('rename', id, signal);
     const c = this.find(id);
-    if (c !== undefined) c.name = name;
+    if (c === undefined) throw new AgentError(502, 'no such container');
+    if (this.find(name) !== undefined) throw new AgentError(502, `the name ${name} is in use`);
+    c.name = name;
   }
 
-  async logsTail(id: string): Promise<string> {
-    await this.enter('logsTail', id);
+  async logsTail(id: string, _lines: number, signal?: AbortSignal): Promise<string> {
+    await this.enter('logsTail', id, signal);
     return 'boom: cannot connect to the database';
   }
 
   /** The calls that would change the container `id`. */
   touched(id: string): string[] {
-    return this.calls.filter((c) => /^(stop|remove|rename|start) /.test(c) && c.endsWith(id));
+    return this.calls.filter((c) => /^(stop|remove|rename|start|disableRestart) /.test(c) && c.endsWith(id));
   }
 }

@@ -152,13 +152,27 @@ describe('the deploy sequence, step by step', () => {
     assert.equal(s.engine.containers.get(result.container_id)?.name, NAME);
   });
 
-  it('a failed start check stops the new container and says what to roll back to', async () => {
+  it('a failed start check stops the new container and says what to roll back to: the last image that deployed', async () => {
     s.engine.seed(NAME);
+    assert.equal((await s.deployer.deploy(image('v1'), context())).status, 'deployed');
     s.engine.exitOnStart = 3;
     const error = await refusal(s.deployer.deploy(image(), context()));
     assert.equal(error.code, 'start_check_failed');
-    assert.match(error.reason, /exited with code 3.*The image before it was repo:old: deploy it to roll back.*boom/s);
-    const created = s.engine.calls.find((c) => c.startsWith('start '))?.split(' ')[1] ?? '';
+    assert.match(
+      error.reason,
+      new RegExp(`exited with code 3.*The image before it was ${image('v1').reference}: deploy it to roll back.*boom`, 's'),
+    );
+    // The failed image is never offered as the way back: a rollback deploy names v1's predecessor (none).
+    s.engine.exitOnStart = null;
+    const back = await s.deployer.deploy(image('v1'), context());
+    assert.equal(back.previous_image, null);
+    const again = await s.deployer.deploy(image('v3'), context());
+    assert.equal(again.previous_image, image('v1').reference);
+    const created =
+      s.engine.calls
+        .filter((c) => c.startsWith('start '))
+        .at(1)
+        ?.split(' ')[1] ?? '';
     assert.ok(s.engine.calls.includes(`stop ${created}`), 'the new container was stopped');
   });
 
