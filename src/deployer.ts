@@ -101,7 +101,6 @@ export class Deployer {
           cause: error,
         });
       });
-      await this.recordAccepted(context, image.reference);
       try {
         const result = await this.runDeploy(image, context, warnings);
         await this.remember(image, context, 'deployed', null, result.image_digest, warnings);
@@ -139,6 +138,8 @@ export class Deployer {
       //    reads (the runtime network, the current container) is looked up meanwhile: the lock is
       //    held, so neither can change.
       await this.enter('pulling', image, context, ids, null, bound);
+      // After the journal: an agent killed between the two still leaves this request accounted for.
+      await this.recordAccepted(context, image.reference);
       const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
         lookup.catch((error: unknown) => {
           before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
@@ -325,7 +326,7 @@ export class Deployer {
   async stop(context: RequestContext): Promise<StopResult> {
     const release = this.lock.acquire('stop');
     try {
-      return await emergencyStop({ ...this.deps, reconciler: this.reconciler }, context);
+      return await emergencyStop({ ...this.deps, reconciler: this.reconciler, timing: this.timing }, context);
     } finally {
       release();
     }
@@ -342,9 +343,10 @@ export class Deployer {
     this.reconciler.start();
   }
 
-  /** Tests: one clean-up pass now. */
-  reconcileNow(): Promise<void> {
-    return this.reconciler.runOnce();
+  /** Tests: record an interrupted operation, then one clean-up pass, now. */
+  async reconcileNow(): Promise<void> {
+    await this.reconciler.recordInterrupted();
+    await this.reconciler.runOnce();
   }
 
   get leftovers(): Leftover[] {

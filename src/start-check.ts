@@ -42,6 +42,8 @@ export async function startCheck(deps: StartCheckDeps, run: StartCheckRun): Prom
     AbortSignal.timeout(Math.max(0, run.boundAt - deps.timing.killSlackMs - Date.now())),
   ]);
   const fail = (what: string) => startFailure(deps, run, what);
+  // The inspection after the last wait is the last one, whatever the clock's rounding says.
+  let lastRound = false;
   for (;;) {
     let c: ContainerInfo | null;
     try {
@@ -54,10 +56,11 @@ export async function startCheck(deps: StartCheckDeps, run: StartCheckRun): Prom
     if (run.hasHealthcheck && c.health === 'healthy') return c;
     if (run.hasHealthcheck && c.health === 'unhealthy') throw await fail('reported unhealthy');
     const left = until - Date.now();
-    if (left <= 0) {
+    if (left <= 0 || lastRound) {
       if (run.hasHealthcheck) throw await fail(`did not become healthy within ${seconds} s`);
       return c;
     }
+    lastRound = left <= deps.timing.pollMs;
     await sleep(Math.min(deps.timing.pollMs, left));
   }
 }

@@ -7,7 +7,7 @@ import type { DeployJournal } from './journal.js';
 import type { RequestContext, StopResult } from './operations.js';
 import type { Reconciler } from './reconciler.js';
 import { isLeftoverName, LABEL, OWNER, ownedBy } from './runtime-spec.js';
-import { until } from './time-bound.js';
+import { type Timing, until } from './time-bound.js';
 
 /**
  * POST /v1/stop, the emergency brake. It depends on nothing but the engine's stop of what runs:
@@ -25,10 +25,8 @@ export interface StopDeps {
   readonly journal: DeployJournal;
   readonly logger: Logger;
   readonly reconciler: Reconciler;
+  readonly timing: Pick<Timing, 'stopPatienceMs'>;
 }
-
-// A write that hangs (a disk that stopped answering) must not hold the brake for longer than this.
-const WRITE_PATIENCE_MS = 2_000;
 
 export async function emergencyStop(deps: StopDeps, context: RequestContext): Promise<StopResult> {
   const { config, engine, logger, reconciler, journal } = deps;
@@ -37,7 +35,7 @@ export async function emergencyStop(deps: StopDeps, context: RequestContext): Pr
     logger.error({ err: error, requestId: context.requestId }, `stop: ${what}`);
     warnings.push(`${what} (${describe(error)}); the runtime was stopped all the same`);
   };
-  const patience = () => AbortSignal.timeout(WRITE_PATIENCE_MS);
+  const patience = () => AbortSignal.timeout(deps.timing.stopPatienceMs);
 
   // An interrupted operation's journal is recorded before this stop writes its own over it.
   const recorded = await until(reconciler.recordInterrupted(), patience()).then(
@@ -47,10 +45,6 @@ export async function emergencyStop(deps: StopDeps, context: RequestContext): Pr
       return false;
     },
   );
-  await until(
-    deps.audit.accepted({ requestId: context.requestId, clientId: context.clientId, endpoint: context.endpoint, image: null }),
-    patience(),
-  ).catch(note('the accepted line could not be written to the audit log'));
   if (recorded) {
     await until(
       journal.enter({
@@ -65,6 +59,11 @@ export async function emergencyStop(deps: StopDeps, context: RequestContext): Pr
       patience(),
     ).catch(note('the stop could not be journaled'));
   }
+  // After the journal: an agent killed between the two still leaves this request accounted for.
+  await until(
+    deps.audit.accepted({ requestId: context.requestId, clientId: context.clientId, endpoint: context.endpoint, image: null }),
+    patience(),
+  ).catch(note('the accepted line could not be written to the audit log'));
 
   const current = await engine.inspectContainer(config.containerName);
   if (current !== null) await halt(deps, current, warnings);
@@ -105,14 +104,15 @@ export async function emergencyStop(deps: StopDeps, context: RequestContext): Pr
  */
 async function halt(deps: StopDeps, c: ContainerInfo, warnings: string[]): Promise<void> {
   const { config, engine, logger, reconciler } = deps;
+  const patience = () => AbortSignal.timeout(deps.timing.stopPatienceMs);
   if (c.restartPolicy !== 'no' && c.restartPolicy !== '') {
-    await engine.disableRestart(c.id).catch((error: unknown) => {
+    await engine.disableRestart(c.id, patience()).catch((error: unknown) => {
       logger.error({ err: error, container: c.name }, 'could not set the restart policy to "no"');
       warnings.push(`the restart policy of ${c.name} could not be set to "no" (${describe(error)})`);
     });
   }
   await engine.stop(c.id, config.stopTimeoutSeconds);
-  await engine.remove(c.id).catch((error: unknown) => {
+  await engine.remove(c.id, patience()).catch((error: unknown) => {
     logger.error({ err: error, container: c.name }, 'could not remove a stopped container; retrying in the background');
     reconciler.hand(c.id, c.name, error);
     warnings.push(

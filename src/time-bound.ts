@@ -20,6 +20,11 @@ export interface Timing {
   readonly killSlackMs: number;
   /** How often the start check asks the engine. */
   readonly pollMs: number;
+  /**
+   * How long the emergency stop waits for what is not the stop itself: a write to the disk, the
+   * removal of what it stopped, a restart-policy update. Beyond it the stop goes on (see stop-sequence.ts).
+   */
+  readonly stopPatienceMs: number;
 }
 
 export const TIMING: Timing = {
@@ -27,6 +32,7 @@ export const TIMING: Timing = {
   marginSeconds: DEPLOY_MARGIN_SECONDS,
   killSlackMs: 1_500,
   pollMs: 200,
+  stopPatienceMs: 2_000,
 };
 
 /** One signal that abandons a deploy before its point of no return, and why. */

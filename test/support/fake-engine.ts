@@ -33,6 +33,8 @@ export class FakeEngine implements Port.EnginePort {
   callTimeoutMs = 10_000;
   /** The most containers of one environment's runtime that ever ran at the same instant. */
   maxRunning = 0;
+  /** Containers stopped while a restart policy could have started them again (invariant 8). */
+  readonly stoppedRestartable: string[] = [];
   private readonly failures = new Map<Method, () => Error>();
   private readonly holds = new Map<Method, Promise<void>>();
   private next = 1;
@@ -215,6 +217,7 @@ export class FakeEngine implements Port.EnginePort {
     const c = this.find(id);
     if (c === undefined) return 'gone';
     if (!c.running) return 'not-running';
+    if (c.restartPolicy !== 'no' && c.restartPolicy !== '') this.stoppedRestartable.push(c.name);
     c.running = false;
     return 'stopped';
   }
