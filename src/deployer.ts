@@ -116,7 +116,13 @@ export class Deployer {
       }
     } finally {
       release();
+      this.reconcileIfLeft();
     }
+  }
+
+  /** The end of an operation is a good time to retry a clean-up that is waiting on its backoff. */
+  private reconcileIfLeft(): void {
+    if (this.reconciler.leftovers.length > 0) this.reconciler.soon();
   }
 
   private async runDeploy(image: ImageReference, context: DeployContext, warnings: string[]): Promise<DeployResult> {
@@ -329,6 +335,7 @@ export class Deployer {
       return await emergencyStop({ ...this.deps, reconciler: this.reconciler, timing: this.timing }, context);
     } finally {
       release();
+      this.reconcileIfLeft();
     }
   }
 

@@ -33,6 +33,8 @@ import type { Redactor } from './redact.js';
 
 // An engine timestamp for "never": "0001-01-01T00:00:00Z".
 const never = (t: string | undefined): string | null => (t === undefined || t.startsWith('0001-') ? null : t);
+/** How much of a container's log tail is masked and kept; the reasons quote less. */
+const LOG_CHARS_MASKED = 16 * 1024;
 const short = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
 
 export interface EngineOptions {
@@ -279,7 +281,11 @@ export class Engine implements EnginePort {
       { outer },
     );
     const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
-    return this.redact(demultiplex(buffer).trimEnd());
+    // Only the end is ever shown (a reason quotes 2,000 characters): masking a runtime's megabytes of
+    // output would hold the event loop for seconds. The cut may split a secret; the redactor masks
+    // a piece of one at either edge of the text.
+    const text = demultiplex(buffer).trimEnd();
+    return this.redact(text.length > LOG_CHARS_MASKED ? text.slice(-LOG_CHARS_MASKED) : text);
   }
 
   /**

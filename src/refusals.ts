@@ -66,13 +66,18 @@ export class RefusalThrottle {
     return true;
   }
 
-  /** Counts a refusal that was not audited one by one, for the next summary line. */
-  count(refusal: Refusal): void {
+  /**
+   * Counts a refusal that was not audited one by one, for the next summary line. When it starts a
+   * count, resolves once the line saying so is written (or could not be), so that its answer is
+   * never sent before the disk holds a trace of it.
+   */
+  count(refusal: Refusal): Promise<void> {
     const now = this.now();
+    let started: Promise<void> = Promise.resolve();
     if (this.pending === null) {
       this.pending = { count: 0, first: now, last: now, statuses: new Map(), endpoints: new Map() };
       this.everyTimer = this.timer(EVERY_MS);
-      this.started(new Date(now).toISOString(), refusal).catch(this.onError);
+      started = this.started(new Date(now).toISOString(), refusal).catch(this.onError);
     }
     const p = this.pending;
     p.count += 1;
@@ -81,6 +86,7 @@ export class RefusalThrottle {
     p.endpoints.set(refusal.endpoint, (p.endpoints.get(refusal.endpoint) ?? 0) + 1);
     if (this.quietTimer !== null) clearTimeout(this.quietTimer);
     this.quietTimer = this.timer(QUIET_MS);
+    return started;
   }
 
   /** Writes the summary of what was counted, if anything was. */

@@ -64,7 +64,7 @@ export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: 
     // A refusal before authentication beyond the rate is counted for a summary line, not written
     // alone: see refusals.ts. One that passed authentication is always written alone.
     const counted = context !== undefined && clientId === null && !refusals.admit();
-    if (context !== undefined && counted) refusals.count({ endpoint: context.endpoint, status });
+    if (context !== undefined && counted) await refusals.count({ endpoint: context.endpoint, status });
     if (context !== undefined && !counted) {
       const reason = 'reason' in body && typeof body.reason === 'string' ? body.reason : null;
       try {

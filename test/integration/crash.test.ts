@@ -76,6 +76,8 @@ describe('SIGKILL during a deploy, then a restart', () => {
           await eventually('recovery recorded', 20_000, () =>
             readAudit(env['STATE_DIR'] ?? '').some((l) => l['endpoint'] === 'startup-recovery'),
           );
+          // The record is written at start from the journal alone; the clean-up follows in the background.
+          await eventually('leftovers cleaned up', 20_000, async () => (await engine.named(name)).length <= 1);
         });
 
         assert.ok(maxRunning <= 1, `never two running at once (saw ${maxRunning})`);

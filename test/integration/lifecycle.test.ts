@@ -72,9 +72,9 @@ describe('start-up recovery', () => {
         const now = await engine.inspect(name);
         assert.equal(now?.Id, runtime.Id);
         assert.equal(now?.State.StartedAt, runtime.State.StartedAt);
-        const recovery = again.auditLines().find((l) => l['endpoint'] === 'startup-recovery');
-        assert.ok(recovery, 'recovery recorded in the audit log');
-        assert.match(String(recovery['reason']), /staging-deadbeef/);
+        const cleaned = again.auditLines().find((l) => l['endpoint'] === 'reconciler' && l['outcome'] === 'cleaned');
+        assert.ok(cleaned, 'the clean-up recorded in the audit log');
+        assert.match(String(cleaned['reason']), /staging-deadbeef/);
       } finally {
         await again.agent.close();
       }

@@ -8,10 +8,11 @@ import { eventually, image, readAudit, testEnv } from '../support/harness.js';
 import { freePort, PrivateEngine, removeEngineFolder } from '../support/sandbox.js';
 
 /**
- * The record of a crashed deploy is never lost. The agent is killed mid-deploy, the host comes back
- * with the engine still down, a deploy is tried and fails (recovery cannot run yet): that deploy must
- * not clear the record of the interrupted one. Once the engine is back, recovery writes it to the
- * audit log and to the status.
+ * The record of a crashed deploy is never lost, and does not wait for the engine. The agent is killed
+ * mid-deploy, the host comes back with the engine still down: the agent records the interrupted
+ * deploy at start, from its journal alone, before any deploy could write a journal of its own; a
+ * deploy tried then fails (503) and does not hide the record. Once the engine is back, the leftovers
+ * are cleaned up.
  */
 describe('a crashed deploy, then a restart while the engine is still down', () => {
   it('the interrupted deploy reaches the audit log and the status once the engine is back', async () => {
@@ -40,14 +41,13 @@ describe('a crashed deploy, then a restart while the engine is still down', () =
       await own.stop();
       agent = spawnAgent(env);
       await agent.answering();
-      const refused = await agent.api.deploy(image('v3'));
-      assert.equal(refused.status, 503, refused.text);
-      assert.ok(existsSync(journal), 'the record of the interrupted deploy is still there');
-
-      await own.start();
-      await eventually('recovery recorded the interrupted deploy', 30_000, () =>
+      await eventually('the interrupted deploy is recorded at start, engine or not', 10_000, () =>
         readAudit(stateDir).some((l) => l['endpoint'] === 'startup-recovery' && l['request_id'] === interrupted),
       );
+      const refused = await agent.api.deploy(image('v3'));
+      assert.equal(refused.status, 503, refused.text);
+
+      await own.start();
       const line = readAudit(stateDir).find((l) => l['endpoint'] === 'startup-recovery');
       assert.match(String(line?.['reason']), /was interrupted while the new container was created/);
       const status = await agent.api.status();
@@ -57,7 +57,13 @@ describe('a crashed deploy, then a restart while the engine is still down', () =
       assert.equal(last['outcome'], 'interrupted');
       // The deploy tried after the crash is the last deploy; the interrupted one does not hide it.
       assert.equal((status.body['last_deploy'] as Record<string, unknown>)['image'], image('v3'));
-      assert.equal(existsSync(journal), false, 'cleared only after recovery recorded it');
+      assert.equal(existsSync(journal), false, 'cleared once recorded');
+      const leftovers = await eventually(
+        'the staging container is cleaned up once the engine is back',
+        30_000,
+        async () => ((await agent.api.status()).body['leftovers'] as unknown[]).length === 0,
+      );
+      assert.equal(leftovers, undefined);
     } finally {
       await agent.stop();
       await own.stop();

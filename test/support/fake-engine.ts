@@ -27,6 +27,10 @@ export class FakeEngine implements Port.EnginePort {
   readonly containers = new Map<string, FakeContainer>();
   /** What a tag resolves to. */
   tagDigest = `sha256:${'a'.repeat(64)}`;
+  /** Whether the tag names an image index; then a pin may be one of its manifests. */
+  tagIsIndex = false;
+  /** Digests the engine cannot pull as an image (an attestation manifest in an index, say). */
+  readonly unpullable = new Set<string>();
   /** What a started container does: keeps running, or exits at once with this code. */
   exitOnStart: number | null = null;
   /** The deadline of a call that has no signal of its own, as the real wrapper's callTimeoutMs. */
@@ -132,11 +136,14 @@ export class FakeEngine implements Port.EnginePort {
 
   async resolveTag(_repository: string, tag: string, _auth: unknown, signal: AbortSignal): Promise<Port.TagResolution> {
     await this.enter('resolveTag', tag, signal);
-    return { digest: this.tagDigest, index: false };
+    return { digest: this.tagDigest, index: this.tagIsIndex };
   }
 
   async pull(_repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
     await this.enter('pull', tagOrDigest, signal);
+    if (this.unpullable.has(tagOrDigest)) {
+      throw new AgentError(502, `the pull failed: unsupported media type for ${tagOrDigest}`, { code: 'registry_refused' });
+    }
     return { digest: tagOrDigest };
   }
 

@@ -238,9 +238,18 @@ export const engineAt = (socket: string | (() => string)) => {
     async remove(id: string): Promise<void> {
       await engineRequest(at(), 'DELETE', `/containers/${encodeURIComponent(id)}?force=true`);
     },
-    async create(name: string, imageRef: string, labels: Record<string, string>): Promise<string> {
+    async start(id: string): Promise<void> {
+      const { status, body } = await engineRequest(at(), 'POST', `/containers/${encodeURIComponent(id)}/start`);
+      if (status !== 204 && status !== 304) throw new Error(`start ${id}: ${status} ${JSON.stringify(body)}`);
+    },
+    /** Creates a container as an operator would, by hand: with `restartPolicy` "always", say. */
+    async create(name: string, imageRef: string, labels: Record<string, string>, restartPolicy = 'no'): Promise<string> {
       return new Promise((resolve, reject) => {
-        const payload = JSON.stringify({ Image: imageRef, Labels: labels, HostConfig: { NetworkMode: 'none' } });
+        const payload = JSON.stringify({
+          Image: imageRef,
+          Labels: labels,
+          HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: restartPolicy } },
+        });
         const req = request(
           {
             socketPath: at(),

@@ -92,4 +92,34 @@ describe('the status view', () => {
     assert.equal(answer.running, false);
     assert.equal(inspections(), 2);
   });
+
+  it('ages inspections on a monotonic clock: a wall clock stepped back an hour does not keep a stale answer', async (t) => {
+    const dir = mkdtempSync(join(root, 'm-'));
+    const config = loadConfig({
+      ENVIRONMENT: 'dev',
+      CF_ACCESS_CLIENT_ID: 'client.access',
+      CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+      AUDIT_EVENTS_PATH: join(dir, 'a'),
+      SNAPSHOTS_PATH: join(dir, 's'),
+      STATE_DIR: join(dir, 'state'),
+    });
+    const store = await StateStore.open(config.stateDir);
+    const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'));
+    // The wall clock is the test's from here on (timers are not): the view is built on it.
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const real = new StatusView({
+      config,
+      engine,
+      store,
+      audit,
+      activity: () => ({ operation: null, phase: null, phaseSince: null }),
+    });
+    assert.equal((await real.status()).running, true);
+    t.mock.timers.setTime(Date.now() - 3_600_000); // an NTP step back, or an operator's date -s
+    const runtime = [...engine.containers.values()][0];
+    assert.ok(runtime);
+    runtime.running = false; // the runtime crashes meanwhile
+    await new Promise((resolve) => setTimeout(resolve, MAX_AGE_MS + 50));
+    assert.equal((await real.status()).running, false, 'a fresh inspection, whatever the wall clock says');
+  });
 });

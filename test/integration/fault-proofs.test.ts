@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { spawnAgent } from '../support/agent-process.js';
+import { containerOf, type EngineProxy, startEngineProxy } from '../support/engine-proxy.js';
+import { engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
+import { freePort, sandboxInfo } from '../support/sandbox.js';
+
+/**
+ * The fault matrix's findings (test/unit/fault-matrix.test.ts) and issue 15's review, proven on the
+ * real engine: a Docker API proxy in front of the engine's socket refuses or stalls the calls the
+ * findings are about, and a real tmpfs fills up. Each test failed on the agent before the fault
+ * design (stop behind recovery, unbounded removals, journal writes that aborted the sequence, an
+ * unlabelled runtime invisible to recovery).
+ */
+async function withProxy(body: (proxy: EngineProxy) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'p-'));
+  const proxy = await startEngineProxy(sandboxInfo().socketPath, dir);
+  try {
+    await body(proxy);
+  } finally {
+    await proxy.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const BUSY = {
+  status: 500,
+  message: 'driver "overlay2" failed to remove root filesystem: unlinkat /var/lib/docker/overlay2/x: device or resource busy',
+};
+
+describe('the emergency stop depends on nothing else', () => {
+  it('a leftover the engine refuses to remove: stop still stops, status lists the leftover, the clean-up retries until it can', async () => {
+    await withProxy(async (proxy) => {
+      const first = await startTestAgent({ DOCKER_HOST: proxy.dockerHost });
+      const name = first.config.containerName;
+      try {
+        assert.equal((await first.api.deploy(image('v1'))).status, 200);
+        await first.agent.close();
+        const runtime = await engine.inspect(name);
+        assert.ok(runtime);
+        // What an agent killed right after `create` leaves: a staging container and its journal.
+        const leftover = await engine.create(`${name}-staging-0badcafe`, runtime.Config.Image, {
+          ...runtime.Config.Labels,
+          'io.dreichor.deploy-id': '0badcafe-0000-4000-8000-000000000000',
+        });
+        writeFileSync(
+          join(first.config.stateDir, 'deploy-journal.json'),
+          `${JSON.stringify({
+            operation: 'deploy',
+            request_id: 'killed-after-create',
+            image: image('v2'),
+            phase: 'created',
+            since: new Date().toISOString(),
+            old_container_id: runtime.Id,
+            new_container_id: leftover,
+            old_image: image('v1'),
+          })}\n`,
+        );
+        proxy.rule = (method, path) => (method === 'DELETE' && leftover.startsWith(containerOf(path) ?? '-') ? BUSY : 'pass');
+
+        const again = await startTestAgent({
+          DOCKER_HOST: proxy.dockerHost,
+          CONTAINER_NAME: name,
+          STATE_DIR: first.config.stateDir,
+        });
+        try {
+          const stop = await again.api.stop();
+          assert.equal(stop.status, 200, stop.text);
+          assert.equal(await engine.inspect(name), null, 'the runtime is stopped and removed');
+          assert.ok(await engine.inspect(leftover), 'the leftover is still there: the engine refuses its removal');
+          const status = await again.api.status();
+          assert.equal(status.body['running'], false);
+          assert.equal((status.body['last_interrupted'] as Record<string, unknown>)['request_id'], 'killed-after-create');
+          await eventually("status lists the leftover with the engine's answer", 10_000, async () => {
+            const leftovers = (await again.api.status()).body['leftovers'] as { id: string; last_error: string | null }[];
+            return leftovers.some((l) => l.id === leftover && /device or resource busy/.test(l.last_error ?? ''));
+          });
+          // A deploy is not blocked by it either.
+          assert.equal((await again.api.deploy(image('v2'))).status, 200);
+          proxy.rule = () => 'pass';
+          await eventually('the clean-up removes the leftover once the engine lets it', 45_000, async () => {
+            return (await engine.inspect(leftover)) === null;
+          });
+          await eventually('status no longer lists it', 10_000, async () => {
+            return ((await again.api.status()).body['leftovers'] as unknown[]).length === 0;
+          });
+          assert.ok(
+            again.auditLines().some((l) => l['outcome'] === 'cleaned' && String(l['reason']).includes('staging-0badcafe')),
+            'the removal is in the audit log',
+          );
+        } finally {
+          await again.cleanup();
+        }
+      } finally {
+        await removeContainersNamed(name);
+        rmSync(first.folders.root, { recursive: true, force: true });
+      }
+    });
+  });
+});
+
+describe('after the point of no return', () => {
+  it('a start and a removal that never answer: the answer still comes within DEPLOY_TIMEOUT_SECONDS', async () => {
+    await withProxy(async (proxy) => {
+      const t = await startTestAgent({
+        DOCKER_HOST: proxy.dockerHost,
+        STOP_TIMEOUT_SECONDS: '3',
+        START_CHECK_SECONDS: '1',
+        DEPLOY_TIMEOUT_SECONDS: '15',
+      });
+      const name = t.config.containerName;
+      try {
+        assert.equal((await t.api.deploy(image('v1'))).status, 200);
+        const old = await engine.inspect(name);
+        assert.ok(old);
+        proxy.rule = (method, path) =>
+          (method === 'POST' && /\/start$/.test(path.split('?')[0] ?? '')) || method === 'DELETE' ? 'stall' : 'pass';
+        const started = Date.now();
+        const answer = await t.api.deploy(image('v2'));
+        const seconds = (Date.now() - started) / 1000;
+        process.stdout.write(
+          `# observed: stalled start and removal, DEPLOY_TIMEOUT_SECONDS=15: answered ${answer.status} in ${seconds.toFixed(1)} s\n`,
+        );
+        assert.ok(seconds <= 15, `answered after ${seconds} s`);
+        assert.equal(answer.status, 504, answer.text);
+        assert.match(String(answer.body['reason']), /DEPLOY_TIMEOUT_SECONDS/);
+        // The engine's own view: nothing runs (the old one was stopped, the new one never started).
+        const running = (await engine.named(name)).filter((c) => c.State === 'running');
+        assert.deepEqual(running, []);
+        proxy.rule = () => 'pass';
+        await eventually('the replaced container is removed in the background', 30_000, async () => {
+          return (await engine.inspect(old.Id)) === null;
+        });
+        assert.equal((await t.api.stop()).status, 200);
+      } finally {
+        await t.cleanup();
+      }
+    });
+  });
+
+  it('the disk fills once the old container is stopped: the deploy goes on, the new runtime runs, the answer says it is unrecorded', async () => {
+    const mountPoint = mkdtempSync(join(tmpdir(), 'dreichor-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
+    const stateDir = join(mountPoint, 'state');
+    mkdirSync(stateDir);
+    let fill = false;
+    const t = await startTestAgent(
+      { STATE_DIR: stateDir },
+      {
+        onPhase: async (phase) => {
+          if (phase !== 'stopping' || !fill) return;
+          try {
+            writeFileSync(join(mountPoint, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+          } catch {
+            // ENOSPC: full, which is the point
+          }
+        },
+      },
+    );
+    const name = t.config.containerName;
+    try {
+      assert.equal((await t.api.deploy(image('v1'))).status, 200);
+      const old = await engine.inspect(name);
+      fill = true;
+      const answer = await t.api.deploy(image('v2'));
+      // The outcome line cannot be written either: the HTTP layer says the deploy succeeded unrecorded.
+      assert.equal(answer.status, 500, answer.text);
+      assert.match(String(answer.body['reason']), /the request succeeded .*"status":"deployed".*ENOSPC/);
+      assert.match(String(answer.body['reason']), /deploy journal could not be written at .{1,2}starting/);
+      const now = await engine.inspect(name);
+      assert.equal(now?.State.Running, true, 'the new runtime runs');
+      assert.equal(now?.Config.Labels['io.dreichor.image'], image('v2'));
+      assert.equal(await engine.inspect(old?.Id ?? ''), null, 'the old one is gone');
+      const status = await t.api.status();
+      assert.equal(status.body['image'], image('v2'));
+      assert.equal((status.body['last_deploy'] as Record<string, unknown>)['outcome'], 'deployed');
+      // The brake on a full disk: it stops, and says that it could not record it.
+      const stop = await t.api.stop();
+      assert.equal(stop.status, 500, stop.text);
+      assert.match(String(stop.body['reason']), /the request succeeded .*"status":"stopped"/);
+      assert.deepEqual(
+        (await engine.named(name)).filter((c) => c.State === 'running'),
+        [],
+      );
+    } finally {
+      await t.agent.close();
+      await removeContainersNamed(name);
+      execFileSync('umount', [mountPoint]);
+      rmSync(mountPoint, { recursive: true, force: true });
+      rmSync(t.folders.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the first cut-over from a hand-made runtime', () => {
+  it('its restart policy becomes "no" before it is stopped; killed mid-deploy, the agent finds it by name and removes it', async () => {
+    const port = await freePort();
+    const { env, folders } = testEnv({ PORT: String(port) });
+    const name = env['CONTAINER_NAME'] ?? '';
+    const signal = join(folders.root, 'paused');
+    // An operator's runtime: no labels, restart policy "always".
+    const seedAgent = await startTestAgent();
+    assert.equal((await seedAgent.api.deploy(image('v1'))).status, 200);
+    const digestRef = (await engine.inspect(seedAgent.config.containerName))?.Config.Image ?? '';
+    await seedAgent.cleanup();
+    const handMade = await engine.create(name, digestRef, {}, 'always');
+    await engine.start(handMade);
+    let agent = spawnAgent(
+      { ...env, PAUSE_AT: 'starting', PAUSE_SIGNAL_FILE: signal },
+      { args: ['--import', 'tsx', 'test/support/pausing-agent.ts'] },
+    );
+    try {
+      await agent.ready();
+      const pending = agent.api.deploy(image('v2')).catch(() => null);
+      await eventually('the deploy reached "starting"', 30_000, () => existsSync(signal));
+      agent.child.kill('SIGKILL');
+      await pending;
+      const aside = await engine.inspect(handMade);
+      assert.ok(aside, 'moved aside, not yet removed');
+      assert.equal(aside.HostConfig.RestartPolicy.Name, 'no', 'the engine will not start it again');
+      assert.equal(aside.State.Running, false);
+      assert.match(aside.Name, /-retired-/);
+      assert.deepEqual(aside.Config.Labels, {}, 'still unlabelled: only its name and the journal say it is ours');
+      const journal = JSON.parse(readFileSync(join(folders.state, 'deploy-journal.json'), 'utf8')) as {
+        old_container_id: string;
+      };
+      assert.equal(journal.old_container_id, handMade);
+
+      agent = spawnAgent(env);
+      await agent.ready();
+      await eventually('the reconciler removes the hand-made runtime it moved aside', 30_000, async () => {
+        return (await engine.inspect(handMade)) === null;
+      });
+      const recovered = readAudit(folders.state).find((l) => l['outcome'] === 'recovered');
+      assert.match(String(recovered?.['reason']), /interrupted while starting the new container/);
+      assert.ok((await engine.named(name)).length <= 1, 'at most one container of the environment');
+    } finally {
+      await agent.stop();
+      await removeContainersNamed(name);
+      rmSync(folders.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('signals and floods', () => {
+  it('a second SIGTERM during a deploy is logged and ignored: the deploy answers, then the agent exits', async () => {
+    const port = await freePort();
+    const { env, folders } = testEnv({ PORT: String(port), START_CHECK_SECONDS: '4' });
+    const agent = spawnAgent(env);
+    try {
+      await agent.ready();
+      const pending = agent.api.deploy(image('v1'));
+      await eventually('the deploy is checking', 20_000, async () => (await agent.api.status()).body['phase'] === 'checking');
+      agent.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      agent.child.kill('SIGTERM');
+      const answer = await pending;
+      assert.equal(answer.status, 200, answer.text);
+      const code =
+        agent.child.exitCode ?? (await new Promise<number | null>((resolve) => agent.child.once('exit', (c) => resolve(c))));
+      assert.equal(code, 0);
+      assert.match(agent.output(), /already shutting down/);
+    } finally {
+      await agent.stop();
+      await removeContainersNamed(env['CONTAINER_NAME'] ?? '');
+      rmSync(folders.root, { recursive: true, force: true });
+    }
+  });
+
+  it('refusals counted in a flood leave a line on disk at once: an agent killed before the summary loses none unaccounted', async () => {
+    const port = await freePort();
+    const { env, folders } = testEnv({ PORT: String(port) });
+    const agent = spawnAgent(env);
+    try {
+      await agent.ready();
+      const wrong = {
+        'CF-Access-Client-Id': 'nobody',
+        'CF-Access-Client-Secret': 'wrong-secret-of-length',
+        'Content-Type': 'application/json',
+      };
+      for (let i = 0; i < 15; i += 1) await agent.api.call('POST', '/v1/stop', { body: {}, headers: wrong });
+      agent.child.kill('SIGKILL');
+      if (agent.child.exitCode === null && agent.child.signalCode === null)
+        await new Promise((resolve) => agent.child.once('exit', resolve));
+      const lines = readAudit(folders.state);
+      assert.equal(lines.filter((l) => l['outcome'] === 'refused').length, 10);
+      assert.ok(
+        lines.some((l) => l['outcome'] === 'refusals-counting'),
+        'counting started on disk',
+      );
+    } finally {
+      await agent.stop();
+      rmSync(folders.root, { recursive: true, force: true });
+    }
+  });
+});
