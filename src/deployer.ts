@@ -173,7 +173,9 @@ export class Deployer {
       const created = { ...ids, old_container_id: current?.id ?? null, new_container_id: staged };
       await this.enter('created', image, context, created, null, bound);
       before.signal.throwIfAborted();
-      await store.recordTag(image.tag, fetched.tagDigest);
+      await store.recordTag(image.tag, fetched.tagDigest).catch((error: unknown) => {
+        throw diskRefusal("the tag's record", error);
+      });
       // A container the agent did not create (the first cut-over from a hand-made runtime) may have
       // a restart policy: stopped by the agent, the engine would start it again on its next restart,
       // beside the new runtime. It gets "no" now, while a failure still leaves it running untouched.
@@ -261,7 +263,9 @@ export class Deployer {
       ...ids,
     });
     if (warnings === null) {
-      await write;
+      await write.catch((error: unknown) => {
+        throw diskRefusal('the deploy journal', error);
+      });
     } else {
       await until(write, bound).catch((error: unknown) => {
         this.deps.logger.error({ err: error, phase }, 'could not write the deploy journal; the deploy goes on');
@@ -369,6 +373,16 @@ export class Deployer {
     this.reconciler.stop();
     return this.lock.shutdown();
   }
+}
+
+/** A write the disk refused before the point of no return: the deploy ends, with nothing touched. */
+function diskRefusal(what: string, error: unknown): AgentError {
+  const code = (error as NodeJS.ErrnoException).code ?? describe(error);
+  return new AgentError(
+    503,
+    `refused: ${what} could not be written (${code}); nothing is deployed unrecorded, the running container was not touched`,
+    { code: 'audit_unwritable', cause: error },
+  );
 }
 
 /** The error of a failed deploy, with what else went wrong on the way. */

@@ -132,5 +132,11 @@ async function runningOthers(deps: StopDeps): Promise<ContainerSummary[]> {
   for (const c of [...byLabel, ...byName]) {
     if (c.state === 'running' && c.name !== config.containerName && ours(c)) found.set(c.id, c);
   }
+  // A leftover the reconciler saw running, found by the id a journal gave it (an unlabelled runtime
+  // moved aside and then renamed by hand has nothing else that marks it as ours).
+  for (const l of deps.reconciler.leftovers) {
+    if (l.state === 'running' && !found.has(l.id))
+      found.set(l.id, { id: l.id, name: l.name ?? l.id.slice(0, 12), state: 'running', labels: {} });
+  }
   return [...found.values()];
 }

@@ -211,4 +211,25 @@ describe('the deploy sequence, step by step', () => {
     assert.match(error.reason, /the engine cannot run it: .*unsupported media type/);
     assert.deepEqual(s.engine.touched(old.id), []);
   });
+
+  it('stop stops the runtime and any other running container of it, whatever its name; the clean-up removes them', async () => {
+    s.engine.seed(NAME);
+    const aside = s.engine.seed(`${NAME}-retired-0123456789ab`, true, { labels: {}, restartPolicy: 'always' });
+    const renamed = s.engine.seed('renamed-by-hand', true);
+    renamed.labels['io.dreichor.container-name'] = NAME;
+    const result = await s.deployer.stop({ requestId: 'z', clientId: 'client.access', endpoint: '/v1/stop' });
+    assert.deepEqual([...(result.also_stopped ?? [])].sort(), [aside.name, 'renamed-by-hand'].sort());
+    assert.deepEqual(
+      [...s.engine.containers.values()].filter((c) => c.running),
+      [],
+      'nothing of this runtime runs',
+    );
+    assert.deepEqual(s.engine.stoppedRestartable, [], 'the restart policy was set to "no" first');
+    await s.deployer.reconcileNow();
+    assert.deepEqual(
+      [...s.engine.containers.values()].map((c) => c.name),
+      [],
+      'the clean-up removed them',
+    );
+  });
 });

@@ -216,6 +216,10 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
     const bound = scenario.kind === 'deploy' ? DEPLOY_TIMEOUT_MS : essential ? CALL_TIMEOUT_MS : CALL_TIMEOUT_MS / 2;
     expect(elapsed <= bound + ANSWER_SLACK_MS, `answered after ${Math.round(elapsed)} ms (bound ${bound} ms)`);
   }
+  if (outcome.kind === 'rejected') {
+    // Every failure is explained to a person: an error that is not an AgentError is answered as a bare 500.
+    expect(outcome.error instanceof AgentError, `failed with an unexplained error (a bare 500): ${describeOutcome(outcome)}`);
+  }
   if (scenario.kind === 'deploy') {
     const failed = outcome.kind !== 'resolved';
     if (plan !== null && plan.at < pnr && failed) {
