@@ -27,6 +27,17 @@ async function withProxy(body: (proxy: EngineProxy) => Promise<void>): Promise<v
   }
 }
 
+/** Fills the file system at `dir` to its last byte: one big file, then small ones until ENOSPC. */
+function fillUp(dir: string): void {
+  for (let i = 0; i < 10_000; i += 1) {
+    try {
+      writeFileSync(join(dir, `filler-${i}`), Buffer.alloc(i === 0 ? 2 * 1024 * 1024 : 512));
+    } catch {
+      if (i > 0) return; // ENOSPC on a small write: nothing is left
+    }
+  }
+}
+
 const BUSY = {
   status: 500,
   message: 'driver "overlay2" failed to remove root filesystem: unlinkat /var/lib/docker/overlay2/x: device or resource busy',
@@ -142,7 +153,7 @@ describe('after the point of no return', () => {
     });
   });
 
-  it('the disk fills once the old container is stopped: the deploy goes on, the new runtime runs, the answer says it is unrecorded', async () => {
+  it('the disk fills once the old container is stopped: the deploy goes on, the new runtime runs, the answer says what the disk refused', async () => {
     const mountPoint = mkdtempSync(join(tmpdir(), 'dreichor-full-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
     const stateDir = join(mountPoint, 'state');
@@ -152,12 +163,7 @@ describe('after the point of no return', () => {
       { STATE_DIR: stateDir },
       {
         onPhase: async (phase) => {
-          if (phase !== 'stopping' || !fill) return;
-          try {
-            writeFileSync(join(mountPoint, 'filler'), Buffer.alloc(2 * 1024 * 1024));
-          } catch {
-            // ENOSPC: full, which is the point
-          }
+          if (phase === 'stopping' && fill) fillUp(mountPoint);
         },
       },
     );
@@ -167,10 +173,18 @@ describe('after the point of no return', () => {
       const old = await engine.inspect(name);
       fill = true;
       const answer = await t.api.deploy(image('v2'));
-      // The outcome line cannot be written either: the HTTP layer says the deploy succeeded unrecorded.
-      assert.equal(answer.status, 500, answer.text);
-      assert.match(String(answer.body['reason']), /the request succeeded .*"status":"deployed".*ENOSPC/);
-      assert.match(String(answer.body['reason']), /deploy journal could not be written at .{1,2}starting/);
+      process.stdout.write(`# observed: disk full after the stop: ${answer.status} ${answer.text.slice(0, 600)}\n`);
+      // The deploy succeeded. Its outcome line went into the log file's last, partly filled page, or
+      // it could not be written: then the HTTP layer says the deploy succeeded unrecorded.
+      if (answer.status === 500) {
+        assert.match(String(answer.body['reason']), /the request succeeded .*"status":"deployed".*ENOSPC/);
+      } else {
+        assert.equal(answer.status, 200, answer.text);
+      }
+      assert.match(
+        answer.text,
+        /deploy journal could not be written at .{1,2}starting.{1,2} \(ENOSPC[^)]*\); the deploy went on/,
+      );
       const now = await engine.inspect(name);
       assert.equal(now?.State.Running, true, 'the new runtime runs');
       assert.equal(now?.Config.Labels['io.dreichor.image'], image('v2'));
@@ -178,10 +192,13 @@ describe('after the point of no return', () => {
       const status = await t.api.status();
       assert.equal(status.body['image'], image('v2'));
       assert.equal((status.body['last_deploy'] as Record<string, unknown>)['outcome'], 'deployed');
-      // The brake on a full disk: it stops, and says that it could not record it.
+      // The brake on a full disk (filled again: the deploy's journal, removed at its end, freed a page).
+      fillUp(mountPoint);
       const stop = await t.api.stop();
-      assert.equal(stop.status, 500, stop.text);
-      assert.match(String(stop.body['reason']), /the request succeeded .*"status":"stopped"/);
+      process.stdout.write(`# observed: stop on the full disk: ${stop.status} ${stop.text.slice(0, 400)}\n`);
+      assert.ok(stop.status === 200 || stop.status === 500, stop.text);
+      assert.match(stop.text, /"status\\?":\\?"stopped/);
+      assert.match(stop.text, /could not be journaled \(ENOSPC/);
       assert.deepEqual(
         (await engine.named(name)).filter((c) => c.State === 'running'),
         [],
@@ -224,7 +241,11 @@ describe('the first cut-over from a hand-made runtime', () => {
       assert.equal(aside.HostConfig.RestartPolicy.Name, 'no', 'the engine will not start it again');
       assert.equal(aside.State.Running, false);
       assert.match(aside.Name, /-retired-/);
-      assert.deepEqual(aside.Config.Labels, {}, 'still unlabelled: only its name and the journal say it is ours');
+      assert.equal(
+        aside.Config.Labels['io.dreichor.owner'],
+        undefined,
+        "not the agent's: only its name and the journal say it is ours",
+      );
       const journal = JSON.parse(readFileSync(join(folders.state, 'deploy-journal.json'), 'utf8')) as {
         old_container_id: string;
       };
