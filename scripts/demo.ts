@@ -110,6 +110,10 @@ async function main(): Promise<void> {
       `7. rolling back, explicitly (the agent never does it on its own): deploying the previous image, ${String(down['previous_image'])}`,
     );
     if ((await deploy('v2')) !== 0) throw new Error('the rollback failed');
+    const back = await status();
+    // The way back from here is the last image that deployed successfully before, never "crash".
+    process.stdout.write(`      status: running=${String(back['running'])}, previous image ${String(back['previous_image'])}\n`);
+    if (String(back['previous_image']).endsWith(':crash')) throw new Error('status offers the failed image as the way back');
 
     say('8. v1 is pushed again with other content; deploying it is refused: tags are immutable (409)');
     await publishImage(sandbox.info, 'v1');

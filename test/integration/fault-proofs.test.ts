@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { MAX_CONNECTIONS, SILENT_SOCKET_MS } from '../../src/app.js';
 import { spawnAgent } from '../support/agent-process.js';
 import { containerOf, type EngineProxy, startEngineProxy } from '../support/engine-proxy.js';
 import { engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
@@ -316,6 +318,27 @@ describe('signals and floods', () => {
     } finally {
       await agent.stop();
       rmSync(folders.root, { recursive: true, force: true });
+    }
+  });
+
+  it('connections that send nothing are capped and closed: a flood of silent sockets holds nothing for long', async () => {
+    const t = await startTestAgent();
+    const sockets: Socket[] = [];
+    try {
+      const closed = new Set<Socket>();
+      for (let i = 0; i < MAX_CONNECTIONS + 44; i += 1) {
+        const socket = connect(t.agent.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.on('close', () => closed.add(socket));
+        sockets.push(socket);
+      }
+      // Beyond the cap, the server closes new connections at once; a polite caller still gets in later.
+      await eventually('connections beyond the cap are closed at once', 5_000, () => closed.size >= 44);
+      await eventually('silent connections are closed', SILENT_SOCKET_MS + 5_000, () => closed.size === sockets.length);
+      assert.equal((await t.api.status()).status, 200, 'the agent answers after the flood');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await t.cleanup();
     }
   });
 });
