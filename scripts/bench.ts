@@ -70,6 +70,7 @@ async function main(): Promise<void> {
       START_CHECK_SECONDS: '1',
       STATE_DIR: join(dir, 'state'),
       DOCKER_HOST: sandbox.info.dockerHost,
+      IMAGE_VERIFICATION: 'none',
     };
 
     say('start-up and idle memory');

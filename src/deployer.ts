@@ -14,6 +14,7 @@ import { containerSpec, imageOf, retiredName } from './runtime-spec.js';
 import { startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
+import type { ImageVerifier } from './supply-chain/verifier.js';
 import { Abandon, ANSWER_RESERVE_MS, deadline } from './time-bound.js';
 
 /**
@@ -35,6 +36,8 @@ export interface DeployerDeps {
   readonly audit: AuditLog;
   readonly journal: DeployJournal;
   readonly logger: Logger;
+  /** The supply-chain check (IMAGE_VERIFICATION); null or absent with `none`. See image-fetch.ts. */
+  readonly verifier?: ImageVerifier | null;
   /** Called after each phase is journaled. Fault-injection tests pause here; production has none. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
 }
@@ -133,7 +136,7 @@ export class Deployer {
           `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
         );
       }
-      staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), current));
+      staged = await engine.create(containerSpec(config, image, fetched.digest, randomUUID(), current, fetched.provenance));
       await this.enter('created', image, context, current?.id ?? null, staged);
       before.signal.throwIfAborted();
       await this.deps.store.recordTag(image.tag, fetched.tagDigest);
@@ -181,6 +184,7 @@ export class Deployer {
         container_id: newId,
         started_at: iso(running.startedAt),
         previous_image: current === null ? null : imageOf(current),
+        ...(fetched.provenance === null ? {} : { provenance: fetched.provenance }),
       };
     } catch (error) {
       if (staged !== null) await this.discard(staged);

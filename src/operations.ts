@@ -1,4 +1,5 @@
 import type { RequestRecord } from './audit.js';
+import type { Provenance } from './supply-chain/provenance.js';
 
 /** What a deploy or stop is asked with, and what it answers: the contract between routes and deployer. */
 
@@ -23,6 +24,8 @@ export interface DeployResult {
   readonly container_id: string;
   readonly started_at: string | null;
   readonly previous_image: string | null;
+  /** What built the image, when IMAGE_VERIFICATION verified it. */
+  readonly provenance?: Provenance;
 }
 
 export interface StopResult {

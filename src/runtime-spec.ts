@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import type { ContainerInfo, CreateSpec } from './engine-port.js';
 import type { ImageReference } from './image.js';
+import { PROVENANCE_LABEL, type Provenance, provenanceLabel } from './supply-chain/provenance.js';
 
 /**
  * The runtime container's shape: its labels, its environment, its mounts. Nothing from a request
@@ -14,6 +15,7 @@ export const LABEL = {
   image: 'io.dreichor.image',
   digest: 'io.dreichor.image-digest',
   previousImage: 'io.dreichor.previous-image',
+  provenance: PROVENANCE_LABEL,
 } as const;
 export const OWNER = 'dreichor-deploy-agent';
 
@@ -36,6 +38,7 @@ export function containerSpec(
   digest: string,
   deployId: string,
   current: ContainerInfo | null,
+  provenance: Provenance | null = null,
 ): CreateSpec {
   const own: Record<AgentOwned, string> = {
     ENVIRONMENT: config.environment,
@@ -52,6 +55,7 @@ export function containerSpec(
     [LABEL.digest]: digest,
   };
   if (current !== null) labels[LABEL.previousImage] = imageOf(current);
+  if (provenance !== null) labels[LABEL.provenance] = provenanceLabel(provenance);
   return {
     name: `${config.containerName}-staging-${deployId.slice(0, 8)}`,
     image: `${image.repository}@${digest}`,

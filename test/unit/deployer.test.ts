@@ -39,6 +39,7 @@ async function setup(): Promise<Setup> {
     ENVIRONMENT: 'dev',
     CF_ACCESS_CLIENT_ID: 'client.access',
     CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+    IMAGE_VERIFICATION: 'none',
     IMAGE_REPOSITORY: REPO,
     AUDIT_EVENTS_PATH: join(dir, 'audit-events'),
     SNAPSHOTS_PATH: join(dir, 'snapshots'),

@@ -27,6 +27,7 @@ describe('the status view', () => {
       ENVIRONMENT: 'dev',
       CF_ACCESS_CLIENT_ID: 'client.access',
       CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+      IMAGE_VERIFICATION: 'none',
       AUDIT_EVENTS_PATH: join(dir, 'a'),
       SNAPSHOTS_PATH: join(dir, 's'),
       STATE_DIR: join(dir, 'state'),
