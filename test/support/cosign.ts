@@ -5,7 +5,7 @@
  * a referrer with @sigstore/oci, the same call `actions/attest` makes.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { attachArtifactToImage } from '@sigstore/oci';
+import { attachArtifactToImage, type Credentials } from '@sigstore/oci';
 
 export interface CosignKey {
   readonly privateKey: KeyObject;
@@ -139,13 +139,20 @@ export function cosignBundle(
 }
 
 /** Stores a bundle as a referrer of `digest`, as actions/attest does (the sha256- tag where there is no referrers API). */
-export async function attachBundle(host: string, path: string, digest: string, bundle: object): Promise<void> {
+export async function attachBundle(
+  host: string,
+  path: string,
+  digest: string,
+  bundle: object,
+  credentials: Credentials | null = null,
+): Promise<void> {
   await attachArtifactToImage({
     imageName: `${host}/${path}`,
     imageDigest: digest,
     artifact: Buffer.from(JSON.stringify(bundle)),
     mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
-    credentials: { username: 'unused', password: 'unused' },
+    // An open registry: no sign-in (@sigstore/oci expects a 401 challenge when it has credentials).
+    credentials: credentials ?? (undefined as unknown as Credentials),
     annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' },
   });
 }
