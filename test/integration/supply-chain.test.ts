@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { spawnAgent } from '../support/agent-process.js';
 import { attachBundle, RegistryWriter } from '../support/cosign.js';
-import { engine, image, startTestAgent, type TestAgent } from '../support/harness.js';
+import { engine, image, removeContainersNamed, startTestAgent, type TestAgent, testEnv } from '../support/harness.js';
 import { RegistryStandIn } from '../support/registry-standin.js';
-import { publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
+import { freePort, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
 import { type GitHubClaims, githubClaims, type Instance, provenanceStatement, SigstoreMock } from '../support/sigstore-mock.js';
 
 /**
@@ -144,6 +145,25 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     for (const [attest, reason] of cases) {
       const p = await publish(attest);
       await refusedUntouched(t, image(p.tag), p, 422, reason);
+    }
+  });
+
+  it('works the same from the bundle (dist/agent.js), where sigstore is loaded on the first deploy', async () => {
+    const p = await publish();
+    const port = await freePort();
+    const { env, folders } = testEnv({ ...policy(), PORT: String(port) });
+    const agent = spawnAgent(env);
+    try {
+      await agent.ready();
+      const r = await agent.api.deploy(image(p.tag));
+      assert.equal(r.status, 200, `${r.text}\n${agent.output().slice(-1000)}`);
+      assert.equal((r.body['provenance'] as Record<string, unknown>)['subject_digest'], p.digest);
+      const refused = await agent.api.deploy(image((await publish(null)).tag));
+      assert.equal(refused.status, 422, refused.text);
+    } finally {
+      await agent.stop();
+      await removeContainersNamed(env['CONTAINER_NAME'] ?? '');
+      rmSync(folders.root, { recursive: true, force: true });
     }
   });
 

@@ -25,23 +25,33 @@ const SERVICE = 'sandbox-token-registry';
 const ISSUER = 'sandbox-token-issuer';
 
 export class TokenRegistry {
-  /** Token requests answered, with the scope asked for. */
-  readonly tokensIssued: string[] = [];
-
   private constructor(
     readonly host: string,
     private readonly registry: ChildProcess,
     private readonly tokenServer: Server,
+    /** Token requests answered: the client's user agent and the scope asked for. */
+    readonly tokensIssued: readonly string[],
   ) {}
 
   static async start(dir: string): Promise<TokenRegistry> {
     const root = join(dir, `token-registry-${randomUUID().slice(0, 8)}`);
     mkdirSync(root, { recursive: true });
     const [key, cert] = [join(root, 'key.pem'), join(root, 'cert.pem')];
-    await run('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=sandbox-token-issuer',
-    ], { timeout: 30_000 }); // biome-ignore format: one command
+    const subject = '/CN=sandbox-token-issuer';
+    const args = [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      subject,
+    ];
+    await run('openssl', [...args, '-keyout', key, '-out', cert], { timeout: 30_000 });
     const privateKey = await importPKCS8(readFileSync(key, 'utf8'), 'ES256');
     const der = Buffer.from(readFileSync(cert, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64');
 
@@ -51,7 +61,7 @@ export class TokenRegistry {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       if (url.pathname !== '/token' || req.headers.authorization !== expected) return void res.writeHead(401).end();
       const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' '));
-      issued.push(scopes.join(' '));
+      issued.push(`${req.headers['user-agent'] ?? ''} ${scopes.join(' ')}`);
       const access = scopes
         .map((s) => /^repository:([^:]+):(.+)$/.exec(s))
         .filter((m): m is RegExpExecArray => m !== null)
@@ -91,8 +101,7 @@ export class TokenRegistry {
     );
     const log = openSync(join(root, 'registry.log'), 'a');
     const registry = spawn('docker-registry', ['serve', config], { stdio: ['ignore', log, log] });
-    const self = new TokenRegistry(`127.0.0.1:${port}`, registry, tokenServer);
-    (self as { tokensIssued: string[] }).tokensIssued = issued;
+    const self = new TokenRegistry(`127.0.0.1:${port}`, registry, tokenServer, issued);
     const until = Date.now() + 30_000;
     for (;;) {
       const status = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2_000) }).then(
