@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnAgent } from '../support/agent-process.js';
 import { attachBundle, RegistryWriter } from '../support/cosign.js';
-import { engine, image, removeContainersNamed, startTestAgent, type TestAgent, testEnv } from '../support/harness.js';
+import { engine, image, removeContainersNamed, startTestAgent, type TestAgent, TOKEN, testEnv } from '../support/harness.js';
 import { RegistryStandIn } from '../support/registry-standin.js';
 import { freePort, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
 import { type GitHubClaims, githubClaims, type Instance, provenanceStatement, SigstoreMock } from '../support/sigstore-mock.js';
@@ -160,6 +161,33 @@ describe('supply chain: GitHub attestations before anything runs', () => {
       assert.equal((r.body['provenance'] as Record<string, unknown>)['subject_digest'], p.digest);
       const refused = await agent.api.deploy(image((await publish(null)).tag));
       assert.equal(refused.status, 422, refused.text);
+
+      // The workflow's script: its job summary shows the commit and the run that built what runs.
+      const summaryFile = join(folders.root, 'summary.md');
+      const script = spawnSync(process.execPath, ['scripts/deploy-and-verify.mjs'], {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          AGENT_URL: `http://127.0.0.1:${port}`,
+          CF_ACCESS_CLIENT_ID: TOKEN.id,
+          CF_ACCESS_CLIENT_SECRET: TOKEN.secret,
+          ENVIRONMENT: 'dev',
+          IMAGE: image(p.tag),
+          GITHUB_STEP_SUMMARY: summaryFile,
+        },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(script.status, 0, `${script.stdout}${script.stderr}`);
+      assert.match(script.stdout, /built: https:\/\/github.com\/ceerkle\/dreichor-trading at a{40} \(refs\/heads\/main\)/);
+      const summary = readFileSync(summaryFile, 'utf8');
+      assert.match(
+        summary,
+        /\| built from \| `https:\/\/github.com\/ceerkle\/dreichor-trading` commit `a{40}` \(`refs\/heads\/main`\) \|/,
+      );
+      assert.match(
+        summary,
+        /\| build run \| `https:\/\/github.com\/ceerkle\/dreichor-trading\/actions\/runs\/4242\/attempts\/1` \|/,
+      );
     } finally {
       await agent.stop();
       await removeContainersNamed(env['CONTAINER_NAME'] ?? '');
