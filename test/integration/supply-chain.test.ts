@@ -195,6 +195,43 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     }
   });
 
+  it('for an image index: an attestation of the index, or of the manifest this platform runs from it', async () => {
+    const registry = sandboxInfo().registry;
+    const writer = new RegistryWriter(registry, REPOSITORY_PATH);
+    const architecture = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
+    /** A one-platform index (as docker/build-push-action pushes) over a new image, under a tag of its own. */
+    const indexOver = async (p: Published) => {
+      const docker = 'application/vnd.docker.distribution.manifest.v2+json';
+      const res = await fetch(`http://${registry}/v2/${REPOSITORY_PATH}/manifests/${p.digest}`, { headers: { Accept: docker } });
+      const size = (await res.arrayBuffer()).byteLength;
+      const list = 'application/vnd.docker.distribution.manifest.list.v2+json';
+      const index = {
+        schemaVersion: 2,
+        mediaType: list,
+        manifests: [{ mediaType: docker, digest: p.digest, size, platform: { os: 'linux', architecture } }],
+      };
+      const tag = `${p.tag}-index`;
+      return { tag, digest: await writer.manifest(tag, index, list) };
+    };
+    // Attested as the platform's manifest (attest-build-provenance given that digest).
+    const platform = await publish();
+    const first = await indexOver(platform);
+    const r1 = await t.api.deploy(image(first.tag));
+    assert.equal(r1.status, 200, r1.text);
+    assert.equal((r1.body['provenance'] as Record<string, unknown>)['subject_digest'], platform.digest);
+    // Attested as the index (the digest build-push-action outputs for a multi-platform build).
+    const second = await indexOver(await publish(null));
+    const bundle = await mock.attest(provenanceStatement(second.digest), githubClaims());
+    await attachBundle(registry, REPOSITORY_PATH, second.digest, bundle);
+    const r2 = await t.api.deploy(image(second.tag));
+    assert.equal(r2.status, 200, r2.text);
+    assert.equal((r2.body['provenance'] as Record<string, unknown>)['subject_digest'], second.digest);
+    // Neither: refused.
+    const third = await indexOver(await publish(null));
+    const r3 = await t.api.deploy(image(third.tag));
+    assert.equal(r3.status, 422, r3.text);
+  });
+
   it("verifies a rollback again, under today's policy", async () => {
     const p = await publish({ claims: { ref: 'refs/heads/main' } });
     assert.equal((await t.api.deploy(image(p.tag))).status, 200);
