@@ -84,13 +84,10 @@ function fieldsOf(c: ContainerInfo | null): ContainerFields {
   return {
     running,
     ...(c !== null && running
-      ? {
-          image: imageOf(c),
-          image_digest: c.labels[LABEL.digest] ?? null,
-          started_at: iso(c.startedAt) ?? undefined,
-          provenance: provenanceFromLabel(c.labels[LABEL.provenance]),
-        }
+      ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
       : {}),
+    // Supply chain: what built the running image, as verified at its deploy (its label).
+    ...(c !== null && running ? { provenance: provenanceFromLabel(c.labels[LABEL.provenance]) } : {}),
     state: c?.status ?? 'absent',
     previous_image: c?.labels[LABEL.previousImage] ?? null,
   };

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { type AttestationPolicy, type CosignKeyPolicy, verificationPolicy } from
 import { parseStatement } from '../../src/supply-chain/statement.js';
 import { parseGeneralizedTime } from '../../src/supply-chain/timestamp-time.js';
 import { cosignBundle, cosignKey, simpleSigningPayload } from '../support/cosign.js';
-import { SigstoreMock } from '../support/sigstore-mock.js';
+import { githubClaims, provenanceStatement, SigstoreMock } from '../support/sigstore-mock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dreichor-supply-chain-'));
 const DIGEST = `sha256:${'3'.repeat(64)}`;
@@ -116,6 +117,36 @@ describe('IMAGE_VERIFICATION and its policy', () => {
   });
 });
 
+describe('the bundle refuses to start without an explicit choice', () => {
+  it('exits 2 with one line naming the variable', () => {
+    const base = {
+      PATH: process.env['PATH'] ?? '',
+      ENVIRONMENT: 'dev',
+      CF_ACCESS_CLIENT_ID: 'client.access',
+      CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+      AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
+      SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
+    };
+    const cases: [Record<string, string>, RegExp][] = [
+      [{}, /^dreichor-deploy-agent: invalid configuration: IMAGE_VERIFICATION: is required/],
+      [
+        { ...ATTESTATION, ATTESTATION_SIGNER_WORKFLOW: 'mallory/tools/.github/workflows/build.yml' },
+        /^dreichor-deploy-agent: invalid configuration: ATTESTATION_SIGNER_WORKFLOW: /,
+      ],
+      [
+        { IMAGE_VERIFICATION: 'cosign-key', COSIGN_PUBLIC_KEY_FILE: file('not-a-key.pub', 'nope') },
+        /^dreichor-deploy-agent: invalid configuration: COSIGN_PUBLIC_KEY_FILE: is not a PEM public key/,
+      ],
+    ];
+    for (const [env, line] of cases) {
+      const r = spawnSync(process.execPath, ['dist/agent.js'], { env: { ...base, ...env }, encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, line);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
+
 describe('the pure parsers of the supply chain', () => {
   it('reads GeneralizedTime by DER rules: any fraction without trailing zeros', () => {
     assert.equal(parseGeneralizedTime('20261201012345Z')?.toISOString(), '2026-12-01T01:23:45.000Z');
@@ -178,6 +209,7 @@ describe('arbitrary bytes at every parser of registry answers and bundles (prope
   let attestations: AttestationVerifier;
   let cosign: CosignKeyVerifier;
   let validBundle: string;
+  let validAttestation: string;
   before(async () => {
     mock = await SigstoreMock.start();
     attestations = new AttestationVerifier(
@@ -194,17 +226,22 @@ describe('arbitrary bytes at every parser of registry answers and bundles (prope
       }) as CosignKeyPolicy,
     );
     validBundle = JSON.stringify(cosignBundle(key.privateKey, DIGEST));
+    validAttestation = JSON.stringify(await mock.attest(provenanceStatement(DIGEST), githubClaims()));
   });
   after(() => mock.close());
 
-  // Bytes, JSON-ish text, and mutations of a real bundle: the parsers must answer, never throw.
+  // Bytes, JSON-ish text, and mutations of real bundles: the parsers must answer, never throw.
+  const mutated = (valid: () => string) =>
+    fc.tuple(fc.nat(), fc.string({ maxLength: 8 })).map(([at, s]) => {
+      const text = valid();
+      const i = at % (text.length + 1);
+      return Buffer.from(text.slice(0, i) + s + text.slice(i + 1));
+    });
   const inputs = fc.oneof(
     fc.uint8Array({ maxLength: 2048 }).map((b) => Buffer.from(b)),
     fc.json().map((j) => Buffer.from(j)),
-    fc.tuple(fc.nat(), fc.string({ maxLength: 8 })).map(([at, s]) => {
-      const i = at % (validBundle.length + 1);
-      return Buffer.from(validBundle.slice(0, i) + s + validBundle.slice(i + 1));
-    }),
+    mutated(() => validBundle),
+    mutated(() => validAttestation),
   );
 
   it('judges anything as a refusal or a verdict, without throwing', () => {
@@ -227,6 +264,10 @@ describe('arbitrary bytes at every parser of registry answers and bundles (prope
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('the unmutated attestation verifies: the mutations above start from a valid one', () => {
+    assert.ok('provenance' in attestations.judge(Buffer.from(validAttestation), [DIGEST]));
   });
 
   it('a cosign bundle verifies only with its key and only for its digest', () => {
