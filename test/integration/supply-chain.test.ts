@@ -40,7 +40,16 @@ interface Published {
 
 /** Builds and pushes a new image; with `attest`, attaches an attestation made with those claims. */
 async function publish(
-  attest: { claims?: Partial<GitHubClaims>; instance?: Instance; predicateType?: string; subject?: string } | null = {},
+  attest: {
+    claims?: Partial<GitHubClaims>;
+    instance?: Instance;
+    predicateType?: string;
+    subject?: string;
+    /** Changes the signed bundle before it is stored (a forgery). */
+    forge?: (bundle: { dsseEnvelope: { payload: string } }, digest: string) => void;
+    /** How many times it is stored (as distinct referrers). */
+    copies?: number;
+  } | null = {},
   host = sandboxInfo().registry,
 ): Promise<Published> {
   n += 1;
@@ -49,10 +58,19 @@ async function publish(
   if (attest !== null) {
     const statement = provenanceStatement(attest.subject ?? digest, attest.predicateType);
     const bundle = await mock.attest(statement, githubClaims(attest.claims), attest.instance ?? 'public-good');
-    await attachBundle(host, REPOSITORY_PATH, digest, bundle);
+    attest.forge?.(bundle as { dsseEnvelope: { payload: string } }, digest);
+    for (let i = 0; i < (attest.copies ?? 1); i++) {
+      // Each copy is its own referrer: the annotation makes its manifest differ.
+      await attachBundle(host, REPOSITORY_PATH, digest, { ...bundle, copy: i });
+    }
   }
   return { tag, digest };
 }
+
+/** A forgery: the statement of another image, signed, with this image's statement put in its place. */
+const forgeSubject = (bundle: { dsseEnvelope: { payload: string } }, digest: string): void => {
+  bundle.dsseEnvelope.payload = Buffer.from(JSON.stringify(provenanceStatement(digest))).toString('base64');
+};
 
 const tagsOf = (t: TestAgent): Record<string, unknown> => {
   try {
@@ -142,6 +160,15 @@ describe('supply chain: GitHub attestations before anything runs', () => {
       ],
       [{ predicateType: 'https://spdx.dev/Document/v2.3' }, /predicate type .*not ATTESTATION_PREDICATE_TYPE/],
       [{ subject: other.digest }, /subject is another digest/],
+      [
+        { claims: { iss: 'https://accounts.example.com' } },
+        /certificate issuer is "https:\/\/accounts.example.com", not the configured ATTESTATION_ISSUER/,
+      ],
+      [
+        { instance: 'public-good', subject: other.digest, forge: forgeSubject },
+        /does not verify against SIGSTORE_TRUSTED_ROOT_FILE/,
+      ],
+      [{ copies: 33 }, /more than .*32/],
     ];
     for (const [attest, reason] of cases) {
       const p = await publish(attest);
