@@ -87,7 +87,7 @@ export class RegistryClient {
     return fetched.bytes;
   }
 
-  /** The OCI 1.1 referrers API; null when the registry does not serve it. */
+  /** The OCI 1.1 referrers API; null when the registry does not serve it (any 4xx, or 501). */
   referrers(digest: string, maxBytes: number): Promise<Fetched | null> {
     return this.get(`/v2/${this.target.path}/referrers/${digest}`, ['application/vnd.oci.image.index.v1+json'], maxBytes, true);
   }
@@ -103,7 +103,10 @@ export class RegistryClient {
       await this.authenticate(response.headers.get('www-authenticate'));
       response = await this.send(path, accept);
     }
-    if (response.status === 404 || (optional && [400, 405, 501].includes(response.status))) {
+    // An optional endpoint (the referrers API) that a registry refuses or lacks is "not served": the
+    // tag schema is asked too, and nothing found is still a refusal (fail closed).
+    const unserved = optional && ((response.status >= 400 && response.status < 500) || response.status === 501);
+    if (response.status === 404 || unserved) {
       await response.body?.cancel();
       return null;
     }

@@ -42,10 +42,14 @@ export function createImageVerifier(policy: VerificationPolicy): ImageVerifier |
         : import('./cosign.js').then((m) => new m.CosignKeyVerifier(policy))
     ).catch((error: unknown) => {
       loaded = null; // a broken trusted root is reported on every deploy, not cached as a success
-      throw new AgentError(503, `the image verifier could not be set up (${describeSetup(error)}); nothing was deployed`, {
-        code: 'image_unverified',
-        cause: error,
-      });
+      throw new AgentError(
+        503,
+        `the image verifier could not be set up (${describeSetup(policy.mode, error)}); nothing was deployed`,
+        {
+          code: 'image_unverified',
+          cause: error,
+        },
+      );
     });
     return loaded;
   };
@@ -65,7 +69,7 @@ export function createImageVerifier(policy: VerificationPolicy): ImageVerifier |
   };
 }
 
-function describeSetup(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return `SIGSTORE_TRUSTED_ROOT_FILE: ${text.replace(/\s+/g, ' ').slice(0, 160)}`;
+function describeSetup(mode: string, error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').slice(0, 160);
+  return mode === 'github-attestation' ? `SIGSTORE_TRUSTED_ROOT_FILE: ${text}` : text;
 }
