@@ -28,6 +28,7 @@ import {
   wrk,
 } from './bench/measure.js';
 import { type BenchResults, render, type SwapFigures, type SwapMethod } from './bench/report.js';
+import { measureSupplyChain, renderSupplyChain } from './bench/supply-chain.js';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
       START_CHECK_SECONDS: '1',
       STATE_DIR: join(dir, 'state'),
       DOCKER_HOST: sandbox.info.dockerHost,
+      IMAGE_VERIFICATION: 'none',
     };
 
     say('start-up and idle memory');
@@ -136,6 +138,16 @@ async function main(): Promise<void> {
       say(`swap ${i + 1}/${SWAPS} done`);
     }
 
+    say('supply chain: an agent that verifies attestations beside one that does not (idle memory, swaps)');
+    const supplyChain = await measureSupplyChain({
+      info: sandbox.info,
+      node,
+      dir,
+      env,
+      swaps: SWAPS,
+      settleMs: QUICK ? 500 : 3000,
+    });
+
     say(`status under wrk -c${CONNECTIONS}: the agent, then a bare node:http server with the same body`);
     const statusUrl = `http://127.0.0.1:${port}/v1/status`;
     const body = (await agent.api.status()).text;
@@ -170,7 +182,7 @@ async function main(): Promise<void> {
       memory: { idle, afterLoad, bareIdle },
       startup,
     };
-    writeFileSync(OUT, render(results));
+    writeFileSync(OUT, render(results) + renderSupplyChain(supplyChain, SWAPS));
     say(`wrote ${OUT}`);
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);

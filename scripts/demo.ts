@@ -52,6 +52,12 @@ async function main(): Promise<void> {
       // No Cloudflare Access here, so no Access JWT check: the service token is still required.
       CF_ACCESS_TEAM_DOMAIN: '',
       CF_ACCESS_AUD: '',
+      // The sample images are not attested: the demo runs without verification, said explicitly.
+      IMAGE_VERIFICATION: 'none',
+      SIGSTORE_TRUSTED_ROOT_FILE: '',
+      ATTESTATION_REPOSITORY: '',
+      ATTESTATION_SIGNER_WORKFLOW: '',
+      ATTESTATION_SOURCE_REFS: '',
     };
     const envFile = join(dir, 'dev.env');
     writeFileSync(

@@ -6,7 +6,7 @@
 //
 // While the deploy runs it polls the status and prints each phase as it starts (pulling -> created
 // -> stopping -> starting -> checking -> deployed), so a CI log shows what the agent is doing. In
-// GitHub Actions it also writes a job summary (image, digest, previous image, start time, request id,
+// GitHub Actions it also writes a job summary (image, digest, what built it, previous image, start time, request id,
 // the rollback input) and turns a failure into an ::error:: annotation with the agent's reason.
 //
 //   AGENT_URL=https://deploy-dev.example.com CF_ACCESS_CLIENT_ID=... CF_ACCESS_CLIENT_SECRET=... \
@@ -125,6 +125,16 @@ console.log(
   `[${elapsed()}] deployed: ${deployed.container_name} runs ${deployed.image} (${deployed.image_digest ?? 'digest unknown'})`,
 );
 
+// Supply chain: what built the image, as the agent verified it (IMAGE_VERIFICATION).
+const provenance = deployed.provenance ?? null;
+if (provenance !== null) {
+  console.log(
+    provenance.verified_by === 'cosign-key'
+      ? `built: signed with key ${provenance.key_fingerprint}`
+      : `built: ${provenance.repository} at ${provenance.commit} (${provenance.ref}) by ${provenance.run_url}`,
+  );
+}
+
 const { json: status } = await call('GET', '/v1/status');
 if (status.running !== true) fail(`status says the runtime is not running: ${JSON.stringify(status)}`, requestId);
 if (status.image !== image) fail(`status shows ${status.image}, not ${image}`, requestId);
@@ -147,6 +157,21 @@ summary([
   `| digest | \`${deployed.image_digest ?? 'unknown'}\` |`,
   `| previous image | ${previous === null ? 'none' : `\`${previous}\``} |`,
   `| started at | ${deployed.started_at ?? 'unknown'} |`,
+  ...provenanceRows(provenance),
   `| request id | \`${requestId ?? 'unknown'}\` (the agent's audit log: \`request_id\`) |`,
   `| rollback | ${previousTag === null ? 'nothing to roll back to' : `run this workflow with environment \`${environment}\` and tag \`${previousTag}\``} |`,
 ]);
+
+/** The summary's rows for what built the image: the commit and workflow run, or the signing key. */
+function provenanceRows(p) {
+  // The values come from a verified certificate, but a table cell must not be able to end early.
+  const cell = (v) => (typeof v === 'string' && v !== '' ? `\`${v.replace(/[`|\n\r]/g, '')}\`` : 'unknown');
+  if (p === null) return ['| verified | no: the agent runs with IMAGE_VERIFICATION=none |'];
+  if (p.verified_by === 'cosign-key') return [`| verified | cosign signature by key ${cell(p.key_fingerprint)} |`];
+  return [
+    `| verified | GitHub attestation (${cell(p.predicate_type)}) |`,
+    `| built from | ${cell(p.repository)} commit ${cell(p.commit)} (${cell(p.ref)}) |`,
+    `| build run | ${cell(p.run_url)} |`,
+    `| signer workflow | ${cell(p.workflow)} |`,
+  ];
+}

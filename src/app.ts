@@ -27,6 +27,7 @@ import { deployRoute } from './routes/deploy.js';
 import { statusFastPathFor, statusRoute } from './routes/status.js';
 import { stopRoute } from './routes/stop.js';
 import { StateStore } from './state.js';
+import { createImageVerifier } from './supply-chain/verifier.js';
 
 /** The three endpoints, and nothing else. */
 const ROUTES: Readonly<Record<string, { readonly method: string; readonly mutating: boolean }>> = {
@@ -184,6 +185,8 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     audit,
     journal,
     logger,
+    // IMAGE_VERIFICATION: null with "none"; otherwise the check before every pull (supply-chain/).
+    verifier: createImageVerifier(config.imageVerification),
     ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
   });
   deployer.startReconciler();

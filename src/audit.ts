@@ -43,6 +43,8 @@ export interface OutcomeRecord extends RequestRecord {
   readonly durationMs: number;
   /** The client id an unauthenticated request claimed: forensics only, never trusted. */
   readonly claimedClientId?: string | null;
+  /** What built the deployed image, when IMAGE_VERIFICATION verified it (supply-chain/provenance.ts). */
+  readonly provenance?: object;
 }
 
 /** Refusals before authentication that were counted rather than written one by one. */
@@ -162,6 +164,7 @@ export class AuditLog {
       status: r.status,
       reason: r.reason,
       duration_ms: r.durationMs,
+      ...(r.provenance === undefined ? {} : { provenance: r.provenance }),
     });
   }
 

@@ -4,6 +4,7 @@ import { ConfigError, checkPaths, definedValues, fail, readEnvFile, readSecretFi
 import type { RegistryCredentials } from './engine-port.js';
 import { parseRepository } from './image.js';
 import { type NamedSecret, runtimeSecrets } from './redact.js';
+import { type VerificationPolicy, verificationPolicy } from './supply-chain/settings.js';
 
 export { CONFIG_VARIABLES, ConfigError } from './config-sources.js';
 
@@ -48,6 +49,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** How many of a failed container's last log lines (masked) go into the reason; 0: none. */
   readonly failureLogLines: number;
+  /** IMAGE_VERIFICATION and its policy: what an image must carry before it may run. */
+  readonly imageVerification: VerificationPolicy;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -137,6 +140,15 @@ const schema = z
     DOCKER_HOST: z.string().optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
     FAILURE_LOG_LINES: wholeNumber(0, 200, 'lines').optional(),
+    // Checked by supply-chain/settings.ts, which names the variable of an inconsistent combination.
+    IMAGE_VERIFICATION: z.string().optional(),
+    SIGSTORE_TRUSTED_ROOT_FILE: z.string().optional(),
+    ATTESTATION_REPOSITORY: z.string().optional(),
+    ATTESTATION_SIGNER_WORKFLOW: z.string().optional(),
+    ATTESTATION_SOURCE_REFS: z.string().optional(),
+    ATTESTATION_PREDICATE_TYPE: z.string().optional(),
+    ATTESTATION_ISSUER: z.string().optional(),
+    COSIGN_PUBLIC_KEY_FILE: z.string().optional(),
   })
   .strip();
 
@@ -237,6 +249,7 @@ function build(raw: Raw): Config {
     dockerSocketPath: dockerSocketPath(raw.DOCKER_HOST),
     logLevel: raw.LOG_LEVEL ?? 'info',
     failureLogLines: raw.FAILURE_LOG_LINES ?? 20,
+    imageVerification: verificationPolicy(raw),
   };
 }
 

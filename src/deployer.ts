@@ -15,6 +15,7 @@ import { startCheck } from './start-check.js';
 import type { LastDeploy, StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
 import { emergencyStop } from './stop-sequence.js';
+import type { ImageVerifier } from './supply-chain/verifier.js';
 import { Abandon, deadline, TIMING, type Timing, until } from './time-bound.js';
 
 /**
@@ -39,6 +40,8 @@ export interface DeployerDeps {
   readonly audit: AuditLog;
   readonly journal: DeployJournal;
   readonly logger: Logger;
+  /** The supply-chain check (IMAGE_VERIFICATION); null or absent with `none`. See image-fetch.ts. */
+  readonly verifier?: ImageVerifier | null;
   /** Called after each phase is journaled. Fault-injection tests pause here; production has none. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
   /** The time bound's reserves; tests shrink them with the configured times. */
@@ -168,7 +171,7 @@ export class Deployer {
           `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
         );
       }
-      const spec = containerSpec(config, image, fetched.digest, randomUUID(), previous);
+      const spec = containerSpec(config, image, fetched.digest, randomUUID(), previous, fetched.provenance);
       staged = await engine.create(spec, before.signal);
       const created = { ...ids, old_container_id: current?.id ?? null, new_container_id: staged };
       await this.enter('created', image, context, created, null, bound);
@@ -223,6 +226,7 @@ export class Deployer {
         container_id: newId,
         started_at: iso(running.startedAt),
         previous_image: previous?.image ?? null,
+        ...(fetched.provenance === null ? {} : { provenance: fetched.provenance }),
       };
     } catch (error) {
       // Nothing of a failed deploy is left but the runtime: what never ran, and what will not run

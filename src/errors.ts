@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'unrecorded'
   | 'engine_refused'
   | 'registry_refused'
+  | 'image_unverified'
   | 'start_check_failed'
   | 'engine_unreachable'
   | 'keys_unavailable'

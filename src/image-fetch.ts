@@ -1,14 +1,17 @@
 import type { Config } from './config.js';
-import type { EnginePort, ImageInfo } from './engine-port.js';
+import type { EnginePort, ImageInfo, TagResolution } from './engine-port.js';
 import { AgentError } from './errors.js';
 import type { ImageReference } from './image.js';
 import type { StateStore } from './state.js';
+import type { Provenance } from './supply-chain/provenance.js';
+import type { ImageVerifier } from './supply-chain/verifier.js';
 
 /**
  * Step 1 of a deploy: get exactly the image asked for, and nothing else. The tag is resolved in its
  * registry (through the engine, with the pull's credentials) and held to its record; a pin must be
- * what the tag is; then exactly that digest is pulled. Everything here happens before the point of
- * no return, under the deploy's `signal`.
+ * what the tag is; with IMAGE_VERIFICATION, what the tag is must carry a verified attestation or
+ * signature (supply-chain/); then exactly that digest is pulled. Everything here happens before the
+ * point of no return, under the deploy's `signal`.
  */
 export interface FetchedImage {
   /** The digest the container will run: the pin, or what the tag resolves to. */
@@ -16,12 +19,16 @@ export interface FetchedImage {
   /** What the tag resolves to in its registry: what the tag's record keeps. */
   readonly tagDigest: string;
   readonly info: ImageInfo;
+  /** Who built it, when IMAGE_VERIFICATION verified it; null with IMAGE_VERIFICATION=none. */
+  readonly provenance: Provenance | null;
 }
 
 export interface FetchDeps {
-  readonly config: Pick<Config, 'registryAuth'>;
+  readonly config: Pick<Config, 'registryAuth' | 'imageVerification'>;
   readonly engine: EnginePort;
   readonly store: StateStore;
+  /** The supply-chain check (supply-chain/verifier.ts); absent or null only with IMAGE_VERIFICATION=none. */
+  readonly verifier?: ImageVerifier | null;
 }
 
 export async function fetchImage(deps: FetchDeps, image: ImageReference, signal: AbortSignal): Promise<FetchedImage> {
@@ -36,6 +43,7 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
   }
   if (image.digest !== null && image.digest !== resolved.digest && !resolved.index) throw pinMismatch(image, resolved.digest);
 
+  const provenance = await verify(deps, image, resolved, signal);
   const digest = image.digest ?? resolved.digest;
   if (digest === resolved.digest) {
     await pullExactly(deps, image.repository, digest, signal);
@@ -60,7 +68,32 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
   const local = `${image.repository}@${digest}`;
   const info = await engine.inspectImage(local, signal);
   if (info === null) throw new AgentError(502, `the pulled image ${local} is not in the engine's image store`);
-  return { digest, tagDigest: resolved.digest, info };
+  return { digest, tagDigest: resolved.digest, info, provenance };
+}
+
+/**
+ * Supply chain: before anything is pulled, the tag's digest (or its manifest for this platform)
+ * must carry an attestation or signature that verifies under today's policy; a rollback too.
+ * Security: fail closed. A verifier missing while the configuration asks for one is a bug, refused.
+ */
+async function verify(
+  deps: FetchDeps,
+  image: ImageReference,
+  resolved: TagResolution,
+  signal: AbortSignal,
+): Promise<Provenance | null> {
+  const verifier = deps.verifier ?? null;
+  if (verifier === null) {
+    if (deps.config.imageVerification.mode === 'none') return null;
+    throw new AgentError(500, 'internal error: IMAGE_VERIFICATION is configured but no verifier is wired; nothing was deployed');
+  }
+  const request = {
+    repository: image.repository,
+    tagDigest: resolved.digest,
+    index: resolved.index,
+    credentials: deps.config.registryAuth,
+  };
+  return verifier.verify(request, signal);
 }
 
 /** Pulls `repository@digest` and makes sure the engine pulled that very manifest. */

@@ -1,4 +1,5 @@
 import type { RequestRecord } from './audit.js';
+import type { Provenance } from './supply-chain/provenance.js';
 
 /** What a deploy or stop is asked with, and what it answers: the contract between routes and deployer. */
 
@@ -28,6 +29,8 @@ export interface DeployResult {
    * after the point of no return, a container left for the background clean-up. Absent when none.
    */
   readonly warnings?: readonly string[];
+  /** What built the image, when IMAGE_VERIFICATION verified it. */
+  readonly provenance?: Provenance;
 }
 
 export interface StopResult {

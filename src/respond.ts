@@ -79,6 +79,10 @@ export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: 
           status,
           reason,
           durationMs: Date.now() - context.startedAt,
+          // Supply chain: who built what was deployed, on the deploy's outcome line.
+          ...('provenance' in body && typeof body.provenance === 'object' && body.provenance !== null
+            ? { provenance: body.provenance }
+            : {}),
         });
       } catch (error) {
         logger.error({ err: error, requestId: context.requestId }, 'audit line not written');

@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import type { ContainerInfo, CreateSpec } from './engine-port.js';
 import type { ImageReference } from './image.js';
 import type { Deployment } from './state.js';
+import { PROVENANCE_LABEL, type Provenance, provenanceLabel } from './supply-chain/provenance.js';
 
 /**
  * The runtime container's shape: its labels, its environment, its mounts. Nothing from a request
@@ -16,6 +17,7 @@ export const LABEL = {
   digest: 'io.dreichor.image-digest',
   previousImage: 'io.dreichor.previous-image',
   previousDigest: 'io.dreichor.previous-image-digest',
+  provenance: PROVENANCE_LABEL,
 } as const;
 export const OWNER = 'dreichor-deploy-agent';
 
@@ -39,6 +41,7 @@ export function containerSpec(
   deployId: string,
   /** The last successful deploy of another image: the way back, named on the container. */
   previous: Deployment | null,
+  provenance: Provenance | null = null,
 ): CreateSpec {
   const own: Record<AgentOwned, string> = {
     ENVIRONMENT: config.environment,
@@ -58,6 +61,7 @@ export function containerSpec(
     labels[LABEL.previousImage] = previous.image;
     labels[LABEL.previousDigest] = previous.digest;
   }
+  if (provenance !== null) labels[LABEL.provenance] = provenanceLabel(provenance);
   return {
     name: stagingName(config.containerName, deployId),
     image: `${image.repository}@${digest}`,

@@ -6,6 +6,7 @@ import type { Operation } from './lock.js';
 import type { Leftover } from './reconciler.js';
 import { imageOf, LABEL } from './runtime-spec.js';
 import type { LastDeploy, StateStore } from './state.js';
+import { type Provenance, provenanceFromLabel } from './supply-chain/provenance.js';
 
 /**
  * GET /v1/status: what runs, from the engine's own inspection, and what the agent is doing. Read-only.
@@ -26,6 +27,8 @@ export interface StatusBody {
   readonly image?: string;
   readonly image_digest?: string | null;
   readonly started_at?: string;
+  /** What built the running image, as verified when it was deployed (IMAGE_VERIFICATION); null if not. */
+  readonly provenance?: Provenance | null;
   /** The engine's state of the container: running, exited, created, ... or "absent". */
   readonly state: string;
   readonly operation_in_progress: Operation | null;
@@ -71,7 +74,10 @@ export const FRESH_MS = 100;
 export const MAX_AGE_MS = 1_000;
 
 /** What status says about the container, worked out once per inspection, not once per request. */
-type ContainerFields = Pick<StatusBody, 'running' | 'image' | 'image_digest' | 'started_at' | 'state' | 'previous_image'>;
+type ContainerFields = Pick<
+  StatusBody,
+  'running' | 'image' | 'image_digest' | 'started_at' | 'provenance' | 'state' | 'previous_image'
+>;
 
 interface Inspection {
   /** When the engine was asked (monotonic ms): an inspection is as old as its question. */
@@ -87,6 +93,8 @@ function fieldsOf(c: ContainerInfo | null): ContainerFields {
     ...(c !== null && running
       ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
       : {}),
+    // Supply chain: what built the running image, as verified at its deploy (its label).
+    ...(c !== null && running ? { provenance: provenanceFromLabel(c.labels[LABEL.provenance]) } : {}),
     state: c?.status ?? 'absent',
     previous_image: c?.labels[LABEL.previousImage] ?? null,
   };

@@ -90,6 +90,12 @@ describe('the shipped units under a real systemd', () => {
       CF_ACCESS_CLIENT_ID: TOKEN.id,
       CF_ACCESS_TEAM_DOMAIN: '',
       CF_ACCESS_AUD: '',
+      // The examples ask for attestations of the real repository; the sandbox's images carry none.
+      IMAGE_VERIFICATION: 'none',
+      SIGSTORE_TRUSTED_ROOT_FILE: '',
+      ATTESTATION_REPOSITORY: '',
+      ATTESTATION_SIGNER_WORKFLOW: '',
+      ATTESTATION_SOURCE_REFS: '',
       IMAGE_REPOSITORY: repository(),
       RUNTIME_NETWORK: 'none',
       STOP_TIMEOUT_SECONDS: '3',

@@ -56,6 +56,7 @@ export function testEnv(
     DEPLOY_TIMEOUT_SECONDS: '30',
     STATE_DIR: folders.state,
     DOCKER_HOST: sandboxInfo().dockerHost,
+    IMAGE_VERIFICATION: 'none',
   };
   const env = { ...base };
   for (const [key, value] of Object.entries(overrides)) {

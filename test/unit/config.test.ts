@@ -12,8 +12,16 @@ const BASE: Record<string, string> = {
   ENVIRONMENT: 'dev',
   CF_ACCESS_CLIENT_ID: 'client.access',
   CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+  IMAGE_VERIFICATION: 'none',
   AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
   SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
+};
+
+// The shape of a Sigstore trusted root, enough for the configuration (sigstore reads it at the first deploy).
+const SHAPED_ROOT = {
+  mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+  certificateAuthorities: [{}],
+  timestampAuthorities: [{}],
 };
 
 function rejects(env: Record<string, string | undefined>, variable: string, message?: RegExp): void {
@@ -246,7 +254,7 @@ describe('configuration', () => {
     const file = join(dir, 'agent.env');
     writeFileSync(
       file,
-      'ENVIRONMENT=prod\nPORT=4000\nCF_ACCESS_CLIENT_ID=from-file.access\nCF_ACCESS_CLIENT_SECRET=file-secret-long-enough\nAUDIT_EVENTS_PATH=/a\nSNAPSHOTS_PATH=/s\nRUNTIME_NETWORK=none\n',
+      'ENVIRONMENT=prod\nPORT=4000\nCF_ACCESS_CLIENT_ID=from-file.access\nCF_ACCESS_CLIENT_SECRET=file-secret-long-enough\nAUDIT_EVENTS_PATH=/a\nSNAPSHOTS_PATH=/s\nRUNTIME_NETWORK=none\nIMAGE_VERIFICATION=none\n',
     );
     const c = loadConfig({ ENV_FILE: file, PORT: '4001', RUNTIME_NETWORK: '' });
     assert.equal(c.environment, 'prod');
@@ -338,7 +346,12 @@ describe('env examples', () => {
         /CF_ACCESS_CLIENT_ID: still has the example's FAKE value/,
       );
       const filled = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.replace(/^fake-/i, 'real-')]));
-      const c = loadConfig({ ...filled, RUNTIME_ENV_FILE: runtimeEnv });
+      // The examples ask for GitHub attestations; the trusted root is the operator's to fetch.
+      assert.equal(values['IMAGE_VERIFICATION'], 'github-attestation');
+      const trustedRoot = join(dir, `${environment}-trusted_root.jsonl`);
+      writeFileSync(trustedRoot, `${JSON.stringify(SHAPED_ROOT)}\n`);
+      const c = loadConfig({ ...filled, RUNTIME_ENV_FILE: runtimeEnv, SIGSTORE_TRUSTED_ROOT_FILE: trustedRoot });
+      assert.equal(c.imageVerification.mode, 'github-attestation');
       assert.equal(c.environment, environment);
       assert.equal(c.containerName, `dreichor-runtime-${environment}`);
       assert.equal(c.port, environment === 'dev' ? 3005 : 3006);

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { AuditLog } from '../../src/audit.js';
-import { loadConfig } from '../../src/config.js';
 import { type DeployContext, Deployer } from '../../src/deployer.js';
 import { AgentError } from '../../src/errors.js';
 import { parseImageReference } from '../../src/image.js';
 import { DeployJournal, type DeployPhase } from '../../src/journal.js';
 import { StateStore } from '../../src/state.js';
 import { FakeEngine } from '../support/fake-engine.js';
+import { UNIT_REPOSITORY, unitConfig } from '../support/unit-config.js';
 
 /**
  * The rules of the deploy sequence that are about order, not about Docker, on a scripted stand-in
@@ -20,7 +20,7 @@ import { FakeEngine } from '../support/fake-engine.js';
  */
 const root = mkdtempSync(join(tmpdir(), 'dreichor-deployer-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-const REPO = 'registry.example:5000/dreichor/runtime';
+const REPO = UNIT_REPOSITORY;
 const NAME = 'dreichor-runtime-dev';
 let n = 0;
 
@@ -35,18 +35,7 @@ interface Setup {
 async function setup(): Promise<Setup> {
   n += 1;
   const dir = join(root, `d${n}`);
-  const loaded = loadConfig({
-    ENVIRONMENT: 'dev',
-    CF_ACCESS_CLIENT_ID: 'client.access',
-    CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-    IMAGE_REPOSITORY: REPO,
-    AUDIT_EVENTS_PATH: join(dir, 'audit-events'),
-    SNAPSHOTS_PATH: join(dir, 'snapshots'),
-    STATE_DIR: join(dir, 'state'),
-    STOP_TIMEOUT_SECONDS: '1',
-    START_CHECK_SECONDS: '1',
-    DEPLOY_TIMEOUT_SECONDS: '20',
-  });
+  const loaded = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
   // A start check of a fifth of a second (the configuration's floor is 1 s): the rules, not the waiting.
   const config = { ...loaded, startCheckSeconds: 0.2 };
   const engine = new FakeEngine();

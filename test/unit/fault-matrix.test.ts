@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { verifyAuditFile } from '../../src/audit.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import type { DeployContext } from '../../src/deployer.js';
 import { AgentError } from '../../src/errors.js';
 import { parseImageReference } from '../../src/image.js';
@@ -22,6 +22,7 @@ import {
   seedHistory,
 } from '../support/fault-world.js';
 import { readAudit } from '../support/harness.js';
+import { UNIT_REPOSITORY, unitConfig } from '../support/unit-config.js';
 
 /**
  * The fault matrix. Every step of the deploy and stop sequences (every engine call, every journal,
@@ -44,7 +45,7 @@ import { readAudit } from '../support/harness.js';
 const root = mkdtempSync(join(tmpdir(), 'dreichor-fault-matrix-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-const REPO = 'registry.example:5000/dreichor/runtime';
+const REPO = UNIT_REPOSITORY;
 const NAME = 'dreichor-runtime-dev';
 const DEPLOY_TIMEOUT_MS = 1_200;
 const TIMING = { answerReserveMs: 150, marginSeconds: 0.3, killSlackMs: 100, pollMs: 100, stopPatienceMs: 200 };
@@ -61,15 +62,7 @@ let n = 0;
 function freshConfig(): Config {
   n += 1;
   const dir = join(root, `c${n}`);
-  const loaded = loadConfig({
-    ENVIRONMENT: 'dev',
-    CF_ACCESS_CLIENT_ID: 'client.access',
-    CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-    IMAGE_REPOSITORY: REPO,
-    AUDIT_EVENTS_PATH: join(dir, 'audit-events'),
-    SNAPSHOTS_PATH: join(dir, 'snapshots'),
-    STATE_DIR: join(dir, 'state'),
-  });
+  const loaded = unitConfig(dir);
   mkdirSync(loaded.stateDir, { recursive: true });
   return { ...loaded, stopTimeoutSeconds: 0.1, startCheckSeconds: 0.05, deployTimeoutSeconds: DEPLOY_TIMEOUT_MS / 1000 };
 }

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit.js';
-import { loadConfig } from '../../src/config.js';
 import { StateStore } from '../../src/state.js';
 import { FRESH_MS, MAX_AGE_MS, StatusView } from '../../src/status-view.js';
 import { FakeEngine } from '../support/fake-engine.js';
+import { unitConfig } from '../support/unit-config.js';
 
 /** Status never waits on the engine while it holds a recent enough answer, and never outlives a change. */
 const root = mkdtempSync(join(tmpdir(), 'dreichor-status-test-'));
@@ -23,14 +23,7 @@ describe('the status view', () => {
 
   beforeEach(async () => {
     const dir = mkdtempSync(join(root, 's-'));
-    const config = loadConfig({
-      ENVIRONMENT: 'dev',
-      CF_ACCESS_CLIENT_ID: 'client.access',
-      CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-      AUDIT_EVENTS_PATH: join(dir, 'a'),
-      SNAPSHOTS_PATH: join(dir, 's'),
-      STATE_DIR: join(dir, 'state'),
-    });
+    const config = unitConfig(dir);
     engine = new FakeEngine();
     engine.seed(NAME);
     const store = await StateStore.open(config.stateDir);
@@ -95,14 +88,7 @@ describe('the status view', () => {
 
   it('ages inspections on a monotonic clock: a wall clock stepped back an hour does not keep a stale answer', async (t) => {
     const dir = mkdtempSync(join(root, 'm-'));
-    const config = loadConfig({
-      ENVIRONMENT: 'dev',
-      CF_ACCESS_CLIENT_ID: 'client.access',
-      CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-      AUDIT_EVENTS_PATH: join(dir, 'a'),
-      SNAPSHOTS_PATH: join(dir, 's'),
-      STATE_DIR: join(dir, 'state'),
-    });
+    const config = unitConfig(dir);
     const store = await StateStore.open(config.stateDir);
     const audit = await AuditLog.open(join(config.stateDir, 'audit.jsonl'));
     // The wall clock is the test's from here on (timers are not): the view is built on it.

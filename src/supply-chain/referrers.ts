@@ -1,0 +1,135 @@
+import { z } from 'zod';
+import { type RegistryClient, unverified } from './registry.js';
+
+/**
+ * What the registry holds about a digest: the OCI 1.1 referrers API and the referrers tag schema
+ * (`sha256-<hex>`, what GHCR and registries without the API serve), merged; and the manifests and
+ * blobs they point at. Every answer is parsed with zod: anything else is not a candidate.
+ */
+export const MEDIA = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  sigstoreBundle: /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.3)?\+json(;version=0\.3)?$/,
+  simpleSigning: 'application/vnd.dev.cosign.simplesigning.v1+json',
+} as const;
+
+export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+
+/** Limits. Security: a registry (or whoever can push to it) cannot make a deploy read without end. */
+export const LIMITS = {
+  manifestBytes: 256 * 1024,
+  bundleBytes: 1024 * 1024,
+  signaturePayloadBytes: 64 * 1024,
+  candidates: 32,
+} as const;
+
+const DIGEST = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+
+export const descriptorSchema = z.looseObject({
+  mediaType: z.string().max(256),
+  digest: DIGEST,
+  size: z.number().int().nonnegative(),
+  artifactType: z.string().max(256).optional(),
+  annotations: z.record(z.string().max(256), z.string().max(64 * 1024)).optional(),
+  platform: z
+    .looseObject({ os: z.string().max(64), architecture: z.string().max(64), variant: z.string().max(64).optional() })
+    .optional(),
+});
+export type Descriptor = z.infer<typeof descriptorSchema>;
+
+export const indexSchema = z.looseObject({
+  schemaVersion: z.literal(2),
+  manifests: z.array(descriptorSchema).max(4096),
+});
+
+export const manifestSchema = z.looseObject({
+  schemaVersion: z.literal(2),
+  artifactType: z.string().max(256).optional(),
+  config: descriptorSchema,
+  layers: z.array(descriptorSchema).max(64),
+  subject: descriptorSchema.optional(),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** JSON parsed with a schema, or null: what does not parse is not a candidate, never a crash. */
+export function parseJson<T>(bytes: Buffer, schema: z.ZodType<T>): T | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : null;
+}
+
+/** The referrers tag of a digest: `sha256:<hex>` → `sha256-<hex>`. */
+export const referrersTag = (digest: string): string => digest.replace(':', '-');
+
+/**
+ * Every referrer of `digest` whose artifact type matches (or is not announced, to be decided from
+ * its manifest), from both the API and the tag fallback, once each. More than LIMITS.candidates is a
+ * refusal: a registry flooding the agent with candidates would otherwise decide how long it spends.
+ */
+export async function findReferrers(
+  client: RegistryClient,
+  digest: string,
+  wanted: (artifactType: string) => boolean,
+): Promise<Descriptor[]> {
+  const [api, tag] = await Promise.all([
+    client.referrers(digest, LIMITS.manifestBytes),
+    client.manifest(referrersTag(digest), [MEDIA.ociIndex], LIMITS.manifestBytes),
+  ]);
+  const found = new Map<string, Descriptor>();
+  for (const answer of [api, tag]) {
+    if (answer === null) continue;
+    const index = parseJson(answer.bytes, indexSchema);
+    if (index === null) continue;
+    for (const d of index.manifests) {
+      if (d.artifactType !== undefined && !wanted(d.artifactType)) continue;
+      found.set(d.digest, d);
+    }
+  }
+  if (found.size > LIMITS.candidates) {
+    throw unverified(
+      `the registry lists ${found.size} candidate attestations for ${digest}, more than the ${LIMITS.candidates} allowed`,
+    );
+  }
+  return [...found.values()];
+}
+
+/** A referrer's manifest, by digest (checked), or null when it is not an artifact manifest. */
+export async function artifactManifest(client: RegistryClient, digest: string): Promise<Manifest | null> {
+  const fetched = await client.manifest(digest, [MEDIA.ociManifest], LIMITS.manifestBytes);
+  return fetched === null ? null : parseJson(fetched.bytes, manifestSchema);
+}
+
+/** The platform this host's engine runs: Linux, and the architecture of this process (the same host). */
+export function hostPlatform(): { os: string; architecture: string } {
+  const arch: Record<string, string> = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    arm: 'arm',
+    ia32: '386',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+  };
+  return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
+}
+
+/**
+ * The digests an attestation may name for what is deployed: the tag's digest and, for an image
+ * index, the manifest the engine will pull for this platform from it.
+ */
+export async function deployedDigests(client: RegistryClient, tagDigest: string, isIndex: boolean): Promise<string[]> {
+  if (!isIndex) return [tagDigest];
+  const fetched = await client.manifest(tagDigest, [MEDIA.ociIndex, MEDIA.dockerList], LIMITS.manifestBytes);
+  const index = fetched === null ? null : parseJson(fetched.bytes, indexSchema);
+  if (index === null) throw unverified(`the image index ${tagDigest} could not be read from the registry`);
+  const platform = hostPlatform();
+  const own = index.manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture);
+  return own === undefined ? [tagDigest] : [tagDigest, own.digest];
+}

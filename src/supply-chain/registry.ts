@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { RegistryCredentials } from '../engine-port.js';
+import { AgentError } from '../errors.js';
+
+/**
+ * The registry, read by the agent itself: the engine pulls images but cannot fetch signatures or
+ * attestations. The distribution API over `fetch`, with the registry's own auth flow (a 401 naming
+ * a Bearer realm is answered with a token request, or Basic), the pull's credentials, and limits on
+ * everything read. Every manifest and blob fetched by digest is checked against that digest.
+ *
+ * Security: the answers come from the network and are only as good as their digests. HTTPS always;
+ * plain HTTP only to a loopback registry, as the engine does. Credentials go to the registry and to
+ * the token realm it names (as the Docker CLI does), never across a redirect to another origin.
+ */
+export interface RegistryTarget {
+  /** `host[:port]` */
+  readonly host: string;
+  /** The repository path within the registry. */
+  readonly path: string;
+  readonly credentials: RegistryCredentials | null;
+}
+
+export interface Fetched {
+  readonly bytes: Buffer;
+  readonly mediaType: string | null;
+  /** `sha256:<hex>` of the bytes. */
+  readonly digest: string;
+}
+
+const REQUEST_TIMEOUT_MS = 15_000;
+const MAX_REDIRECTS = 5;
+const MAX_TOKEN_BYTES = 64 * 1024;
+
+export const isLoopback = (hostname: string): boolean =>
+  hostname === 'localhost' || hostname === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(hostname);
+
+const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+const unreachable = (what: string, detail: string): AgentError =>
+  new AgentError(
+    502,
+    `the registry could not be read for verification (${what}: ${detail}); nothing was pulled, the running container was not touched`,
+    {
+      code: 'registry_refused',
+    },
+  );
+
+/** A refusal of the image: the reason names the check that failed. */
+export const unverified = (reason: string): AgentError =>
+  new AgentError(422, `image not verified: ${reason}; nothing was pulled or recorded, the running container was not touched`, {
+    code: 'image_unverified',
+  });
+
+const tokenAnswer = z.union([
+  z.looseObject({ token: z.string().min(1).max(MAX_TOKEN_BYTES) }),
+  z.looseObject({ access_token: z.string().min(1).max(MAX_TOKEN_BYTES) }),
+]);
+
+export class RegistryClient {
+  private authorization: string | null = null;
+  private readonly origin: string;
+
+  constructor(
+    private readonly target: RegistryTarget,
+    private readonly signal: AbortSignal,
+  ) {
+    const hostname = new URL(`http://${target.host}`).hostname;
+    this.origin = `${isLoopback(hostname) ? 'http' : 'https'}://${target.host}`;
+  }
+
+  /** A manifest by tag or digest; null when the registry has none. A digest is checked. */
+  async manifest(reference: string, accept: readonly string[], maxBytes: number): Promise<Fetched | null> {
+    const fetched = await this.get(`/v2/${this.target.path}/manifests/${reference}`, accept, maxBytes);
+    if (fetched !== null && reference.startsWith('sha256:') && fetched.digest !== reference) {
+      throw unverified(`the registry served a manifest whose content is not its digest ${reference} (tampered)`);
+    }
+    return fetched;
+  }
+
+  /** A blob by digest, checked against it. */
+  async blob(digest: string, maxBytes: number): Promise<Buffer> {
+    const fetched = await this.get(`/v2/${this.target.path}/blobs/${digest}`, ['*/*'], maxBytes);
+    if (fetched === null) throw unverified(`blob ${digest} is missing from the registry`);
+    if (fetched.digest !== digest)
+      throw unverified(`the registry served a blob whose content is not its digest ${digest} (tampered)`);
+    return fetched.bytes;
+  }
+
+  /** The OCI 1.1 referrers API; null when the registry does not serve it (any 4xx, or 501). */
+  referrers(digest: string, maxBytes: number): Promise<Fetched | null> {
+    return this.get(`/v2/${this.target.path}/referrers/${digest}`, ['application/vnd.oci.image.index.v1+json'], maxBytes, true);
+  }
+
+  /**
+   * GET with the auth flow and redirects; null on 404 (and, for `optional` endpoints, on the
+   * answers of a registry that does not implement them).
+   */
+  private async get(path: string, accept: readonly string[], maxBytes: number, optional = false): Promise<Fetched | null> {
+    let response = await this.send(path, accept);
+    if (response.status === 401) {
+      await response.body?.cancel();
+      await this.authenticate(response.headers.get('www-authenticate'));
+      response = await this.send(path, accept);
+    }
+    // An optional endpoint (the referrers API) that a registry refuses or lacks is "not served": the
+    // tag schema is asked too, and nothing found is still a refusal (fail closed).
+    const unserved = optional && ((response.status >= 400 && response.status < 500) || response.status === 501);
+    if (response.status === 404 || unserved) {
+      await response.body?.cancel();
+      return null;
+    }
+    if (response.status !== 200) {
+      await response.body?.cancel();
+      throw unreachable(`GET ${path}`, `HTTP ${response.status}`);
+    }
+    const bytes = await readCapped(response, maxBytes, path);
+    const mediaType = response.headers.get('content-type')?.split(';')[0]?.trim() ?? null;
+    return { bytes, mediaType, digest: sha256(bytes) };
+  }
+
+  private async send(path: string, accept: readonly string[]): Promise<Response> {
+    let url = new URL(`${this.origin}${path}`);
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const headers: Record<string, string> = { Accept: accept.join(', ') };
+      // Security: the registry's credentials (or token) go to the registry's own origin only.
+      if (this.authorization !== null && url.origin === this.origin) headers['Authorization'] = this.authorization;
+      const response = await this.fetch(url, headers, `GET ${path}`);
+      if (![301, 302, 303, 307, 308].includes(response.status)) return response;
+      await response.body?.cancel();
+      const location = response.headers.get('location');
+      if (location === null) throw unreachable(`GET ${path}`, 'a redirect without a location');
+      url = checkedUrl(new URL(location, url), `GET ${path}`);
+    }
+    throw unreachable(`GET ${path}`, 'too many redirects');
+  }
+
+  private async fetch(url: URL, headers: Record<string, string>, what: string): Promise<Response> {
+    try {
+      return await fetch(url, {
+        headers,
+        redirect: 'manual',
+        signal: AbortSignal.any([this.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+      });
+    } catch (error) {
+      // The deploy abandoned (caller gone, time up): its own reason wins over ours (see Abandon).
+      if (this.signal.aborted) throw this.signal.reason;
+      const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+      throw unreachable(what, cause.slice(0, 200));
+    }
+  }
+
+  /** Answers a 401: a Bearer token from the realm the registry names, or Basic credentials. */
+  private async authenticate(challenge: string | null): Promise<void> {
+    const creds = this.target.credentials;
+    const basic = creds === null ? null : `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+    const parsed = parseChallenge(challenge ?? '');
+    if (parsed?.scheme === 'basic') {
+      if (basic === null) throw unreachable('authentication', 'the registry asks for credentials and none are configured');
+      this.authorization = basic;
+      return;
+    }
+    if (parsed?.scheme !== 'bearer' || parsed.params['realm'] === undefined) {
+      throw unreachable('authentication', 'the registry answered 401 without a usable challenge');
+    }
+    const realm = checkedUrl(new URL(parsed.params['realm']), 'token request');
+    if (parsed.params['service'] !== undefined) realm.searchParams.set('service', parsed.params['service']);
+    // Pull scope, whatever the challenge asks: the agent only reads.
+    realm.searchParams.set('scope', `repository:${this.target.path}:pull`);
+    const response = await this.fetch(realm, basic === null ? {} : { Authorization: basic }, 'token request');
+    if (response.status !== 200) {
+      await response.body?.cancel();
+      throw unreachable('token request', `HTTP ${response.status}`);
+    }
+    const bytes = await readCapped(response, MAX_TOKEN_BYTES * 2, 'token request');
+    let answer: z.infer<typeof tokenAnswer>;
+    try {
+      answer = tokenAnswer.parse(JSON.parse(bytes.toString('utf8')));
+    } catch {
+      throw unreachable('token request', 'the answer holds no token');
+    }
+    this.authorization = `Bearer ${'token' in answer ? answer.token : answer.access_token}`;
+  }
+}
+
+/** HTTPS, or plain HTTP to loopback; never credentials in a URL. */
+function checkedUrl(url: URL, what: string): URL {
+  if (url.username !== '' || url.password !== '') throw unreachable(what, 'a URL carrying credentials');
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))) return url;
+  throw unreachable(what, `refusing ${url.protocol} to ${url.hostname}: https only (plain http to loopback only)`);
+}
+
+/** Reads a body up to `maxBytes`. Security: a registry cannot make the agent hold an unbounded answer. */
+async function readCapped(response: Response, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = Number(response.headers.get('content-length') ?? '0');
+  if (declared > maxBytes) {
+    await response.body?.cancel();
+    throw unverified(`${what} is ${declared} bytes, more than the ${maxBytes} allowed`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (response.body === null) return Buffer.alloc(0);
+  for await (const chunk of response.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw unverified(`${what} is more than the ${maxBytes} bytes allowed`);
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** `Bearer realm="…",service="…"` → scheme and parameters. Linear: one pass, quoted values. */
+export function parseChallenge(header: string): { scheme: string; params: Record<string, string> } | null {
+  if (header.length > 4096) return null;
+  const match = /^([A-Za-z]+)(?:\s+(.*))?$/.exec(header.trim());
+  if (match?.[1] === undefined) return null;
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  const rest = match[2] ?? '';
+  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,"]*))\s*(?:,|$)/y;
+  while (pair.lastIndex < rest.length) {
+    const m = pair.exec(rest);
+    if (m === null || m[0] === '') break;
+    const key = m[1]?.toLowerCase();
+    if (key !== undefined) params[key] = m[2] ?? m[3] ?? '';
+  }
+  return { scheme: match[1].toLowerCase(), params };
+}

@@ -1,0 +1,75 @@
+import type { RegistryCredentials } from '../engine-port.js';
+import { AgentError } from '../errors.js';
+import { parseRepository } from '../image.js';
+import type { Provenance } from './provenance.js';
+import { deployedDigests } from './referrers.js';
+import { RegistryClient } from './registry.js';
+import type { VerificationPolicy } from './settings.js';
+
+/**
+ * The supply-chain check as the deploy sees it: one call between the tag's resolution and the first
+ * pull, under the deploy's abort signal. It resolves with the provenance of what may run, or throws
+ * an AgentError: 422 naming the check that failed, 502 when the registry cannot be read.
+ *
+ * The verifier of the configured mode (attestation.ts with sigstore-js, or cosign.ts) is imported on
+ * the first deploy, not at start: an agent that has not deployed yet holds none of it in memory.
+ */
+export interface VerifyRequest {
+  /** The configured IMAGE_REPOSITORY: `host/path`. */
+  readonly repository: string;
+  /** What the tag resolves to in its registry. */
+  readonly tagDigest: string;
+  /** Whether that is an image index (one manifest per platform). */
+  readonly index: boolean;
+  readonly credentials: RegistryCredentials | null;
+}
+
+export interface ImageVerifier {
+  verify(request: VerifyRequest, signal: AbortSignal): Promise<Provenance>;
+}
+
+interface ModeVerifier {
+  verify(client: RegistryClient, digests: readonly string[]): Promise<Provenance>;
+}
+
+export function createImageVerifier(policy: VerificationPolicy): ImageVerifier | null {
+  if (policy.mode === 'none') return null;
+  let loaded: Promise<ModeVerifier> | null = null;
+  const load = (): Promise<ModeVerifier> => {
+    loaded ??= (
+      policy.mode === 'github-attestation'
+        ? import('./attestation.js').then((m) => new m.AttestationVerifier(policy))
+        : import('./cosign.js').then((m) => new m.CosignKeyVerifier(policy))
+    ).catch((error: unknown) => {
+      loaded = null; // a broken trusted root is reported on every deploy, not cached as a success
+      throw new AgentError(
+        503,
+        `the image verifier could not be set up (${describeSetup(policy.mode, error)}); nothing was deployed`,
+        {
+          code: 'image_unverified',
+          cause: error,
+        },
+      );
+    });
+    return loaded;
+  };
+  return {
+    async verify(request, signal) {
+      const repository = parseRepository(request.repository);
+      if (repository === null) throw new AgentError(500, 'internal error: IMAGE_REPOSITORY does not parse');
+      const verifier = await load();
+      signal.throwIfAborted();
+      const client = new RegistryClient(
+        { host: repository.domain, path: repository.path, credentials: request.credentials },
+        signal,
+      );
+      const digests = await deployedDigests(client, request.tagDigest, request.index);
+      return verifier.verify(client, digests);
+    },
+  };
+}
+
+function describeSetup(mode: string, error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').slice(0, 160);
+  return mode === 'github-attestation' ? `SIGSTORE_TRUSTED_ROOT_FILE: ${text}` : text;
+}
