@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { AuditLog } from '../../src/audit.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import { type DeployContext, Deployer } from '../../src/deployer.js';
 import { AgentError } from '../../src/errors.js';
 import { parseImageReference } from '../../src/image.js';
@@ -15,6 +15,7 @@ import { StateStore } from '../../src/state.js';
 import type { Provenance } from '../../src/supply-chain/provenance.js';
 import type { ImageVerifier } from '../../src/supply-chain/verifier.js';
 import { FakeEngine } from '../support/fake-engine.js';
+import { UNIT_REPOSITORY, unitConfig } from '../support/unit-config.js';
 
 /**
  * Where the supply-chain check sits in the deploy, on the scripted engine: after the tag's
@@ -23,7 +24,7 @@ import { FakeEngine } from '../support/fake-engine.js';
  */
 const root = mkdtempSync(join(tmpdir(), 'dreichor-verify-step-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-const REPO = 'registry.example:5000/dreichor/runtime';
+const REPO = UNIT_REPOSITORY;
 const NAME = 'dreichor-runtime-dev';
 let n = 0;
 
@@ -42,19 +43,7 @@ const PROVENANCE: Provenance = {
 async function setup(verifier: ImageVerifier | null, mode: Config['imageVerification']['mode'] = 'github-attestation') {
   n += 1;
   const dir = join(root, `d${n}`);
-  const loaded = loadConfig({
-    ENVIRONMENT: 'dev',
-    CF_ACCESS_CLIENT_ID: 'client.access',
-    CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-    IMAGE_VERIFICATION: 'none',
-    IMAGE_REPOSITORY: REPO,
-    AUDIT_EVENTS_PATH: join(dir, 'audit-events'),
-    SNAPSHOTS_PATH: join(dir, 'snapshots'),
-    STATE_DIR: join(dir, 'state'),
-    STOP_TIMEOUT_SECONDS: '1',
-    START_CHECK_SECONDS: '1',
-    DEPLOY_TIMEOUT_SECONDS: '20',
-  });
+  const loaded = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
   // The policy's contents do not matter here: the verifier stands in for it.
   const config = { ...loaded, startCheckSeconds: 0.2, imageVerification: { mode } as Config['imageVerification'] };
   const engine = new FakeEngine();
