@@ -29,6 +29,10 @@ export const containerListSchema = z.array(
   z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }),
 );
 
+export const containerImagesSchema = z.array(z.object({ Id: z.string(), ImageID: z.string(), Labels: labelsSchema }));
+
+export const imageDeleteSchema = z.array(z.object({ Untagged: z.string().optional(), Deleted: z.string().optional() }));
+
 export const pullEventSchema = z.object({
   status: z.string().optional(),
   error: z.string().optional(),

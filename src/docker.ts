@@ -2,21 +2,25 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
 import {
+  containerImagesSchema,
   containerInspectSchema,
   containerListSchema,
   createAnswerSchema,
   distributionSchema,
   INDEX_MEDIA_TYPES,
+  imageDeleteSchema,
   imageInspectSchema,
   pullEventSchema,
 } from './docker-schemas.js';
 import { demultiplex, jsonLines } from './docker-stream.js';
 import type {
+  ContainerImageUse,
   ContainerInfo,
   ContainerSummary,
   CreateSpec,
   EnginePort,
   ImageInfo,
+  ImageRemoval,
   PullResult,
   RegistryCredentials,
   StopOutcome,
@@ -184,6 +188,27 @@ export class Engine implements EnginePort {
     return containerListSchema
       .parse(raw)
       .map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
+  }
+
+  async listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]> {
+    const raw = await this.call(
+      'list of containers',
+      (signal) => this.docker.listContainers({ all: true, abortSignal: signal }),
+      { outer },
+    );
+    return containerImagesSchema.parse(raw).map((c) => ({ id: c.Id, imageId: c.ImageID, labels: c.Labels }));
+  }
+
+  async removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval> {
+    // Never forced: the engine itself refuses (409) to remove an image that a container uses.
+    const raw = await this.call(
+      `removal of image ${reference}`,
+      (signal) => this.docker.getImage(reference).remove({ force: false, noprune: false, abortSignal: signal }),
+      { outer, known: { 404: 'gone', 409: 'in-use' } as const },
+    );
+    if (raw === 'gone' || raw === 'in-use') return raw;
+    const answer = imageDeleteSchema.safeParse(raw);
+    return answer.success && answer.data.some((d) => d.Deleted !== undefined) ? 'deleted' : 'untagged';
   }
 
   async create(spec: CreateSpec): Promise<string> {

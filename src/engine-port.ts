@@ -29,6 +29,21 @@ export interface ContainerSummary {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** Any container on the engine, whoever made it, running or not, and the image it uses. */
+export interface ContainerImageUse {
+  readonly id: string;
+  /** The id of the image it was created from (the engine's ImageID). */
+  readonly imageId: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * What removing one image reference did: `deleted` the image went with it, `untagged` only the
+ * reference went (the image has other names), `gone` there was no such reference, `in-use` the engine
+ * refused because a container uses the image.
+ */
+export type ImageRemoval = 'deleted' | 'untagged' | 'gone' | 'in-use';
+
 export interface ImageInfo {
   /** The image id: the digest of its config, which covers every layer's content. */
   readonly id: string;
@@ -83,6 +98,10 @@ export interface EnginePort {
   stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs?: number): Promise<StopOutcome>;
   remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'>;
   rename(id: string, name: string, outer?: AbortSignal): Promise<void>;
+  /** Every container on the engine, running or not, of any owner: which images are in use. */
+  listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]>;
+  /** Removes one image reference (never forced: the engine keeps an image that a container uses). */
+  removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval>;
   /** The last `lines` lines of a container's output, secrets masked. */
   logsTail(id: string, lines: number, timeoutMs?: number): Promise<string>;
 }

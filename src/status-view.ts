@@ -38,6 +38,8 @@ export interface StatusBody {
   /** The image that ran before the current one: deploy it to roll back. */
   readonly previous_image: string | null;
   readonly audit_head: string;
+  /** How many of the images it deployed the agent keeps on the host (IMAGE_RETENTION; 0: all). */
+  readonly image_retention: number;
   /** When the engine was asked (ISO 8601), and how long ago that was when this answer was built. */
   readonly inspected_at: string;
   readonly inspection_age_ms: number;
@@ -110,6 +112,7 @@ export class StatusView {
       last_deploy: store.lastDeploy,
       last_interrupted: store.lastInterrupted,
       audit_head: audit.lastHash,
+      image_retention: config.imageRetention,
       inspected_at: inspection.atIso,
       inspection_age_ms: Math.max(0, this.now() - inspection.at),
     };

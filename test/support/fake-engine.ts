@@ -160,6 +160,17 @@ export class FakeEngine implements Port.EnginePort {
     if (c !== undefined) c.name = name;
   }
 
+  // Image retention (src/retention.ts) has unit tests of its own; the deploy sequence never calls these.
+  async listContainers(): Promise<Port.ContainerImageUse[]> {
+    await this.enter('listContainers', '');
+    return [];
+  }
+
+  async removeImage(reference: string): Promise<Port.ImageRemoval> {
+    await this.enter('removeImage', reference);
+    return 'gone';
+  }
+
   async logsTail(id: string): Promise<string> {
     await this.enter('logsTail', id);
     return 'boom: cannot connect to the database';
