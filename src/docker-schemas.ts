@@ -22,6 +22,8 @@ export const containerInspectSchema = z.object({
 
 export const imageInspectSchema = z.object({
   Id: z.string(),
+  // Docker 28 with the containerd image store: the manifest or index the image is; its digest is the id.
+  Descriptor: z.object({ digest: z.string() }).nullish(),
   Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
 });
 

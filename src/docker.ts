@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
@@ -38,6 +39,25 @@ import type { Redactor } from './redact.js';
 // An engine timestamp for "never": "0001-01-01T00:00:00Z".
 const never = (t: string | undefined): string | null => (t === undefined || t.startsWith('0001-') ? null : t);
 const short = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
+
+/**
+ * What runs from an image (ImageInfo.content). On the classic store the id is the config's digest.
+ * On the containerd store the id is the manifest's or index's own digest, which differs between an
+ * index and the manifest the engine runs from it; there, the config the engine reports (for an
+ * index: its platform's), the layers' content digests and the platform say what runs.
+ */
+function contentOf(id: string, descriptorDigest: string | undefined, raw: unknown): string {
+  if (descriptorDigest !== id || typeof raw !== 'object' || raw === null) return id;
+  const r = raw as Record<string, unknown>;
+  const what = JSON.stringify([
+    r['Config'] ?? null,
+    r['RootFS'] ?? null,
+    r['Os'] ?? null,
+    r['Architecture'] ?? null,
+    r['Variant'] ?? null,
+  ]);
+  return `sha256:${createHash('sha256').update(what).digest('hex')}`;
+}
 
 export interface EngineOptions {
   readonly socketPath: string;
@@ -146,7 +166,11 @@ export class Engine implements EnginePort {
     if (raw === null) return null;
     const image = imageInspectSchema.parse(raw);
     const test = image.Config?.Healthcheck?.Test ?? [];
-    return { id: image.Id, hasHealthcheck: test.length > 0 && test[0] !== 'NONE' };
+    return {
+      id: image.Id,
+      content: contentOf(image.Id, image.Descriptor?.digest, raw),
+      hasHealthcheck: test.length > 0 && test[0] !== 'NONE',
+    };
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null> {

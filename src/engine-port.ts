@@ -45,8 +45,17 @@ export interface ContainerImageUse {
 export type ImageRemoval = 'deleted' | 'untagged' | 'gone' | 'in-use';
 
 export interface ImageInfo {
-  /** The image id: the digest of its config, which covers every layer's content. */
+  /**
+   * The image id: on the classic image store the digest of its config, which covers every layer's
+   * content; on the containerd image store (Docker 28) the digest of its manifest or index.
+   */
   readonly id: string;
+  /**
+   * What runs from the image: equal for two references exactly when the engine runs the same image
+   * from them (an index and its manifest for this platform). The classic store's id; on the
+   * containerd store, a digest of the config, the layers' content and the platform.
+   */
+  readonly content: string;
   readonly hasHealthcheck: boolean;
 }
 

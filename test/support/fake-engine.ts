@@ -94,7 +94,7 @@ export class FakeEngine implements Port.EnginePort {
 
   async inspectImage(reference: string): Promise<Port.ImageInfo | null> {
     await this.enter('inspectImage', reference);
-    return { id: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
+    return { id: `sha256:${'c'.repeat(64)}`, content: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
   }
 
   async inspectContainer(nameOrId: string): Promise<Port.ContainerInfo | null> {

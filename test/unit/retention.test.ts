@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
-import type { ContainerImageUse, ImageRemoval } from '../../src/engine-port.js';
+import type { ContainerImageUse, ImageInfo, ImageRemoval } from '../../src/engine-port.js';
 import type { Operation } from '../../src/lock.js';
 import { candidates, ImageRetention, protectedDigests } from '../../src/retention.js';
 import type { Deployment } from '../../src/state.js';
@@ -61,8 +61,8 @@ class Images {
   async listContainers(): Promise<ContainerImageUse[]> {
     return this.containers;
   }
-  async inspectImage(reference: string): Promise<{ id: string; hasHealthcheck: boolean } | null> {
-    return this.present.has(reference) ? { id: `id-of-${reference}`, hasHealthcheck: false } : null;
+  async inspectImage(reference: string): Promise<ImageInfo | null> {
+    return this.present.has(reference) ? { id: `id-of-${reference}`, content: reference, hasHealthcheck: false } : null;
   }
   async removeImage(reference: string): Promise<ImageRemoval> {
     this.onRemove();
