@@ -143,13 +143,13 @@ export class ImageRetention {
         return;
       }
       const reference = `${config.imageRepository}@${candidate.digest}`;
+      const info = await engine.inspectImage(reference, signal);
+      if (info === null) continue; // already gone: removed earlier, or by an operator
       // Asked again before every removal: what runs, and what each runtime names as its way back.
       const containers = await engine.listContainers(signal);
       const last = store.deployments.at(-1);
       const ownPrevious = last === undefined ? null : (store.previousDeployment(last.image)?.digest ?? null);
       if (protectedDigests(containers, ownPrevious).has(candidate.digest)) continue;
-      const info = await engine.inspectImage(reference, signal);
-      if (info === null) continue; // already gone: removed earlier, or by an operator
       const user = containers.find((c) => c.imageId === info.id);
       if (user !== undefined) {
         logger.info({ image: reference, container: user.id }, 'image retention: kept, a container uses it');
