@@ -38,6 +38,7 @@ const SWAPS = QUICK ? 1 : 7;
 const LOAD_SECONDS = QUICK ? 1 : 5;
 const CONNECTIONS = 50;
 const STARTUPS = QUICK ? 1 : 7;
+const SETTLE_MS = QUICK ? 200 : 1500;
 const say = (line: string) => process.stdout.write(`bench: ${line}\n`);
 
 // The test token: the agent's API client (test/support/harness.ts) sends it.
@@ -157,7 +158,11 @@ async function main(): Promise<void> {
       const tag = `bench-present-${i}`;
       await publishImage(sandbox.info, tag);
       await sandbox.docker('pull', '-q', `${repository}:${tag}`);
+      // Each after a pause: the image retention that follows the deploy before (in the background,
+      // removing older images) has ended, as it has by the time an operator rolls back.
+      await sleep(SETTLE_MS);
       await measure(names.agent, present, 'a swap to an image on the host', () => deploy(`${repository}:${tag}`, 'present swap'));
+      await sleep(SETTLE_MS);
       await measure(names.agent, rollback, 'a rollback', () => deploy(running, 'rollback'));
       say(`rollback ${i + 1}/${SWAPS} done`);
     }
