@@ -56,7 +56,7 @@ if engine28_bin=$(bash scripts/engine-28.sh 2>"$engine28_log" | tail -1) && [ -x
     env PATH="$engine28_bin:$PATH" DREICHOR_ENGINE=containerd-store \
     npx tsx test/support/with-sandbox.ts -- "${node_test[@]}" "${files[@]}"
 else
-  why=$(tail -3 "$engine28_log" | tr '\n' ' ')
+  why=$(tail -2 "$engine28_log" | tr '\n' ' ')
   echo "!! SKIPPED the integration tier on Docker 28: scripts/engine-28.sh could not fetch it from Debian sid: ${why:-no reason given}"
   results+=("SKIPPED  integration, Docker 28 (containerd image store): could not be fetched: ${why:-no reason given}")
 fi
