@@ -13,7 +13,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AUTH_HEADERS, TOKEN } from '../test/support/harness.js';
-import { docker, freePort, REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
+import { docker, freePort, publishImage, REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
 import {
   engineCall,
   events,
@@ -39,6 +39,7 @@ const SWAPS = QUICK ? 1 : 7;
 const LOAD_SECONDS = QUICK ? 1 : 5;
 const CONNECTIONS = 50;
 const STARTUPS = QUICK ? 1 : 7;
+const SETTLE_MS = QUICK ? 200 : 1500;
 const say = (line: string) => process.stdout.write(`bench: ${line}\n`);
 
 // The test token: the agent's API client (test/support/harness.ts) sends it.
@@ -102,37 +103,46 @@ async function main(): Promise<void> {
       floor: { toStarted: [], total: [], downtime: [] },
     };
     const startCall: number[] = [];
+    /** Runs one swap of the container `name` and records its figures from the engine's events. */
+    const measure = async (name: string, into: SwapFigures, what: string, action: () => Promise<void>): Promise<void> => {
+      const before = JSON.parse((await engineCall(socketPath, 'GET', `/containers/${name}/json`)).text) as { Id: string };
+      const wall0 = Date.now();
+      const t0 = performance.now();
+      await action();
+      into.total.push(performance.now() - t0);
+      const wall1 = Date.now();
+      await sleep(50);
+      const evs = await events(socketPath, wall0 - 1000, wall1 + 1000);
+      const now = JSON.parse((await engineCall(socketPath, 'GET', `/containers/${name}/json`)).text) as { Id: string };
+      const died = evs.find((e) => e.id === before.Id && e.status === 'die');
+      const started = evs.find((e) => e.id === now.Id && e.status === 'start');
+      if (died === undefined || started === undefined) throw new Error(`no die/start events for ${what}`);
+      into.toStarted.push(started.timeNano / 1e6 - wall0);
+      into.downtime.push((started.timeNano - died.timeNano) / 1e6);
+    };
+    const deploy = async (ref: string, what: string): Promise<void> => {
+      const res = await agent.api.deploy(ref);
+      if (res.status !== 200) throw new Error(`${what}: ${res.status} ${res.text}`);
+    };
     for (let i = 0; i < SWAPS; i += 1) {
       const tag = i % 2 === 0 ? 'v2' : 'v1';
       const ref = `${repository}:${tag}`;
       for (const method of ['agent', 'cli', 'floor'] as const) {
         const name = names[method];
-        const before = JSON.parse((await engineCall(socketPath, 'GET', `/containers/${name}/json`)).text) as { Id: string };
         // Untagged first, then removed if nothing uses it: the next pull fetches it for real.
         await docker(sandbox.info, 'rmi', ref).catch(() => undefined);
-        const wall0 = Date.now();
-        const t0 = performance.now();
-        if (method === 'agent') {
-          const res = await agent.api.deploy(ref);
-          if (res.status !== 200) throw new Error(`agent swap: ${res.status} ${res.text}`);
-        } else if (method === 'cli') {
-          await sandbox.docker('pull', '-q', ref);
-          await sandbox.docker('stop', name);
-          await sandbox.docker('rm', name);
-          await sandbox.docker('run', '-d', '--name', name, '--network', 'none', ref);
-        } else {
-          await floorSwap(socketPath, name, repository, tag);
-        }
-        swap[method].total.push(performance.now() - t0);
-        const wall1 = Date.now();
-        await sleep(50);
-        const evs = await events(socketPath, wall0 - 1000, wall1 + 1000);
-        const now = JSON.parse((await engineCall(socketPath, 'GET', `/containers/${name}/json`)).text) as { Id: string };
-        const died = evs.find((e) => e.id === before.Id && e.status === 'die');
-        const started = evs.find((e) => e.id === now.Id && e.status === 'start');
-        if (died === undefined || started === undefined) throw new Error(`no die/start events for ${method}`);
-        swap[method].toStarted.push(started.timeNano / 1e6 - wall0);
-        swap[method].downtime.push((started.timeNano - died.timeNano) / 1e6);
+        await measure(name, swap[method], method, async () => {
+          if (method === 'agent') {
+            await deploy(ref, 'agent swap');
+          } else if (method === 'cli') {
+            await sandbox.docker('pull', '-q', ref);
+            await sandbox.docker('stop', name);
+            await sandbox.docker('rm', name);
+            await sandbox.docker('run', '-d', '--name', name, '--network', 'none', ref);
+          } else {
+            await floorSwap(socketPath, name, repository, tag);
+          }
+        });
       }
       startCall.push(await startCallMs(socketPath, ref, `bench-start-${i}`));
       say(`swap ${i + 1}/${SWAPS} done`);
@@ -147,6 +157,26 @@ async function main(): Promise<void> {
       swaps: SWAPS,
       settleMs: QUICK ? 500 : 3000,
     });
+    // A rollback is a deploy of the previous image, which image retention keeps on the host: no pull.
+    // Beside it, a swap to a new image that is already on the host (pulled beforehand), the same
+    // steps but for its image: the two should be within 1.1x.
+    say(`rollbacks, and swaps to an image already on the host, interleaved, ${SWAPS} of each`);
+    const present: SwapFigures = { toStarted: [], total: [], downtime: [] };
+    const rollback: SwapFigures = { toStarted: [], total: [], downtime: [] };
+    for (let i = 0; i < SWAPS; i += 1) {
+      const running = (await agent.api.status()).body['image'];
+      if (typeof running !== 'string') throw new Error('the agent runs nothing before a rollback');
+      const tag = `bench-present-${i}`;
+      await publishImage(sandbox.info, tag);
+      await sandbox.docker('pull', '-q', `${repository}:${tag}`);
+      // Each after a pause: the image retention that follows the deploy before (in the background,
+      // removing older images) has ended, as it has by the time an operator rolls back.
+      await sleep(SETTLE_MS);
+      await measure(names.agent, present, 'a swap to an image on the host', () => deploy(`${repository}:${tag}`, 'present swap'));
+      await sleep(SETTLE_MS);
+      await measure(names.agent, rollback, 'a rollback', () => deploy(running, 'rollback'));
+      say(`rollback ${i + 1}/${SWAPS} done`);
+    }
 
     say(`status under wrk -c${CONNECTIONS}: the agent, then a bare node:http server with the same body`);
     const statusUrl = `http://127.0.0.1:${port}/v1/status`;
@@ -174,6 +204,8 @@ async function main(): Promise<void> {
       startCheckSeconds: env['START_CHECK_SECONDS'] ?? '',
       swaps: SWAPS,
       swap,
+      present,
+      rollback,
       startCall,
       connections: CONNECTIONS,
       loadSeconds: LOAD_SECONDS,

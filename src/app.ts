@@ -23,6 +23,7 @@ import { DeployJournal, type DeployPhase } from './journal.js';
 import { createRedactor } from './redact.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
+import { ImageRetention } from './retention.js';
 import { deployRoute } from './routes/deploy.js';
 import { statusFastPathFor, statusRoute } from './routes/status.js';
 import { stopRoute } from './routes/stop.js';
@@ -47,6 +48,8 @@ export interface AppDeps {
   readonly refusals: RefusalThrottle;
   readonly logger: Logger;
   readonly verifyJwt: AccessJwtVerifier | null;
+  /** Image retention: runs after a deploy has answered 200. */
+  readonly afterDeployed?: () => void;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -63,7 +66,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(requireJson);
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true, inflate: false, type: () => true }));
 
-  app.post('/v1/deploy', deployRoute(config, deployer, reply));
+  app.post('/v1/deploy', deployRoute(config, deployer, reply, deps.afterDeployed));
   app.get('/v1/status', statusRoute(deployer, reply));
   app.post('/v1/stop', stopRoute(config, deployer, reply));
 
@@ -190,13 +193,15 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
   });
   deployer.startReconciler();
+  // Image retention (retention.ts): never holds the lock, yields to any deploy or stop.
+  const retention = new ImageRetention({ config, engine, store, audit, logger, busy: () => deployer.busy });
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
     onError: (error) => logger.error({ err: error }, 'could not write a line about counted refusals; the counts are kept'),
     started: (first, refusal) => audit.refusalsCounting(first, refusal.endpoint, refusal.status),
   });
-  const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt });
+  const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt, afterDeployed: () => retention.schedule() });
   // Security: slow clients cannot hold connections open (slowloris); a deploy's answer may take up
   // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces the two
   // timeouts below only when it checks its connections, every 30 s by default: check every second.
@@ -224,7 +229,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     deployer,
     close: () => {
       closing ??= (async () => {
-        await deployer.shutdown();
+        await Promise.all([deployer.shutdown(), retention.stop()]);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

@@ -207,6 +207,22 @@ export class AuditLog {
     });
   }
 
+  /**
+   * An image that image retention removed from the host (retention.ts): the reference it removed,
+   * its digest, and why it was no longer kept.
+   */
+  pruned(r: { readonly image: string; readonly digest: string; readonly reason: string }): Promise<void> {
+    return this.append({
+      request_id: randomUUID(),
+      client_id: null,
+      endpoint: 'image-retention',
+      image: r.image,
+      digest: r.digest,
+      outcome: 'pruned',
+      reason: r.reason,
+    });
+  }
+
   /** A summary of refusals before authentication beyond the rate (see refusals.ts). */
   refusalsCounted(r: RefusalSummary, reason: string): Promise<void> {
     return this.append({

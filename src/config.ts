@@ -44,6 +44,8 @@ export interface Config {
   readonly stopTimeoutSeconds: number;
   readonly startCheckSeconds: number;
   readonly deployTimeoutSeconds: number;
+  /** How many of the images this agent deployed stay on the host (0: all); see retention.ts. */
+  readonly imageRetention: number;
   readonly stateDir: string;
   readonly dockerSocketPath: string;
   readonly logLevel: LogLevel;
@@ -136,6 +138,12 @@ const schema = z
     STOP_TIMEOUT_SECONDS: seconds(1, 60).optional(),
     START_CHECK_SECONDS: seconds(1, 60).optional(),
     DEPLOY_TIMEOUT_SECONDS: seconds(10, CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS - 5).optional(),
+    IMAGE_RETENTION: z
+      .string()
+      .regex(/^\d+$/, 'must be a whole number of images (0 keeps all)')
+      .transform(Number)
+      .pipe(z.number().int().max(1000, 'must be at most 1000'))
+      .optional(),
     STATE_DIR: absolutePath.optional(),
     DOCKER_HOST: z.string().optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
@@ -245,6 +253,7 @@ function build(raw: Raw): Config {
     stopTimeoutSeconds,
     startCheckSeconds,
     deployTimeoutSeconds,
+    imageRetention: raw.IMAGE_RETENTION ?? 5,
     stateDir,
     dockerSocketPath: dockerSocketPath(raw.DOCKER_HOST),
     logLevel: raw.LOG_LEVEL ?? 'info',

@@ -23,12 +23,18 @@ export const containerInspectSchema = z.object({
 
 export const imageInspectSchema = z.object({
   Id: z.string(),
+  // Docker 28 with the containerd image store: the manifest or index the image is; its digest is the id.
+  Descriptor: z.object({ digest: z.string() }).nullish(),
   Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
 });
 
 export const containerListSchema = z.array(
   z.object({ Id: z.string(), Names: z.array(z.string()), State: z.string(), Labels: labelsSchema }),
 );
+
+export const containerImagesSchema = z.array(z.object({ Id: z.string(), ImageID: z.string(), Labels: labelsSchema }));
+
+export const imageDeleteSchema = z.array(z.object({ Untagged: z.string().optional(), Deleted: z.string().optional() }));
 
 export const pullEventSchema = z.object({
   status: z.string().optional(),

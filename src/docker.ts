@@ -1,22 +1,27 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
 import {
+  containerImagesSchema,
   containerInspectSchema,
   containerListSchema,
   createAnswerSchema,
   distributionSchema,
   INDEX_MEDIA_TYPES,
+  imageDeleteSchema,
   imageInspectSchema,
   pullEventSchema,
 } from './docker-schemas.js';
 import { demultiplex, jsonLines } from './docker-stream.js';
 import type {
+  ContainerImageUse,
   ContainerInfo,
   ContainerSummary,
   CreateSpec,
   EnginePort,
   ImageInfo,
+  ImageRemoval,
   PullResult,
   RegistryCredentials,
   StopOutcome,
@@ -36,6 +41,25 @@ const never = (t: string | undefined): string | null => (t === undefined || t.st
 /** How much of a container's log tail is masked and kept; the reasons quote less. */
 const LOG_CHARS_MASKED = 16 * 1024;
 const short = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
+
+/**
+ * What runs from an image (ImageInfo.content). On the classic store the id is the config's digest.
+ * On the containerd store the id is the manifest's or index's own digest, which differs between an
+ * index and the manifest the engine runs from it; there, the config the engine reports (for an
+ * index: its platform's), the layers' content digests and the platform say what runs.
+ */
+function contentOf(id: string, descriptorDigest: string | undefined, raw: unknown): string {
+  if (descriptorDigest !== id || typeof raw !== 'object' || raw === null) return id;
+  const r = raw as Record<string, unknown>;
+  const what = JSON.stringify([
+    r['Config'] ?? null,
+    r['RootFS'] ?? null,
+    r['Os'] ?? null,
+    r['Architecture'] ?? null,
+    r['Variant'] ?? null,
+  ]);
+  return `sha256:${createHash('sha256').update(what).digest('hex')}`;
+}
 
 export interface EngineOptions {
   readonly socketPath: string;
@@ -144,7 +168,11 @@ export class Engine implements EnginePort {
     if (raw === null) return null;
     const image = imageInspectSchema.parse(raw);
     const test = image.Config?.Healthcheck?.Test ?? [];
-    return { id: image.Id, hasHealthcheck: test.length > 0 && test[0] !== 'NONE' };
+    return {
+      id: image.Id,
+      content: contentOf(image.Id, image.Descriptor?.digest, raw),
+      hasHealthcheck: test.length > 0 && test[0] !== 'NONE',
+    };
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null> {
@@ -197,6 +225,27 @@ export class Engine implements EnginePort {
     return containerListSchema
       .parse(raw)
       .map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
+  }
+
+  async listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]> {
+    const raw = await this.call(
+      'list of containers',
+      (signal) => this.docker.listContainers({ all: true, abortSignal: signal }),
+      { outer },
+    );
+    return containerImagesSchema.parse(raw).map((c) => ({ id: c.Id, imageId: c.ImageID, labels: c.Labels }));
+  }
+
+  async removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval> {
+    // Never forced: the engine itself refuses (409) to remove an image that a container uses.
+    const raw = await this.call(
+      `removal of image ${reference}`,
+      (signal) => this.docker.getImage(reference).remove({ force: false, noprune: false, abortSignal: signal }),
+      { outer, known: { 404: 'gone', 409: 'in-use' } as const },
+    );
+    if (raw === 'gone' || raw === 'in-use') return raw;
+    const answer = imageDeleteSchema.safeParse(raw);
+    return answer.success && answer.data.some((d) => d.Deleted !== undefined) ? 'deleted' : 'untagged';
   }
 
   async disableRestart(id: string, outer?: AbortSignal): Promise<void> {

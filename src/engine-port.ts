@@ -31,9 +31,33 @@ export interface ContainerSummary {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-export interface ImageInfo {
-  /** The image id: the digest of its config, which covers every layer's content. */
+/** Any container on the engine, whoever made it, running or not, and the image it uses. */
+export interface ContainerImageUse {
   readonly id: string;
+  /** The id of the image it was created from (the engine's ImageID). */
+  readonly imageId: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * What removing one image reference did: `deleted` the image went with it, `untagged` only the
+ * reference went (the image has other names), `gone` there was no such reference, `in-use` the engine
+ * refused because a container uses the image.
+ */
+export type ImageRemoval = 'deleted' | 'untagged' | 'gone' | 'in-use';
+
+export interface ImageInfo {
+  /**
+   * The image id: on the classic image store the digest of its config, which covers every layer's
+   * content; on the containerd image store (Docker 28) the digest of its manifest or index.
+   */
+  readonly id: string;
+  /**
+   * What runs from the image: equal for two references exactly when the engine runs the same image
+   * from them (an index and its manifest for this platform). The classic store's id; on the
+   * containerd store, a digest of the config, the layers' content and the platform.
+   */
+  readonly content: string;
   readonly hasHealthcheck: boolean;
 }
 
@@ -89,6 +113,10 @@ export interface EnginePort {
   stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs?: number): Promise<StopOutcome>;
   remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'>;
   rename(id: string, name: string, outer?: AbortSignal): Promise<void>;
+  /** Every container on the engine, running or not, of any owner: which images are in use. */
+  listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]>;
+  /** Removes one image reference (never forced: the engine keeps an image that a container uses). */
+  removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval>;
   /** The last `lines` lines of a container's output, secrets masked. */
   logsTail(id: string, lines: number, outer?: AbortSignal): Promise<string>;
 }

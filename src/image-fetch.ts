@@ -49,7 +49,7 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
     await pullExactly(deps, image.repository, digest, signal);
   } else {
     // A pin that is not the tag's own digest is accepted only as the manifest the engine would run
-    // from the tag's image index: its image (the config digest, which covers every layer's content)
+    // from the tag's image index: its image (its config and every layer's content: ImageInfo.content)
     // must be the one the engine pulls for the index on its platform. Both are pulled into the
     // image store; nothing runs from them unless they match. The index first: a registry that
     // fails is a registry failure; a pin the engine then cannot pull (an attestation manifest,
@@ -63,7 +63,7 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
       engine.inspectImage(`${image.repository}@${digest}`, signal),
       engine.inspectImage(`${image.repository}@${resolved.digest}`, signal),
     ]);
-    if (pinned === null || fromIndex === null || pinned.id !== fromIndex.id) throw pinMismatch(image, resolved.digest);
+    if (pinned === null || fromIndex === null || pinned.content !== fromIndex.content) throw pinMismatch(image, resolved.digest);
   }
   const local = `${image.repository}@${digest}`;
   const info = await engine.inspectImage(local, signal);

@@ -44,6 +44,8 @@ export interface StatusBody {
   /** Containers that will never run again and are not removed yet: the reconciler retries them. */
   readonly leftovers: readonly Leftover[];
   readonly audit_head: string;
+  /** How many of the images it deployed the agent keeps on the host (IMAGE_RETENTION; 0: all). */
+  readonly image_retention: number;
   /** When the engine was asked (ISO 8601), and how long ago that was when this answer was built. */
   readonly inspected_at: string;
   readonly inspection_age_ms: number;
@@ -126,6 +128,7 @@ export class StatusView {
       last_interrupted: store.lastInterrupted,
       leftovers: this.deps.leftovers?.() ?? [],
       audit_head: audit.lastHash,
+      image_retention: config.imageRetention,
       inspected_at: inspection.atIso,
       inspection_age_ms: Math.max(0, this.now() - inspection.at),
     };

@@ -22,6 +22,10 @@ export interface BenchResults {
   readonly startCheckSeconds: string;
   readonly swaps: number;
   readonly swap: Readonly<Record<SwapMethod, SwapFigures>>;
+  /** The agent's swap to a new image already on the host (pulled beforehand). */
+  readonly present: SwapFigures;
+  /** The agent's rollback: a deploy of the previous image, which image retention keeps on the host. */
+  readonly rollback: SwapFigures;
   /** The engine's start call alone, on a container created beforehand: the downtime floor. */
   readonly startCall: number[];
   readonly connections: number;
@@ -95,6 +99,12 @@ export function render(r: BenchResults): string {
       `${ms(started('floor'))}: ${ratio(started('agent'), started('floor'))}`,
       started('agent') <= started('floor') * 1.1,
     ],
+    [
+      'rollback within 1.1× of a swap whose image is present',
+      ms(median(r.rollback.toStarted)),
+      `${ms(median(r.present.toStarted))}: ${ratio(median(r.rollback.toStarted), median(r.present.toStarted))}`,
+      median(r.rollback.toStarted) <= median(r.present.toStarted) * 1.1,
+    ],
     ['start-up < 500 ms (spawn to answering HTTP)', ms(median(r.startup)), '', median(r.startup) < 500],
   ];
   const unmet = targets.filter(([, , , ok]) => !ok).map(([name]) => name);
@@ -133,6 +143,16 @@ export function render(r: BenchResults): string {
     `| docker CLI: pull, stop, rm, run | ${ms(started('cli'))} | ${ms(total('cli'))} | ${ratio(started('cli'), started('floor'))} |`,
     '',
     'Before each swap the target image is removed from the engine, so every swap is a real pull from the registry. "Started" comes from the engine\'s own event clock.',
+    '',
+    `### Rollback: the previous image, kept on the host by image retention; medians of ${r.rollback.toStarted.length}, interleaved`,
+    '',
+    '| agent, POST /v1/deploy | to new container started | to the answer | downtime | ratio to the swap with a pull (started) |',
+    '|---|---|---|---|---|',
+    `| swap with a pull (above) | ${ms(started('agent'))} | ${ms(total('agent'))} | ${ms(downtime('agent'))} | 1.00× |`,
+    `| swap to a new image already on the host | ${ms(median(r.present.toStarted))} | ${ms(median(r.present.total))} | ${ms(median(r.present.downtime))} | ${ratio(median(r.present.toStarted), started('agent'))} |`,
+    `| rollback: the previous image, on the host | ${ms(median(r.rollback.toStarted))} | ${ms(median(r.rollback.total))} | ${ms(median(r.rollback.downtime))} | ${ratio(median(r.rollback.toStarted), started('agent'))} |`,
+    '',
+    "Neither of the last two pulls anything: the agent still asks the registry what the tag is (immutable tags), then finds the image on the host. The rollback should cost what a swap to an image already present costs (target: within 1.1×). Each is measured after a short pause, once the image retention that follows the deploy before (in the background) has ended; a rollback sent within milliseconds of a deploy's answer can meet one image removal still in flight (retention yields before the next one).",
     '',
     '## (c) Downtime window, medians (old container `die` to new container `start`, engine clock)',
     '',

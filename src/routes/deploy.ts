@@ -15,7 +15,13 @@ export const deployBodySchema = z.strictObject({
   environment: z.string({ error: 'must be a string' }).max(64).optional(),
 });
 
-export function deployRoute(config: Config, deployer: Deployer, reply: Reply): RequestHandler {
+/** `afterDeployed` runs once a deploy has answered 200: clean-up that must never delay or fail it. */
+export function deployRoute(
+  config: Config,
+  deployer: Deployer,
+  reply: Reply,
+  afterDeployed: () => void = () => undefined,
+): RequestHandler {
   return async (req, res) => {
     const body = parseBody(deployBodySchema, req.body);
     const context = auditContext(res);
@@ -35,5 +41,6 @@ export function deployRoute(config: Config, deployer: Deployer, reply: Reply): R
       receivedAt: context?.startedAt ?? Date.now(),
     });
     await reply(res, 200, result);
+    afterDeployed();
   };
 }

@@ -22,6 +22,8 @@ describe('the benchmark', () => {
         'memory after the status load',
         'downtime ≤ 1.15× the engine start call',
         'swap faster than the docker CLI',
+        'rollback within 1.1× of a swap whose image is present',
+        'rollback: the previous image, on the host',
         'start-up',
       ]) {
         assert.ok(report.includes(figure), `the report has ${figure}`);

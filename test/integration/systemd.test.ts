@@ -5,15 +5,23 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Api, engine, eventually, image, removeContainersNamed, repository, TOKEN } from '../support/harness.js';
-import { Machine } from '../support/machine.js';
+import { type ExecResult, Machine } from '../support/machine.js';
+import { copyAsClone, readReadme, section, shellCommands } from '../support/readme.js';
 import { docker, sandboxInfo } from '../support/sandbox.js';
 
 /**
  * The operator's path, for real: a Debian machine with systemd as PID 1 and Node.js 24, the test
- * engine's socket bound in at /var/run/docker.sock, the agent installed by scripts/install.sh as the
- * README says, both units (dev and prod) running as shipped, under their full hardening. Checked
- * through the units and against the engine's own state.
+ * engine's socket bound in at /var/run/docker.sock, the agent installed as the README says, both
+ * units (dev and prod) running as shipped, under their full hardening. Checked through the units and
+ * against the engine's own state.
+ *
+ * The README's steps 1 to 3 are run word for word: every command of their shell blocks, read from
+ * the README itself, in a root shell in the machine, in a copy of this checkout as a fresh clone has
+ * it (tracked files only, with their modes from git: a script committed without its executable bit
+ * fails here as it would for an operator). Only the editor is a stand-in: the test writes the values
+ * an operator would type, and runs the README's `${EDITOR:-vi} ...` lines with EDITOR=true.
  */
+const README_STEPS = shellCommands(section(readReadme(), '## 1. Install', '**4. Its tunnel.**'));
 const DOCKER_GID = 2375; // the engine socket's group, and the machine's docker group
 const PORTS = { dev: 3005, prod: 3006 } as const;
 type Env = keyof typeof PORTS;
@@ -39,6 +47,25 @@ describe('the shipped units under a real systemd', () => {
     writeFileSync(file, lines.join('\n'));
   }
 
+  const ran = new Set<string>();
+  /**
+   * Runs one of the README's commands, exactly as printed, for `env`: after the README's own
+   * `ENV=dev` line (`ENV=prod` for prod, as the README says), in the checkout.
+   */
+  async function operator(command: string, env: Env, extra: Record<string, string> = {}): Promise<ExecResult> {
+    assert.ok(README_STEPS.includes(command), `the README's steps 1 to 3 print: ${command}`);
+    const setEnv = README_STEPS.find((l) => l === 'ENV=dev');
+    assert.ok(setEnv, 'the README sets ENV=dev first');
+    ran.add(setEnv);
+    ran.add(command);
+    return machine.shell(`cd ${CHECKOUT}\n${setEnv.replace('dev', env)}\n${command}`, extra);
+  }
+  async function operatorMust(command: string, env: Env, extra: Record<string, string> = {}): Promise<string> {
+    const r = await operator(command, env, extra);
+    assert.equal(r.code, 0, `${command} (ENV=${env}) exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
+    return r.stdout;
+  }
+
   const active = async (env: Env) => (await machine.exec(['systemctl', 'is-active', unit(env)])).stdout.trim();
 
   before(async () => {
@@ -50,11 +77,13 @@ describe('the shipped units under a real systemd', () => {
     for (const env of ['dev', 'prod'] as const)
       for (const f of ['audit-events', 'snapshots']) mkdirSync(join(data, env, f), { recursive: true });
     chownSync(info.socketPath, 0, DOCKER_GID);
+    const checkout = join(dir, 'checkout');
+    copyAsClone(checkout);
     machine = await Machine.boot(
       join(dir, 'machine'),
       [
         { host: info.socketPath, inside: '/var/run/docker.sock' },
-        { host: process.cwd(), inside: CHECKOUT, readOnly: true },
+        { host: checkout, inside: CHECKOUT },
         { host: data, inside: data },
       ],
       async (root) => {
@@ -75,9 +104,10 @@ describe('the shipped units under a real systemd', () => {
     assert.match(await machine.must(['/usr/bin/node', '--version']), /^v24\./);
   });
 
-  it('installs both environments with scripts/install.sh, and starts each once its FAKE values are replaced', async () => {
+  it("installs both environments with the README's commands, and starts each once its FAKE values are replaced", async () => {
+    await operatorMust('npm ci && npm run build', 'dev');
     for (const env of ['dev', 'prod'] as const) {
-      const out = await machine.must(['bash', `${CHECKOUT}/scripts/install.sh`, env]);
+      const out = await operatorMust('scripts/install.sh $ENV', env);
       assert.match(out, /Left to fill in before the agent can start:/);
       assert.match(out, /CF_ACCESS_CLIENT_ID CF_ACCESS_CLIENT_SECRET/);
       assert.equal(await active(env), 'inactive', 'not started with the example values');
@@ -125,8 +155,11 @@ describe('the shipped units under a real systemd', () => {
 
     // Running it again is how an operator applies that: idempotent, and the files filled in are kept.
     for (const env of ['dev', 'prod'] as const) {
+      // The editor's part was done above; the README's lines run with an editor that saves as it is.
+      await operatorMust('${EDITOR:-vi} /etc/dreichor/$ENV/deploy-agent.env', env, { EDITOR: 'true' });
+      await operatorMust('${EDITOR:-vi} /etc/dreichor/$ENV/runtime.env', env, { EDITOR: 'true' });
       const before = readFileSync(inRoot(`/etc/dreichor/${env}/deploy-agent.env`), 'utf8');
-      const out = await machine.must(['bash', `${CHECKOUT}/scripts/install.sh`, env]);
+      const out = await operatorMust('scripts/install.sh $ENV', env);
       assert.match(out, /\(re\)started/);
       assert.equal(
         readFileSync(inRoot(`/etc/dreichor/${env}/deploy-agent.env`), 'utf8'),
@@ -145,7 +178,19 @@ describe('the shipped units under a real systemd', () => {
       assert.equal(line['level'], 'info');
       assert.match(String(line['time']), /^\d{4}-\d\d-\d\dT/);
       assert.match(String(line['version']), /^\d+\.\d+\.\d+/);
+      assert.match(await operatorMust('journalctl -u dreichor-deploy-agent@$ENV -n 20 -o cat', env), /"msg":"listening"/);
     }
+    // Step 3: the agent answers on loopback, and 401 without a token is the expected answer.
+    const answer = await operatorMust("curl -s http://127.0.0.1:3005/v1/status -H 'Content-Type: application/json'", 'dev');
+    assert.match(answer, /"status":"error","reason":"missing CF-Access-Client-Id/);
+  });
+
+  it("ran every command of the README's steps 1 to 3, as printed", () => {
+    assert.deepEqual(
+      README_STEPS.filter((c) => !ran.has(c)),
+      [],
+      'a command the README prints for steps 1 to 3 that the test did not run',
+    );
   });
 
   it('deploys, replaces, reports and stops through both units, side by side', async () => {

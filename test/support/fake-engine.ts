@@ -149,7 +149,7 @@ export class FakeEngine implements Port.EnginePort {
 
   async inspectImage(reference: string, signal?: AbortSignal): Promise<Port.ImageInfo | null> {
     await this.enter('inspectImage', reference, signal);
-    return { id: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
+    return { id: `sha256:${'c'.repeat(64)}`, content: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<Port.ContainerInfo | null> {
@@ -240,6 +240,17 @@ export class FakeEngine implements Port.EnginePort {
     if (c === undefined) throw new AgentError(502, 'no such container');
     if (this.find(name) !== undefined) throw new AgentError(502, `the name ${name} is in use`);
     c.name = name;
+  }
+
+  // Image retention (src/retention.ts) has unit tests of its own; the deploy sequence never calls these.
+  async listContainers(): Promise<Port.ContainerImageUse[]> {
+    await this.enter('listContainers', '');
+    return [];
+  }
+
+  async removeImage(reference: string): Promise<Port.ImageRemoval> {
+    await this.enter('removeImage', reference);
+    return 'gone';
   }
 
   async logsTail(id: string, _lines: number, signal?: AbortSignal): Promise<string> {

@@ -104,6 +104,8 @@ function stepEngine(engine: FakeEngine, steps: Steps): Port.EnginePort {
     remove: wrap('remove', engine.remove.bind(engine), 1),
     rename: wrap('rename', engine.rename.bind(engine), 2),
     logsTail: wrap('logsTail', engine.logsTail.bind(engine), 2),
+    listContainers: wrap('listContainers', engine.listContainers.bind(engine), 0),
+    removeImage: wrap('removeImage', engine.removeImage.bind(engine), 1),
   };
 }
 

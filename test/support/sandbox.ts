@@ -149,11 +149,28 @@ export async function publishImage(
 }
 
 /**
+ * Which engine the sandbox runs, from DREICHOR_ENGINE: `classic` (default), the machine's dockerd
+ * (Debian's docker.io 20.10, the classic image store), or `containerd-store`, Docker 28 with the
+ * containerd image store (scripts/engine-28.sh fetches it; the test command puts its folder first on
+ * PATH, so dockerd, containerd, runc and the docker CLI are all 28's).
+ */
+export type EngineKind = 'classic' | 'containerd-store';
+export const ENGINE_ENV = 'DREICHOR_ENGINE';
+
+export function engineKind(): EngineKind {
+  const raw = process.env[ENGINE_ENV] ?? 'classic';
+  if (raw !== 'classic' && raw !== 'containerd-store')
+    throw new Error(`${ENGINE_ENV} must be classic or containerd-store, not ${raw}`);
+  return raw;
+}
+
+/**
  * A Docker engine of its own: own socket and folders under `dir`, no bridge, no iptables. Tests of
  * engine faults own one, so they can stop it and start it again mid-deploy.
  */
 export class PrivateEngine {
   private child: ChildProcess | null = null;
+  private containerd: ChildProcess | null = null;
   readonly socketPath: string;
 
   constructor(readonly dir: string) {
@@ -167,6 +184,37 @@ export class PrivateEngine {
   async start(): Promise<void> {
     const log = join(this.dir, 'dockerd.log');
     const fd = openSync(log, 'a');
+    const kind = engineKind();
+    const extra: string[] = [];
+    if (kind === 'containerd-store') {
+      // A containerd of its own: without --containerd, dockerd silently uses a system one that listens.
+      const containerd = join(this.dir, 'ctd');
+      mkdirSync(containerd, { recursive: true });
+      const socket = join(containerd, 'c.sock');
+      const config = join(containerd, 'config.toml');
+      writeFileSync(
+        config,
+        [
+          'version = 3',
+          `root = ${JSON.stringify(join(containerd, 'root'))}`,
+          `state = ${JSON.stringify(join(containerd, 'state'))}`,
+          'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]',
+          '[grpc]',
+          `  address = ${JSON.stringify(socket)}`,
+          '[ttrpc]',
+          `  address = ${JSON.stringify(join(containerd, 't.sock'))}`,
+          '[debug]',
+          `  address = ${JSON.stringify(join(containerd, 'd.sock'))}`,
+          '',
+        ].join('\n'),
+      );
+      const containerdLog = openSync(join(this.dir, 'containerd.log'), 'a');
+      this.containerd = spawn('containerd', ['--config', config], { stdio: ['ignore', containerdLog, containerdLog] });
+      await waitFor('the private containerd', 30_000, async () => existsSync(socket));
+      const daemonConfig = join(this.dir, 'daemon.json');
+      writeFileSync(daemonConfig, JSON.stringify({ features: { 'containerd-snapshotter': true } }));
+      extra.push('--containerd', socket, '--config-file', daemonConfig);
+    }
     this.child = spawn(
       'dockerd',
       [
@@ -182,6 +230,7 @@ export class PrivateEngine {
         '--iptables=false',
         '--ip-masq=false',
         '--ip6tables=false',
+        ...extra,
       ],
       { stdio: ['ignore', fd, fd] },
     );
@@ -194,6 +243,9 @@ export class PrivateEngine {
     const child = this.child;
     this.child = null;
     if (child !== null) await stopChild(child, 20_000);
+    const containerd = this.containerd;
+    this.containerd = null;
+    if (containerd !== null) await stopChild(containerd, 20_000);
   }
 }
 

@@ -9,7 +9,11 @@ import type { AddressInfo } from 'node:net';
 export interface StallingRegistry {
   /** host:port to use as the registry part of IMAGE_REPOSITORY. */
   readonly host: string;
-  /** How many blob requests are being held right now. */
+  /**
+   * How many blob requests it has held so far. Counted, not looked at: an engine with the containerd
+   * image store (Docker 28) cancels its download when the pull is abandoned, and the held request
+   * closes; the classic store's download lingers.
+   */
   held(): number;
   close(): Promise<void>;
 }
@@ -17,9 +21,11 @@ export interface StallingRegistry {
 export async function startStallingRegistry(upstream: string): Promise<StallingRegistry> {
   const [upstreamHost, upstreamPort] = upstream.split(':');
   const heldResponses = new Set<ServerResponse>();
+  let heldSoFar = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '')) {
       heldResponses.add(res);
+      heldSoFar += 1;
       res.on('close', () => heldResponses.delete(res));
       return;
     }
@@ -43,7 +49,7 @@ export async function startStallingRegistry(upstream: string): Promise<StallingR
   const { port } = server.address() as AddressInfo;
   return {
     host: `127.0.0.1:${port}`,
-    held: () => heldResponses.size,
+    held: () => heldSoFar,
     close: async () => {
       for (const res of heldResponses) res.destroy();
       server.closeAllConnections();

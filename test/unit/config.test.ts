@@ -46,6 +46,7 @@ describe('configuration', () => {
     assert.equal(c.stopTimeoutSeconds, 30);
     assert.equal(c.startCheckSeconds, 5);
     assert.equal(c.deployTimeoutSeconds, 90);
+    assert.equal(c.imageRetention, 5);
     assert.equal(c.stateDir, '/var/lib/dreichor/dev/deploy-agent');
     assert.equal(c.dockerSocketPath, '/var/run/docker.sock');
     assert.equal(c.allowExecutionPlane, false);
@@ -85,6 +86,8 @@ describe('configuration', () => {
     rejects({ DEPLOY_TIMEOUT_SECONDS: '120' }, 'DEPLOY_TIMEOUT_SECONDS', /at most 95/);
     rejects({ DEPLOY_TIMEOUT_SECONDS: '40', STOP_TIMEOUT_SECONDS: '30' }, 'DEPLOY_TIMEOUT_SECONDS', /leave at least 5 s/);
     rejects({ RUNTIME_NETWORK: 'host;rm' }, 'RUNTIME_NETWORK');
+    rejects({ IMAGE_RETENTION: '-1' }, 'IMAGE_RETENTION');
+    rejects({ IMAGE_RETENTION: 'all' }, 'IMAGE_RETENTION');
     rejects({ IMAGE_REPOSITORY: 'ghcr.io/owner/runtime:v1' }, 'IMAGE_REPOSITORY');
     rejects({ IMAGE_REPOSITORY: 'owner/runtime' }, 'IMAGE_REPOSITORY');
     rejects({ IMAGE_REPOSITORY: 'GHCR.io/Owner/Runtime' }, 'IMAGE_REPOSITORY');

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type Logger, pino } from 'pino';
+import { Engine } from '../../src/docker.js';
+import { engine, eventually, image, repository, startTestAgent, type TestAgent } from '../support/harness.js';
+import { docker, publishImage, sandboxInfo } from '../support/sandbox.js';
+
+/**
+ * Image retention on the real engine (src/retention.ts): after each deploy, the images this agent
+ * deployed beyond its IMAGE_RETENTION most recent are removed, and nothing else: not an image of
+ * another repository, not one a container uses, not either environment's way back.
+ */
+
+/** The agent's log lines, kept for the test to read. */
+function capturedLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger: Logger = pino(
+    { level: 'info' },
+    { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  );
+  return { logger, lines };
+}
+
+const present = async (digest: string): Promise<boolean> => (await engine.imageId(`${repository()}@${digest}`)) !== null;
+
+async function presentSet(digests: readonly string[]): Promise<boolean[]> {
+  return Promise.all(digests.map(present));
+}
+
+/** Publishes `count` images of their own under tags `<prefix>-1`...; returns their digests. */
+async function publish(prefix: string, count: number): Promise<string[]> {
+  const digests: string[] = [];
+  for (let i = 1; i <= count; i += 1) digests.push(await publishImage(sandboxInfo(), `${prefix}-${i}`));
+  return digests;
+}
+
+async function deployAll(t: TestAgent, prefix: string, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i += 1) {
+    const res = await t.api.deploy(image(`${prefix}-${i}`));
+    assert.equal(res.status, 200, res.text);
+  }
+}
+
+describe('image retention', () => {
+  const agents: TestAgent[] = [];
+  const operatorContainers: string[] = [];
+  const otherRepository = `${sandboxInfo().registry}/someone-else/tool`;
+
+  before(async () => {
+    // An image of another repository on the same engine: never the agent's to remove.
+    await docker(sandboxInfo(), 'pull', `${sandboxInfo().registry}/dreichor/runtime:v3`);
+    await docker(sandboxInfo(), 'tag', `${sandboxInfo().registry}/dreichor/runtime:v3`, `${otherRepository}:keep`);
+    await docker(sandboxInfo(), 'rmi', `${sandboxInfo().registry}/dreichor/runtime:v3`);
+  });
+  after(async () => {
+    for (const t of agents) await t.cleanup();
+    for (const id of operatorContainers) await engine.remove(id);
+    await docker(sandboxInfo(), 'rmi', `${otherRepository}:keep`).catch(() => undefined);
+  });
+
+  it('ten deploys with IMAGE_RETENTION=3 leave the three newest, plus one a stopped container uses; each removal is an audit line', async () => {
+    const digests = await publish('keep', 10);
+    const { logger, lines } = capturedLogger();
+    const t = await startTestAgent({ IMAGE_RETENTION: '3' }, { logger });
+    agents.push(t);
+
+    await deployAll(t, 'keep', 1, 2);
+    // An operator's own container, stopped, made from the second image: that image stays.
+    operatorContainers.push(
+      await engine.create(`operator-debug-${process.pid}`, `${repository()}@${digests[1] ?? ''}`, { purpose: 'debugging' }),
+    );
+    // The first image also carries a name of another repository: only the agent's reference goes.
+    await docker(sandboxInfo(), 'tag', `${repository()}@${digests[0] ?? ''}`, `${otherRepository}:also-keep-1`);
+    await deployAll(t, 'keep', 3, 10);
+
+    // 10, 9, 8 are the three newest (9 is also the previous image); 2 is used by a container.
+    const expected = digests.map((_, i) => i >= 7 || i === 1);
+    await eventually('pruning left the three newest and the one in use', 30_000, async () => {
+      return JSON.stringify(await presentSet(digests)) === JSON.stringify(expected);
+    });
+    // Settled: nothing more goes.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.deepEqual(await presentSet(digests), expected);
+
+    const pruned = t.auditLines().filter((l) => l['outcome'] === 'pruned');
+    assert.deepEqual(
+      pruned.map((l) => l['digest']).sort(),
+      [0, 2, 3, 4, 5, 6].map((i) => digests[i]).sort(),
+      'one audit line per removal, with its digest',
+    );
+    for (const line of pruned) {
+      assert.equal(line['endpoint'], 'image-retention');
+      assert.match(String(line['image']), /:keep-\d+$/);
+      assert.match(String(line['reason']), /beyond the 3 kept/);
+    }
+    // The image with another repository's name is still there under that name.
+    assert.notEqual(await engine.imageId(`${otherRepository}:also-keep-1`), null);
+    assert.notEqual(await engine.imageId(`${otherRepository}:keep`), null, 'an image of another repository is never touched');
+    // Kept, and said so.
+    assert.ok(
+      lines.some((l) => String(l['msg']).startsWith('image retention: kept') && String(l['image']).endsWith(digests[1] ?? '-')),
+      'the image in use was logged as kept',
+    );
+    const status = await t.api.status();
+    assert.equal(status.body['image_retention'], 3);
+    // The runtime still runs the newest.
+    assert.equal((await engine.inspect(t.config.containerName))?.Config.Labels['io.dreichor.image-digest'], digests[9]);
+    await docker(sandboxInfo(), 'rmi', `${otherRepository}:also-keep-1`);
+  });
+
+  it('the engine refuses to remove an image a stopped container uses: the agent skips it, never forces', async () => {
+    const [digest] = await publish('refused', 1);
+    const ref = `${repository()}@${digest ?? ''}`;
+    await docker(sandboxInfo(), 'pull', ref);
+    const id = await engine.create(`operator-refused-${process.pid}`, ref, {});
+    operatorContainers.push(id);
+    const own = new Engine({ socketPath: sandboxInfo().socketPath });
+    assert.equal(await own.removeImage(ref), 'in-use');
+    assert.notEqual(await engine.imageId(ref), null, 'the image is still there');
+    await engine.remove(id);
+    assert.equal(await own.removeImage(ref), 'deleted');
+    assert.equal(await own.removeImage(ref), 'gone');
+  });
+
+  it('two agents on one engine, the same digests promoted: dev prunes neither what prod runs nor what prod would roll back to', async () => {
+    const digests = await publish('promoted', 6);
+    const dev = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'dev' });
+    agents.push(dev);
+    const prod = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'prod' });
+    agents.push(prod);
+
+    // Builds 1 and 2 are promoted from dev to prod: prod runs 2 and would roll back to 1.
+    await deployAll(dev, 'promoted', 1, 2);
+    await deployAll(prod, 'promoted', 1, 2);
+    const prodStatus = await prod.api.status();
+    assert.equal(prodStatus.body['previous_image'], image('promoted-1'));
+    // Dev moves on: 3, 4, 5, 6. It keeps 6 (newest) and 5 (its previous image); 3 and 4 are its to
+    // remove; 1 and 2 are prod's, and stay.
+    await deployAll(dev, 'promoted', 3, 6);
+    const expected = [true, true, false, false, true, true];
+    await eventually("dev's pruning settled", 30_000, async () => {
+      return JSON.stringify(await presentSet(digests)) === JSON.stringify(expected);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.deepEqual(await presentSet(digests), expected);
+    // Prod's rollback pulls nothing: the image is on the host, and the deploy goes through.
+    const rollback = await prod.api.deploy(image('promoted-1'));
+    assert.equal(rollback.status, 200, rollback.text);
+    assert.equal(prod.auditLines().filter((l) => l['outcome'] === 'pruned').length, 0);
+  });
+});
