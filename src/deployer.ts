@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.js';
 import type { Config } from './config.js';
+import { diskRefusal, recordAccepted, remember, withWarnings } from './deploy-records.js';
 import type { EnginePort } from './engine-port.js';
 import { AgentError, describe } from './errors.js';
 import type { ImageReference } from './image.js';
@@ -12,7 +13,7 @@ import type { DeployContext, DeployResult, RequestContext, StopResult } from './
 import { type Leftover, Reconciler, type ReconcilerTiming } from './reconciler.js';
 import { containerSpec, retiredName } from './runtime-spec.js';
 import { startCheck } from './start-check.js';
-import type { LastDeploy, StateStore } from './state.js';
+import type { StateStore } from './state.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
 import { emergencyStop } from './stop-sequence.js';
 import type { ImageVerifier } from './supply-chain/verifier.js';
@@ -106,11 +107,11 @@ export class Deployer {
       });
       try {
         const result = await this.runDeploy(image, context, warnings);
-        await this.remember(image, context, 'deployed', null, result.image_digest, warnings);
+        await remember(this.deps, image, context, { outcome: 'deployed', reason: null, digest: result.image_digest }, warnings);
         return warnings.length === 0 ? result : { ...result, warnings };
       } catch (error) {
         const outcome = error instanceof AgentError && error.code === 'caller_gone' ? 'abandoned' : 'failed';
-        await this.remember(image, context, outcome, describe(error), null, warnings);
+        await remember(this.deps, image, context, { outcome, reason: describe(error), digest: null }, warnings);
         throw withWarnings(error, warnings);
       } finally {
         await this.deps.journal
@@ -148,7 +149,7 @@ export class Deployer {
       //    held, so neither can change.
       await this.enter('pulling', image, context, ids, null, bound);
       // After the journal: an agent killed between the two still leaves this request accounted for.
-      await this.recordAccepted(context, image.reference);
+      await recordAccepted(this.deps.audit, context, image.reference);
       const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
         lookup.catch((error: unknown) => {
           before.abort(error); // a failed look-up ends the pull too, rather than leaving it running unobserved
@@ -293,47 +294,6 @@ export class Deployer {
     });
   }
 
-  /**
-   * Written once the lock is held and before anything else: no deploy ever happens unrecorded. If
-   * this line cannot be written the deploy is refused, and an interrupted operation (agent killed
-   * mid-deploy) still shows in the log. The HTTP layer appends the outcome line.
-   */
-  private async recordAccepted(context: RequestContext, image: string | null): Promise<void> {
-    try {
-      await this.deps.audit.accepted({
-        requestId: context.requestId,
-        clientId: context.clientId,
-        endpoint: context.endpoint,
-        image,
-      });
-    } catch (error) {
-      throw new AgentError(503, `refused: ${describe(error)}; nothing is deployed unrecorded`, {
-        code: 'audit_unwritable',
-        cause: error,
-      });
-    }
-  }
-
-  private async remember(
-    image: ImageReference,
-    context: DeployContext,
-    outcome: LastDeploy['outcome'],
-    reason: string | null,
-    digest: string | null,
-    warnings: string[],
-  ): Promise<void> {
-    const at = new Date().toISOString();
-    const last = { image: image.reference, outcome, reason, at, request_id: context.requestId, image_digest: digest };
-    const { store } = this.deps;
-    await (outcome === 'deployed' && digest !== null
-      ? store.recordDeployed({ image: image.reference, digest, at, request_id: context.requestId }, last)
-      : store.setLastDeploy(last)
-    ).catch((error: unknown) => {
-      this.deps.logger.error({ err: error }, 'could not record the last deploy');
-      warnings.push(`the state file could not be written (${describe(error)}); the status is right until the agent restarts`);
-    });
-  }
-
   // ---------------------------------------------------------------- stop
 
   /** The emergency brake: see stop-sequence.ts. It never waits on the clean-up of leftovers. */
@@ -377,20 +337,4 @@ export class Deployer {
     this.reconciler.stop();
     return this.lock.shutdown();
   }
-}
-
-/** A write the disk refused before the point of no return: the deploy ends, with nothing touched. */
-function diskRefusal(what: string, error: unknown): AgentError {
-  const code = (error as NodeJS.ErrnoException).code ?? describe(error);
-  return new AgentError(
-    503,
-    `refused: ${what} could not be written (${code}); nothing is deployed unrecorded, the running container was not touched`,
-    { code: 'audit_unwritable', cause: error },
-  );
-}
-
-/** The error of a failed deploy, with what else went wrong on the way. */
-function withWarnings(error: unknown, warnings: readonly string[]): unknown {
-  if (warnings.length === 0 || !(error instanceof AgentError)) return error;
-  return new AgentError(error.status, `${error.reason} Also: ${warnings.join('; ')}.`, { code: error.code, cause: error });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts). */
@@ -51,3 +52,22 @@ export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',
 ]);
+
+/**
+ * What runs from an image (ImageInfo.content). On the classic store the id is the config's digest.
+ * On the containerd store the id is the manifest's or index's own digest, which differs between an
+ * index and the manifest the engine runs from it; there, the config the engine reports (for an
+ * index: its platform's), the layers' content digests and the platform say what runs.
+ */
+export function contentOf(id: string, descriptorDigest: string | undefined, raw: unknown): string {
+  if (descriptorDigest !== id || typeof raw !== 'object' || raw === null) return id;
+  const r = raw as Record<string, unknown>;
+  const what = JSON.stringify([
+    r['Config'] ?? null,
+    r['RootFS'] ?? null,
+    r['Os'] ?? null,
+    r['Architecture'] ?? null,
+    r['Variant'] ?? null,
+  ]);
+  return `sha256:${createHash('sha256').update(what).digest('hex')}`;
+}

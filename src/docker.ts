@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
@@ -6,6 +5,7 @@ import {
   containerImagesSchema,
   containerInspectSchema,
   containerListSchema,
+  contentOf,
   createAnswerSchema,
   distributionSchema,
   INDEX_MEDIA_TYPES,
@@ -41,25 +41,6 @@ const never = (t: string | undefined): string | null => (t === undefined || t.st
 /** How much of a container's log tail is masked and kept; the reasons quote less. */
 const LOG_CHARS_MASKED = 16 * 1024;
 const short = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
-
-/**
- * What runs from an image (ImageInfo.content). On the classic store the id is the config's digest.
- * On the containerd store the id is the manifest's or index's own digest, which differs between an
- * index and the manifest the engine runs from it; there, the config the engine reports (for an
- * index: its platform's), the layers' content digests and the platform say what runs.
- */
-function contentOf(id: string, descriptorDigest: string | undefined, raw: unknown): string {
-  if (descriptorDigest !== id || typeof raw !== 'object' || raw === null) return id;
-  const r = raw as Record<string, unknown>;
-  const what = JSON.stringify([
-    r['Config'] ?? null,
-    r['RootFS'] ?? null,
-    r['Os'] ?? null,
-    r['Architecture'] ?? null,
-    r['Variant'] ?? null,
-  ]);
-  return `sha256:${createHash('sha256').update(what).digest('hex')}`;
-}
 
 export interface EngineOptions {
   readonly socketPath: string;

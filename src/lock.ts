@@ -5,7 +5,7 @@ import { AgentError } from './errors.js';
  * queued: a caller must learn that the runtime is busy, not wait behind a deploy it did not ask for.
  * At shutdown new operations are refused (503) and the one in progress is waited for.
  */
-export type Operation = 'deploy' | 'stop' | 'recovery';
+export type Operation = 'deploy' | 'stop';
 
 export class OperationLock {
   private current: Operation | null = null;
