@@ -1,8 +1,8 @@
 import { pino, stdTimeFunctions } from 'pino';
-import { type RunningAgent, startAgent } from './app.js';
-import { type VerifyResult, verifyAuditFile } from './audit.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config/config.js';
 import { describe } from './errors.js';
+import { type RunningAgent, startAgent } from './http/app.js';
+import { type VerifyResult, verifyAuditFile } from './state/audit.js';
 import { COMMIT, VERSION } from './version.js';
 
 /**

@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { AccessJwtConfig, ServiceToken } from './config.js';
+import type { AccessJwtConfig, ServiceToken } from './config/config.js';
 import { AgentError } from './errors.js';
-import { setClientId } from './respond.js';
+import { setClientId } from './http/respond.js';
 
 /**
  * Every credential check of the agent. The checks are pure functions of the request headers and the

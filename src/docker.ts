@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { engineHttpStatus, registryFailure, translate } from './docker-errors.js';
+import { engineHttpStatus, registryFailure, translate } from './engine/docker-errors.js';
 import {
   containerImagesSchema,
   containerInspectSchema,
@@ -12,8 +12,8 @@ import {
   imageDeleteSchema,
   imageInspectSchema,
   pullEventSchema,
-} from './docker-schemas.js';
-import { demultiplex, jsonLines } from './docker-stream.js';
+} from './engine/docker-schemas.js';
+import { demultiplex, jsonLines } from './engine/docker-stream.js';
 import type {
   ContainerImageUse,
   ContainerInfo,
@@ -26,9 +26,9 @@ import type {
   RegistryCredentials,
   StopOutcome,
   TagResolution,
-} from './engine-port.js';
+} from './engine/engine-port.js';
 import { AgentError } from './errors.js';
-import type { Redactor } from './redact.js';
+import type { Redactor } from './policy/redact.js';
 
 /**
  * The Docker engine, behind the few operations the agent needs (see EnginePort). This is the only

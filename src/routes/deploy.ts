@@ -1,9 +1,9 @@
 import type { RequestHandler } from 'express';
 import { z } from 'zod';
-import type { Config } from '../config.js';
-import type { Deployer } from '../deployer.js';
-import { MAX_REFERENCE_LENGTH, parseImageReference } from '../image.js';
-import { auditContext, authenticatedClient, type Reply } from '../respond.js';
+import type { Config } from '../config/config.js';
+import type { Deployer } from '../deploy/deployer.js';
+import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
+import { MAX_REFERENCE_LENGTH, parseImageReference } from '../policy/image.js';
 import { checkEnvironment, parseBody } from './body.js';
 
 // Security: strict. The body can name an image and nothing else: no container name, volumes, env,

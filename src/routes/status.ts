@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
-import { contentTypeProblem } from '../content-type.js';
-import type { Deployer } from '../deployer.js';
-import type { Reply } from '../respond.js';
+import type { Deployer } from '../deploy/deployer.js';
+import { contentTypeProblem } from '../http/content-type.js';
+import type { Reply } from '../http/respond.js';
 import { environmentOnlyBodySchema, parseBody } from './body.js';
 
 /** Read-only: it never changes anything and answers while a deploy runs. */

@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
-import type { Config } from '../config.js';
-import type { Deployer } from '../deployer.js';
-import { auditContext, authenticatedClient, type Reply } from '../respond.js';
+import type { Config } from '../config/config.js';
+import type { Deployer } from '../deploy/deployer.js';
+import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
 import { checkEnvironment, environmentOnlyBodySchema, parseBody } from './body.js';
 
 export function stopRoute(config: Config, deployer: Deployer, reply: Reply): RequestHandler {

@@ -1,11 +1,11 @@
 import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
+import type { AttestationPolicy } from '../config/verification.js';
 import { firstVerified, type Judgement } from './candidates.js';
 import { githubIdentity, identityProblem, signerIdentitySchema } from './certificate-identity.js';
 import { MEDIA } from './referrers.js';
 import type { RegistryClient } from './registry.js';
-import type { AttestationPolicy } from './settings.js';
 import { coveredDigest, IN_TOTO_PAYLOAD_TYPE, parseStatement } from './statement.js';
 import { readSigningTimeStrictly } from './timestamp-time.js';
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AttestationPolicy } from './settings.js';
+import type { AttestationPolicy } from '../config/verification.js';
 
 /**
  * Who signed, read from a Fulcio certificate that has already verified against the trusted root:

@@ -1,10 +1,10 @@
 import { verify as verifySignature } from 'node:crypto';
 import { z } from 'zod';
+import type { CosignKeyPolicy } from '../config/verification.js';
 import { firstVerified, type Judgement } from './candidates.js';
 import type { Provenance } from './provenance.js';
 import { COSIGN_SIGNATURE_ANNOTATION, LIMITS, MEDIA, manifestSchema, parseJson } from './referrers.js';
 import type { RegistryClient } from './registry.js';
-import type { CosignKeyPolicy } from './settings.js';
 import { coveredDigest, dsseEnvelopeSchema, IN_TOTO_PAYLOAD_TYPE, pae, parseStatement } from './statement.js';
 
 /**

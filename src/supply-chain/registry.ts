@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { RegistryCredentials } from '../engine-port.js';
+import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
 
 /**

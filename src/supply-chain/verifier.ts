@@ -1,10 +1,10 @@
-import type { RegistryCredentials } from '../engine-port.js';
+import type { VerificationPolicy } from '../config/verification.js';
+import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
-import { parseRepository } from '../image.js';
+import { parseRepository } from '../policy/image.js';
 import type { Provenance } from './provenance.js';
 import { deployedDigests } from './referrers.js';
 import { RegistryClient } from './registry.js';
-import type { VerificationPolicy } from './settings.js';
 
 /**
  * The supply-chain check as the deploy sees it: one call between the tag's resolution and the first

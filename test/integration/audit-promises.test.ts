@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { verifyAuditLog } from '../../src/audit.js';
+import { verifyAuditLog } from '../../src/state/audit.js';
 import { type Faults, faultyAuditFile } from '../support/audit-files.js';
 import { engine, eventually, image, startTestAgent } from '../support/harness.js';
 

@@ -4,7 +4,7 @@ import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { AuditLog, GENESIS, seal } from '../../src/audit.js';
+import { AuditLog, GENESIS, seal } from '../../src/state/audit.js';
 import { auditEvent } from '../support/audit-files.js';
 
 /** The slow tier's part of the audit log's promises: a log larger than V8's largest string. */

@@ -4,7 +4,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEPLOY_PHASES, type DeployPhase } from '../../src/journal.js';
+import { DEPLOY_PHASES, type DeployPhase } from '../../src/state/journal.js';
 import { spawnAgent } from '../support/agent-process.js';
 import {
   Api,

@@ -5,14 +5,14 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { MAX_CONNECTIONS, SILENT_SOCKET_MS } from '../../src/app.js';
+import { MAX_CONNECTIONS, SILENT_SOCKET_MS } from '../../src/http/app.js';
 import { spawnAgent } from '../support/agent-process.js';
 import { containerOf, type EngineProxy, startEngineProxy } from '../support/engine-proxy.js';
 import { engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
 import { freePort, sandboxInfo } from '../support/sandbox.js';
 
 /**
- * The fault matrix's findings (test/unit/fault-matrix.test.ts) and issue 15's review, proven on the
+ * The fault matrix's findings (test/unit/deploy/fault-matrix.test.ts) and issue 15's review, proven on the
  * real engine: a Docker API proxy in front of the engine's socket refuses or stalls the calls the
  * findings are about, and a real tmpfs fills up. Each test failed on the agent before the fault
  * design (stop behind recovery, unbounded removals, journal writes that aborted the sequence, an

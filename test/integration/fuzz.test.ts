@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { RunningAgent } from '../../src/app.js';
 import { Engine } from '../../src/docker.js';
-import { parseImageReference } from '../../src/image.js';
+import type { RunningAgent } from '../../src/http/app.js';
+import { parseImageReference } from '../../src/policy/image.js';
 import { engine, repository, startTestAgent, type TestAgent, TOKEN } from '../support/harness.js';
 
 /**

@@ -6,7 +6,7 @@ import { engine, eventually, image, repository, startTestAgent, type TestAgent }
 import { docker, publishImage, sandboxInfo } from '../support/sandbox.js';
 
 /**
- * Image retention on the real engine (src/retention.ts): after each deploy, the images this agent
+ * Image retention on the real engine (src/deploy/retention.ts): after each deploy, the images this agent
  * deployed beyond its IMAGE_RETENTION most recent are removed, and nothing else: not an image of
  * another repository, not one a container uses, not either environment's way back.
  */

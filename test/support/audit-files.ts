@@ -3,7 +3,7 @@
  * a test can break at any moment by changing `faults`.
  */
 import { type FileHandle, open } from 'node:fs/promises';
-import type { AuditFile } from '../../src/audit.js';
+import type { AuditFile } from '../../src/state/audit.js';
 
 export const auditEvent = (i: number, reason: string | null = null) => ({
   request_id: `r${i}`,

@@ -6,9 +6,10 @@
  * method. A held call ends like the real wrapper's: when its signal fires, or at its own deadline.
  * It proves nothing about Docker: the real-engine tests do that.
  */
-import type * as Port from '../../src/engine-port.js';
+
+import { LABEL, OWNER } from '../../src/deploy/runtime-spec.js';
+import type * as Port from '../../src/engine/engine-port.js';
 import { AgentError } from '../../src/errors.js';
-import { LABEL, OWNER } from '../../src/runtime-spec.js';
 
 export interface FakeContainer {
   id: string;
@@ -242,7 +243,7 @@ export class FakeEngine implements Port.EnginePort {
     c.name = name;
   }
 
-  // Image retention (src/retention.ts) has unit tests of its own; the deploy sequence never calls these.
+  // Image retention (src/deploy/retention.ts) has unit tests of its own; the deploy sequence never calls these.
   async listContainers(): Promise<Port.ContainerImageUse[]> {
     await this.enter('listContainers', '');
     return [];

@@ -1,5 +1,5 @@
 /**
- * The world of the fault matrix (test/unit/fault-matrix.test.ts): one scripted engine and one state
+ * The world of the fault matrix (test/unit/deploy/fault-matrix.test.ts): one scripted engine and one state
  * folder that outlive any number of agent incarnations, and for each incarnation a step recorder that
  * sees every engine call and every journal, state and audit write, and can inject one fault at one
  * step: the call fails, hangs past its deadline, the agent is killed there, or the disk is full from
@@ -8,15 +8,15 @@
 import { type FileHandle, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { type AuditFile, AuditLog } from '../../src/audit.js';
-import type { Config } from '../../src/config.js';
-import { Deployer } from '../../src/deployer.js';
-import type * as Port from '../../src/engine-port.js';
+import type { Config } from '../../src/config/config.js';
+import { Deployer } from '../../src/deploy/deployer.js';
+import type { Timing } from '../../src/deploy/time-bound.js';
+import type * as Port from '../../src/engine/engine-port.js';
 import { AgentError } from '../../src/errors.js';
-import { writeFileAtomic } from '../../src/files.js';
-import { DeployJournal } from '../../src/journal.js';
-import { StateStore } from '../../src/state.js';
-import type { Timing } from '../../src/time-bound.js';
+import { type AuditFile, AuditLog } from '../../src/state/audit.js';
+import { writeFileAtomic } from '../../src/state/files.js';
+import { DeployJournal } from '../../src/state/journal.js';
+import { StateStore } from '../../src/state/state.js';
 import type { FakeEngine, Method } from './fake-engine.js';
 
 export const FAULTS = ['fail', 'hang', 'kill', 'disk-full'] as const;

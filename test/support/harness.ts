@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { type RunningAgent, type StartOptions, startAgent } from '../../src/app.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import { type Config, loadConfig } from '../../src/config/config.js';
+import { type RunningAgent, type StartOptions, startAgent } from '../../src/http/app.js';
 import { REPOSITORY_PATH, sandboxInfo } from './sandbox.js';
 
 export const TOKEN = { id: 'test-client.access', secret: 'test-secret-0123456789abcdef' } as const;

@@ -5,9 +5,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAgent } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import type { DeployPhase } from '../../src/journal.js';
+import { loadConfig } from '../../src/config/config.js';
+import { startAgent } from '../../src/http/app.js';
+import type { DeployPhase } from '../../src/state/journal.js';
 
 const pauseAt = process.env['PAUSE_AT'] as DeployPhase;
 const inDeploy = Number(process.env['PAUSE_IN_DEPLOY'] ?? '1');

@@ -3,7 +3,7 @@
  * registry host (nothing is pulled: the engine is scripted), and no image verification.
  */
 import { join } from 'node:path';
-import { type Config, loadConfig } from '../../src/config.js';
+import { type Config, loadConfig } from '../../src/config/config.js';
 
 export const UNIT_REPOSITORY = 'registry.example:5000/dreichor/runtime';
 

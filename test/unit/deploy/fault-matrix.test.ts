@@ -1,0 +1,346 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Config } from '../../../src/config/config.js';
+import type { DeployContext } from '../../../src/deploy/deployer.js';
+import { LABEL } from '../../../src/deploy/runtime-spec.js';
+import { AgentError } from '../../../src/errors.js';
+import { parseImageReference } from '../../../src/policy/image.js';
+import { verifyAuditFile } from '../../../src/state/audit.js';
+import { type FakeContainer, FakeEngine } from '../../support/fake-engine.js';
+import {
+  appliesTo,
+  type Disk,
+  FAULTS,
+  type Fault,
+  type Incarnation,
+  incarnate,
+  type Plan,
+  seedHistory,
+} from '../../support/fault-world.js';
+import { readAudit } from '../../support/harness.js';
+import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
+
+/**
+ * The fault matrix. Every step of the deploy and stop sequences (every engine call, every journal,
+ * state and audit write), taken from a clean run of the sequence itself so that a new step is covered
+ * without editing this file, and for each step every fault: the call fails, it hangs past its
+ * deadline, the agent is killed there (then restarted), the disk is full from there on. After each
+ * case the invariants are checked on the scripted engine's model and on the files on disk:
+ *
+ *   - never two runtimes running at once;
+ *   - the answer comes within DEPLOY_TIMEOUT_SECONDS;
+ *   - a fault before the point of no return leaves the old container running, untouched;
+ *   - after the point of no return, nothing but the engine fails the deploy (a disk fault is a warning);
+ *   - nothing of a failed deploy runs;
+ *   - the status tells the truth;
+ *   - the audit log verifies, and accounts for the request (unless the disk refused the line);
+ *   - a stop afterwards always stops, on a disk that is still full; and nothing is left after it.
+ *
+ * Times are shrunk (a deploy timeout of 1.2 s) so that the whole matrix runs in well under a minute.
+ */
+const root = mkdtempSync(join(tmpdir(), 'dreichor-fault-matrix-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const REPO = UNIT_REPOSITORY;
+const NAME = 'dreichor-runtime-dev';
+const DEPLOY_TIMEOUT_MS = 1_200;
+const TIMING = { answerReserveMs: 150, marginSeconds: 0.3, killSlackMs: 100, pollMs: 100, stopPatienceMs: 200 };
+// Longer than the whole deploy, as the real wrapper's 10 s is longer than what is left of a deploy
+// after a slow stop: a call that has no deadline of its own shows up as a late answer.
+const CALL_TIMEOUT_MS = 2_000;
+// Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding.
+const ANSWER_SLACK_MS = 250;
+const CONCURRENT_CASES = 4;
+const image = (tag: string) => parseImageReference(`${REPO}:${tag}`, { repository: REPO, environment: 'dev' });
+const PREVIOUS = image('v1').reference;
+
+let n = 0;
+function freshConfig(): Config {
+  n += 1;
+  const dir = join(root, `c${n}`);
+  const loaded = unitConfig(dir);
+  mkdirSync(loaded.stateDir, { recursive: true });
+  return { ...loaded, stopTimeoutSeconds: 0.1, startCheckSeconds: 0.05, deployTimeoutSeconds: DEPLOY_TIMEOUT_MS / 1000 };
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly kind: 'deploy' | 'stop';
+  /** Puts the old runtime (and whatever else the scenario needs) on the engine. */
+  seed(engine: FakeEngine): FakeContainer;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { name: "a deploy over the agent's own runtime", kind: 'deploy', seed: (e) => e.seed(NAME) },
+  {
+    name: 'a deploy whose new container exits at once (the start check fails)',
+    kind: 'deploy',
+    seed: (e) => {
+      e.exitOnStart = 3;
+      return e.seed(NAME);
+    },
+  },
+  {
+    name: 'a deploy over a hand-made runtime (no labels, restart policy "always")',
+    kind: 'deploy',
+    seed: (e) => e.seed(NAME, true, { labels: {}, restartPolicy: 'always' }),
+  },
+  { name: 'a stop', kind: 'stop', seed: (e) => e.seed(NAME) },
+  {
+    name: 'a stop while a crashed deploy left a staging container',
+    kind: 'stop',
+    seed: (e) => {
+      const leftover = e.seed(`${NAME}-staging-0badcafe`, false);
+      leftover.labels[LABEL.containerName] = NAME;
+      return e.seed(NAME);
+    },
+  },
+];
+
+type Outcome =
+  | { readonly kind: 'resolved' }
+  | { readonly kind: 'rejected'; readonly error: unknown }
+  | { readonly kind: 'killed' };
+
+interface Case {
+  readonly steps: readonly string[];
+  readonly problems: string[];
+  /** How the operation ended: resolved, killed, or the code of its error. */
+  readonly ending: string;
+}
+
+const endingOf = (o: Outcome): string =>
+  o.kind === 'rejected' ? `rejected (${o.error instanceof AgentError ? o.error.code : String(o.error)})` : o.kind;
+
+const context = (requestId: string, endpoint: string): DeployContext => ({
+  requestId,
+  clientId: 'client.access',
+  endpoint,
+  callerGone: new AbortController().signal,
+  receivedAt: Date.now(),
+});
+
+/** Settles with the operation, or as soon as the incarnation is killed (a killed agent never answers). */
+async function outcomeOf(operation: Promise<unknown>, incarnation: Incarnation): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const killed = new Promise<Outcome>((resolve) => {
+    const until = Date.now() + 10_000;
+    timer = setInterval(() => {
+      if (incarnation.steps.killed || Date.now() > until) resolve({ kind: 'killed' });
+    }, 5);
+  });
+  try {
+    return await Promise.race([
+      operation.then(
+        (): Outcome => ({ kind: 'resolved' }),
+        (error: unknown): Outcome => ({ kind: 'rejected', error }),
+      ),
+      killed,
+    ]);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, cleanEnding: string | null): Promise<Case> {
+  const config = freshConfig();
+  await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
+  const engine = new FakeEngine();
+  engine.callTimeoutMs = CALL_TIMEOUT_MS;
+  const old = scenario.seed(engine);
+  const disk: Disk = { full: false };
+  const options = { config, timing: TIMING, callTimeoutMs: CALL_TIMEOUT_MS };
+  let agent = await incarnate(engine, disk, plan, options);
+  const problems: string[] = [];
+  const expect = (ok: boolean, what: string) => {
+    if (!ok) problems.push(what);
+  };
+
+  const requestId = randomUUID();
+  const endpoint = scenario.kind === 'deploy' ? '/v1/deploy' : '/v1/stop';
+  const started = performance.now();
+  const operation =
+    scenario.kind === 'deploy'
+      ? agent.deployer.deploy(image('v2'), context(requestId, endpoint))
+      : agent.deployer.stop(context(requestId, endpoint));
+  const outcome = await outcomeOf(operation, agent);
+  const elapsed = performance.now() - started;
+  const steps = [...agent.steps.names];
+  agent.steps.plan = null;
+  const diskFault = disk.full || (plan?.fault === 'fail' && !steps[plan.at]?.startsWith('engine.'));
+
+  // The HTTP layer's outcome line, as respond.ts writes it.
+  if (outcome.kind !== 'killed') {
+    await agent.audit
+      .outcome({
+        requestId,
+        clientId: 'client.access',
+        endpoint,
+        image: scenario.kind === 'deploy' ? image('v2').reference : null,
+        outcome: outcome.kind === 'resolved' ? (scenario.kind === 'deploy' ? 'deployed' : 'stopped') : 'failed',
+        status: outcome.kind === 'resolved' ? 200 : 502,
+        reason: null,
+        durationMs: Math.round(elapsed),
+      })
+      .catch(() => undefined);
+  }
+  engine.heal();
+  if (outcome.kind === 'killed') {
+    await agent.discard();
+    agent = await incarnate(engine, disk, null, options);
+  }
+  await agent.deployer.reconcileNow().catch(() => undefined);
+
+  const runtime = () => engine.runtimeContainers(NAME);
+  const fixed = () => runtime().find((c) => c.name === NAME);
+  const running = () => runtime().filter((c) => c.running);
+  expect(engine.maxRunning <= 1, `two runtimes ran at once (${engine.maxRunning})`);
+  expect(
+    engine.stoppedRestartable.length === 0,
+    `stopped with a restart policy that could start it again: ${engine.stoppedRestartable.join(', ')}`,
+  );
+  if (outcome.kind !== 'killed') {
+    // A stop may wait on the engine's answers about what runs and its stop of it, and on nothing else.
+    const essential = scenario.kind === 'stop' && /^engine\.(inspectContainer|stop|list\w+)$/.test(steps[plan?.at ?? -1] ?? '');
+    const bound = scenario.kind === 'deploy' ? DEPLOY_TIMEOUT_MS : essential ? CALL_TIMEOUT_MS : CALL_TIMEOUT_MS / 2;
+    expect(elapsed <= bound + ANSWER_SLACK_MS, `answered after ${Math.round(elapsed)} ms (bound ${bound} ms)`);
+  }
+  if (outcome.kind === 'rejected') {
+    // Every failure is explained to a person: an error that is not an AgentError is answered as a bare 500.
+    expect(outcome.error instanceof AgentError, `failed with an unexplained error (a bare 500): ${describeOutcome(outcome)}`);
+  }
+  if (scenario.kind === 'deploy') {
+    const failed = outcome.kind !== 'resolved';
+    if (plan !== null && plan.at < pnr && failed) {
+      const still = engine.containers.get(old.id);
+      expect(
+        still?.running === true && still.name === NAME,
+        'a fault before the point of no return stopped or moved the old container',
+      );
+      expect(
+        engine.touched(old.id).every((c) => c.startsWith('disableRestart')),
+        `a fault before the point of no return touched the old container: ${engine.touched(old.id).join(', ')}`,
+      );
+    }
+    const diskOnly =
+      plan !== null && (plan.fault === 'disk-full' || (plan.fault === 'fail' && !steps[plan.at]?.startsWith('engine.')));
+    if (plan !== null && plan.at >= pnr && diskOnly) {
+      expect(
+        endingOf(outcome) === cleanEnding,
+        `a disk fault after the point of no return changed how the deploy ended: ${describeOutcome(outcome)}; without it: ${cleanEnding}`,
+      );
+    }
+    if (outcome.kind === 'rejected') {
+      expect(
+        running().every((c) => c.id === old.id),
+        `a container of the failed deploy runs: ${running()
+          .map((c) => c.name)
+          .join(', ')}`,
+      );
+    }
+  }
+  expect(
+    runtime().length <= 1,
+    `more than one container after the operation: ${runtime()
+      .map((c) => c.name)
+      .join(', ')}`,
+  );
+
+  const status = await agent.deployer.status();
+  expect(status.running === (fixed()?.running ?? false), `status says running=${status.running}, the engine disagrees`);
+  expect(status.operation_in_progress === null, `status says ${status.operation_in_progress} is in progress`);
+  if (scenario.kind === 'deploy') {
+    if (outcome.kind === 'resolved') {
+      expect(status.image === image('v2').reference, `status names ${status.image} after a successful deploy`);
+      expect(status.last_deploy?.request_id === requestId && status.last_deploy.outcome === 'deployed', 'status: last deploy');
+      expect(status.previous_image === PREVIOUS, `status: previous_image ${status.previous_image}`);
+    } else if (outcome.kind === 'rejected') {
+      expect(status.last_deploy?.request_id === requestId && status.last_deploy.outcome !== 'deployed', 'status: failed deploy');
+    } else if (steps.slice(0, plan?.at).some((s) => s.startsWith('journal('))) {
+      expect(status.last_interrupted?.request_id === requestId, 'status: the interrupted deploy is not recorded');
+    }
+  }
+
+  const auditPath = join(config.stateDir, 'audit.jsonl');
+  const verified = await verifyAuditFile(auditPath);
+  expect(verified.ok, `the audit log does not verify: ${JSON.stringify(verified)}`);
+  const mine = readAudit(config.stateDir).filter((l) => l['request_id'] === requestId);
+  const accepted = mine.some((l) => l['outcome'] === 'accepted');
+  const ended = mine.some((l) => l['outcome'] !== 'accepted');
+  if (!diskFault) {
+    expect(!accepted || ended, 'the audit log has the accepted line but neither an outcome nor a recovery line');
+    expect(outcome.kind !== 'resolved' || accepted, 'a request that acted has no accepted line');
+  }
+
+  // The emergency brake, afterwards: the engine answers again, the disk is as full as it was.
+  const stop = await agent.deployer.stop(context(randomUUID(), '/v1/stop')).catch((error: unknown) => error);
+  expect(
+    typeof stop === 'object' && stop !== null && 'status' in stop && stop.status === 'stopped',
+    `stop afterwards: ${String(stop)}`,
+  );
+  expect(
+    running().length === 0,
+    `after a stop, still running: ${running()
+      .map((c) => c.name)
+      .join(', ')}`,
+  );
+  await agent.deployer.reconcileNow().catch(() => undefined);
+  expect(
+    runtime().length === 0,
+    `left after stop and clean-up: ${runtime()
+      .map((c) => c.name)
+      .join(', ')}`,
+  );
+  await agent.discard();
+  return { steps, problems, ending: endingOf(outcome) };
+}
+
+const describeOutcome = (o: Outcome): string =>
+  o.kind === 'rejected' ? `rejected: ${o.error instanceof Error ? o.error.message : String(o.error)}` : o.kind;
+
+describe('the fault matrix: every fault at every step', () => {
+  for (const scenario of SCENARIOS) {
+    it(scenario.name, async () => {
+      const clean = await runCase(scenario, null, Number.POSITIVE_INFINITY, null);
+      assert.deepEqual(clean.problems, [], 'the clean run itself breaks an invariant');
+      // The point of no return: the first step after the abandon signal is released.
+      const pnr = scenario.kind === 'deploy' ? clean.steps.indexOf('journal(stopping)') : -1;
+      assert.ok(scenario.kind === 'stop' || pnr > 0, `no stop step in the clean deploy: ${clean.steps.join(' ')}`);
+      const findings: string[] = [];
+      const plans: Plan[] = [];
+      for (let at = 0; at < clean.steps.length; at += 1) {
+        for (const fault of FAULTS) if (appliesTo(fault, clean.steps[at] ?? '')) plans.push({ at, fault });
+      }
+      const cases = plans.length;
+      // Cases are independent (an engine model and a state folder each) and mostly wait on timers:
+      // a few at a time keep the matrix well under a minute.
+      const queue = [...plans];
+      const worker = async () => {
+        for (let plan = queue.shift(); plan !== undefined; plan = queue.shift()) {
+          const t0 = performance.now();
+          const result = await runCase(scenario, plan, pnr, clean.ending);
+          const step = clean.steps[plan.at] ?? '';
+          if (process.env['MATRIX_TIMES'] === '1')
+            process.stdout.write(`# ${Math.round(performance.now() - t0)} ms ${plan.fault} at ${plan.at} ${step}\n`);
+          // A run that took another path before the fault is a matrix that is not what it says.
+          const there = result.steps[plan.at];
+          const path = there === step ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
+          for (const p of result.problems) findings.push(`${plan.fault} at step ${plan.at} (${step})${path}: ${p}`);
+        }
+      };
+      await Promise.all(Array.from({ length: CONCURRENT_CASES }, worker));
+      findings.sort();
+      process.stdout.write(
+        `# fault matrix, ${scenario.name}: ${clean.steps.length} steps (${clean.steps.join(', ')}) x ${FAULTS.length} faults = ${cases} cases\n`,
+      );
+      assert.deepEqual(findings, []);
+    });
+  }
+});
+
+// Exported for docs/RELIABILITY.md's table: the faults by name.
+export const FAULT_NAMES: readonly Fault[] = FAULTS;

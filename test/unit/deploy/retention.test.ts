@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { Operation } from '../../../src/deploy/lock.js';
+import { candidates, ImageRetention, protectedDigests } from '../../../src/deploy/retention.js';
+import type { ContainerImageUse, ImageInfo, ImageRemoval } from '../../../src/engine/engine-port.js';
+import type { Deployment } from '../../../src/state/state.js';
+
+const REPO = 'registry.example/dreichor/runtime';
+const digest = (n: number): string => `sha256:${String(n).padStart(64, '0')}`;
+const deployed = (tag: string, n: number): Deployment => ({ image: `${REPO}:${tag}`, digest: digest(n), at: '', request_id: '' });
+
+describe('image retention: which images go', () => {
+  it('keeps the N most recently deployed digests; a redeployed image counts from its last deploy', () => {
+    const history = [deployed('v1', 1), deployed('v2', 2), deployed('v3', 3), deployed('v1', 1), deployed('v4', 4)];
+    // Most recent first: 4, 1, 3, 2.
+    assert.deepEqual(
+      candidates(history, 2, REPO).map((c) => [c.digest, c.rank]),
+      [
+        [digest(3), 3],
+        [digest(2), 4],
+      ],
+    );
+    assert.deepEqual(candidates(history, 4, REPO), []);
+    assert.deepEqual(candidates(history, 0, REPO), [], '0 keeps all');
+  });
+
+  it('never a candidate: an image of another repository (an earlier IMAGE_REPOSITORY)', () => {
+    const history = [{ ...deployed('v1', 1), image: 'other.example/runtime:v1' }, deployed('v2', 2), deployed('v3', 3)];
+    assert.deepEqual(candidates(history, 1, REPO), [{ digest: digest(2), image: `${REPO}:v2`, rank: 2 }]);
+  });
+
+  it("protects what any runtime container of either environment runs and names as its way back, and this agent's previous image", () => {
+    const containers: ContainerImageUse[] = [
+      {
+        id: 'prod',
+        imageId: 'x',
+        labels: {
+          'io.dreichor.owner': 'dreichor-deploy-agent',
+          'io.dreichor.environment': 'prod',
+          'io.dreichor.image-digest': digest(7),
+          'io.dreichor.previous-image-digest': digest(6),
+        },
+      },
+      // Not the agent's: its labels prove nothing (the engine's own check covers the image it uses).
+      { id: 'operator', imageId: 'y', labels: { 'io.dreichor.image-digest': digest(5) } },
+    ];
+    assert.deepEqual([...protectedDigests(containers, digest(9))].sort(), [digest(6), digest(7), digest(9)]);
+  });
+});
+
+/** A scripted engine with images and containers, for the pruning loop. */
+class Images {
+  readonly removed: string[] = [];
+  readonly present = new Set<string>();
+  containers: ContainerImageUse[] = [];
+  refuse = new Set<string>();
+  fail = new Set<string>();
+  onRemove: () => void = () => undefined;
+
+  async listContainers(): Promise<ContainerImageUse[]> {
+    return this.containers;
+  }
+  async inspectImage(reference: string): Promise<ImageInfo | null> {
+    return this.present.has(reference) ? { id: `id-of-${reference}`, content: reference, hasHealthcheck: false } : null;
+  }
+  async removeImage(reference: string): Promise<ImageRemoval> {
+    this.onRemove();
+    if (this.fail.has(reference)) throw new Error('the engine did not answer in time');
+    if (this.refuse.has(reference)) return 'in-use';
+    this.removed.push(reference);
+    this.present.delete(reference);
+    return 'deleted';
+  }
+}
+
+function setup(keep: number, count: number) {
+  const engine = new Images();
+  const deployments = Array.from({ length: count }, (_, i) => deployed(`v${i + 1}`, i + 1));
+  for (const d of deployments) engine.present.add(`${REPO}@${d.digest}`);
+  const audited: { image: string; digest: string }[] = [];
+  let busy: Operation | null = null;
+  const retention = new ImageRetention({
+    config: { imageRetention: keep, imageRepository: REPO },
+    engine,
+    store: {
+      deployments,
+      previousDeployment: (image: string) => [...deployments].reverse().find((d) => d.image !== image) ?? null,
+    },
+    audit: {
+      pruned: async (r) => {
+        audited.push({ image: r.image, digest: r.digest });
+      },
+    },
+    logger: pino({ level: 'silent' }),
+    busy: () => busy,
+  });
+  const settle = async () => {
+    await retention.idle();
+  };
+  return { engine, retention, audited, settle, setBusy: (b: Operation | null) => (busy = b) };
+}
+
+const ref = (n: number) => `${REPO}@${digest(n)}`;
+
+describe('image retention: the pruning run', () => {
+  it('removes what is beyond N, one audit line each; keeps the previous image and what a container uses', async () => {
+    const { engine, retention, audited, settle } = setup(2, 6);
+    engine.containers = [{ id: 'c', imageId: `id-of-${ref(2)}`, labels: {} }];
+    retention.schedule();
+    await settle();
+    // Kept: 6, 5 (newest, 5 is also the previous image), 2 (a container uses it).
+    assert.deepEqual(engine.removed.sort(), [ref(1), ref(3), ref(4)].sort());
+    assert.deepEqual(audited.map((a) => a.digest).sort(), [digest(1), digest(3), digest(4)].sort());
+  });
+
+  it('a refused or failed removal is skipped, and the others go on', async () => {
+    const { engine, retention, audited, settle } = setup(1, 5);
+    engine.refuse.add(ref(3));
+    engine.fail.add(ref(2));
+    retention.schedule();
+    await settle();
+    // 5 newest, 4 previous; 3 refused, 2 failed: only 1 went.
+    assert.deepEqual(engine.removed, [ref(1)]);
+    assert.equal(audited.length, 1);
+  });
+
+  it('yields as soon as a deploy or stop is in progress: it never holds the lock, the next deploy runs it again', async () => {
+    const { engine, retention, settle, setBusy } = setup(1, 6);
+    // A stop arrives during the first removal.
+    engine.onRemove = () => setBusy('stop');
+    retention.schedule();
+    await settle();
+    assert.equal(engine.removed.length, 1, 'one removal, then it yielded');
+  });
+
+  it('IMAGE_RETENTION=0 keeps everything', async () => {
+    const { engine, retention, settle } = setup(0, 6);
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
+  });
+});
