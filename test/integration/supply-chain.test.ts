@@ -226,26 +226,52 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     const registry = sandboxInfo().registry;
     const writer = new RegistryWriter(registry, REPOSITORY_PATH);
     const architecture = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
+    const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
+    const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const OCI = 'application/vnd.oci.image.manifest.v1+json';
+    const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+    /**
+     * The image manifest this platform runs from what was pushed: the pushed manifest itself (the
+     * classic store pushes one), or its entry for linux/<arch> when the push was an index (the
+     * containerd store of Docker 28 pushes an OCI index).
+     */
+    const platformManifest = async (digest: string): Promise<{ digest: string; size: number; mediaType: string }> => {
+      const res = await fetch(`http://${registry}/v2/${REPOSITORY_PATH}/manifests/${digest}`, {
+        headers: { Accept: [DOCKER, OCI, DOCKER_LIST, OCI_INDEX].join(', ') },
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      const mediaType = res.headers.get('content-type') ?? DOCKER;
+      if (mediaType !== DOCKER_LIST && mediaType !== OCI_INDEX) return { digest, size: body.byteLength, mediaType };
+      const list = JSON.parse(body.toString('utf8')) as {
+        manifests: { digest: string; size: number; mediaType: string; platform?: { os: string; architecture: string } }[];
+      };
+      const entry = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === architecture);
+      assert.ok(entry, `no linux/${architecture} manifest in the pushed index`);
+      return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
+    };
     /** A one-platform index (as docker/build-push-action pushes) over a new image, under a tag of its own. */
     const indexOver = async (p: Published) => {
-      const docker = 'application/vnd.docker.distribution.manifest.v2+json';
-      const res = await fetch(`http://${registry}/v2/${REPOSITORY_PATH}/manifests/${p.digest}`, { headers: { Accept: docker } });
-      const size = (await res.arrayBuffer()).byteLength;
-      const list = 'application/vnd.docker.distribution.manifest.list.v2+json';
+      const m = await platformManifest(p.digest);
+      const indexType = m.mediaType === OCI ? OCI_INDEX : DOCKER_LIST;
       const index = {
         schemaVersion: 2,
-        mediaType: list,
-        manifests: [{ mediaType: docker, digest: p.digest, size, platform: { os: 'linux', architecture } }],
+        mediaType: indexType,
+        manifests: [{ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: { os: 'linux', architecture } }],
       };
       const tag = `${p.tag}-index`;
-      return { tag, digest: await writer.manifest(tag, index, list) };
+      return { tag, digest: await writer.manifest(tag, index, indexType), manifest: m.digest };
     };
     // Attested as the platform's manifest (attest-build-provenance given that digest).
-    const platform = await publish();
-    const first = await indexOver(platform);
+    const first = await indexOver(await publish(null));
+    await attachBundle(
+      registry,
+      REPOSITORY_PATH,
+      first.manifest,
+      await mock.attest(provenanceStatement(first.manifest), githubClaims()),
+    );
     const r1 = await t.api.deploy(image(first.tag));
     assert.equal(r1.status, 200, r1.text);
-    assert.equal((r1.body['provenance'] as Record<string, unknown>)['subject_digest'], platform.digest);
+    assert.equal((r1.body['provenance'] as Record<string, unknown>)['subject_digest'], first.manifest);
     // Attested as the index (the digest build-push-action outputs for a multi-platform build).
     const second = await indexOver(await publish(null));
     const bundle = await mock.attest(provenanceStatement(second.digest), githubClaims());
