@@ -30,6 +30,18 @@ export class ConfigError extends Error {
   }
 }
 
+/** IMAGE_VERIFICATION's policy for `github-attestation` (verification.ts checks their combinations). */
+export const ATTESTATION_VARIABLES = [
+  'SIGSTORE_TRUSTED_ROOT_FILE',
+  'ATTESTATION_REPOSITORY',
+  'ATTESTATION_SIGNER_WORKFLOW',
+  'ATTESTATION_SOURCE_REFS',
+  'ATTESTATION_PREDICATE_TYPE',
+  'ATTESTATION_ISSUER',
+] as const;
+/** IMAGE_VERIFICATION's policy for `cosign-key`. */
+export const COSIGN_VARIABLES = ['COSIGN_PUBLIC_KEY_FILE'] as const;
+
 /** Every variable the agent reads. The env examples are checked against this list. */
 export const CONFIG_VARIABLES = [
   'ENVIRONMENT',
@@ -62,13 +74,8 @@ export const CONFIG_VARIABLES = [
   'LOG_LEVEL',
   'FAILURE_LOG_LINES',
   'IMAGE_VERIFICATION',
-  'SIGSTORE_TRUSTED_ROOT_FILE',
-  'ATTESTATION_REPOSITORY',
-  'ATTESTATION_SIGNER_WORKFLOW',
-  'ATTESTATION_SOURCE_REFS',
-  'ATTESTATION_PREDICATE_TYPE',
-  'ATTESTATION_ISSUER',
-  'COSIGN_PUBLIC_KEY_FILE',
+  ...ATTESTATION_VARIABLES,
+  ...COSIGN_VARIABLES,
 ] as const;
 
 export type Variable = (typeof CONFIG_VARIABLES)[number];

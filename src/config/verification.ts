@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { fail, type Variable } from './config-sources.js';
+import { ATTESTATION_VARIABLES, COSIGN_VARIABLES, fail, type Variable } from './config-sources.js';
 
 /**
  * The supply-chain policy, read once at start (IMAGE_VERIFICATION and the variables that go with
@@ -38,16 +38,6 @@ export type VerificationPolicy = AttestationPolicy | CosignKeyPolicy | { readonl
 
 export const DEFAULT_PREDICATE_TYPE = 'https://slsa.dev/provenance/v1';
 export const DEFAULT_ISSUER = 'https://token.actions.githubusercontent.com';
-
-const ATTESTATION_VARIABLES = [
-  'SIGSTORE_TRUSTED_ROOT_FILE',
-  'ATTESTATION_REPOSITORY',
-  'ATTESTATION_SIGNER_WORKFLOW',
-  'ATTESTATION_SOURCE_REFS',
-  'ATTESTATION_PREDICATE_TYPE',
-  'ATTESTATION_ISSUER',
-] as const;
-const COSIGN_VARIABLES = ['COSIGN_PUBLIC_KEY_FILE'] as const;
 
 type Raw = Partial<Record<'IMAGE_VERIFICATION' | (typeof ATTESTATION_VARIABLES)[number] | 'COSIGN_PUBLIC_KEY_FILE', string>>;
 

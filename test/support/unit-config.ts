@@ -3,7 +3,13 @@
  * registry host (nothing is pulled: the engine is scripted), and no image verification.
  */
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config/config.js';
+import { Deployer, type DeployerDeps } from '../../src/deploy/deployer.js';
+import type { EnginePort } from '../../src/engine/engine-port.js';
+import { AuditLog } from '../../src/state/audit.js';
+import { DeployJournal } from '../../src/state/journal.js';
+import { StateStore } from '../../src/state/state.js';
 
 export const UNIT_REPOSITORY = 'registry.example:5000/dreichor/runtime';
 
@@ -19,4 +25,27 @@ export function unitConfig(dir: string, extra: Readonly<Record<string, string>> 
     STATE_DIR: join(dir, 'state'),
     ...extra,
   });
+}
+
+/**
+ * A deployer on `config`'s state folder and a scripted engine, for the fast tier: its store, audit
+ * log and journal are real files; the start check takes a fifth of a second (the configuration's floor
+ * is 1 s): the rules, not the waiting.
+ */
+export async function unitDeployer(
+  config: Config,
+  engine: EnginePort,
+  extra: Partial<Pick<DeployerDeps, 'onPhase' | 'verifier'>> = {},
+): Promise<{ readonly deployer: Deployer; readonly store: StateStore }> {
+  const store = await StateStore.open(config.stateDir);
+  const deployer = new Deployer({
+    config: { ...config, startCheckSeconds: 0.2 },
+    engine,
+    store,
+    audit: await AuditLog.open(join(config.stateDir, 'audit.jsonl')),
+    journal: new DeployJournal(config.stateDir),
+    logger: pino({ level: 'silent' }),
+    ...extra,
+  });
+  return { deployer, store };
 }

@@ -4,15 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
-import { pino } from 'pino';
-import { type DeployContext, Deployer } from '../../../src/deploy/deployer.js';
+import type { DeployContext, Deployer } from '../../../src/deploy/deployer.js';
 import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
-import { AuditLog } from '../../../src/state/audit.js';
-import { DeployJournal, type DeployPhase } from '../../../src/state/journal.js';
-import { StateStore } from '../../../src/state/state.js';
+import type { DeployPhase } from '../../../src/state/journal.js';
 import { FakeEngine } from '../../support/fake-engine.js';
-import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
+import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
 
 /**
  * The rules of the deploy sequence that are about order, not about Docker, on a scripted stand-in
@@ -35,20 +32,11 @@ interface Setup {
 async function setup(): Promise<Setup> {
   n += 1;
   const dir = join(root, `d${n}`);
-  const loaded = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
-  // A start check of a fifth of a second (the configuration's floor is 1 s): the rules, not the waiting.
-  const config = { ...loaded, startCheckSeconds: 0.2 };
+  const config = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
   const engine = new FakeEngine();
   const phases: DeployPhase[] = [];
   const actions = new Map<DeployPhase, () => void | Promise<void>>();
-  const store = await StateStore.open(config.stateDir);
-  const deployer = new Deployer({
-    config,
-    engine,
-    store,
-    audit: await AuditLog.open(join(config.stateDir, 'audit.jsonl')),
-    journal: new DeployJournal(config.stateDir),
-    logger: pino({ level: 'silent' }),
+  const { deployer } = await unitDeployer(config, engine, {
     onPhase: async (phase) => {
       phases.push(phase);
       await actions.get(phase)?.();

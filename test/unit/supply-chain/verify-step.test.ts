@@ -4,18 +4,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { Config } from '../../../src/config/config.js';
-import { type DeployContext, Deployer } from '../../../src/deploy/deployer.js';
+import type { DeployContext } from '../../../src/deploy/deployer.js';
 import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
-import { AuditLog } from '../../../src/state/audit.js';
-import { DeployJournal } from '../../../src/state/journal.js';
-import { StateStore } from '../../../src/state/state.js';
 import type { Provenance } from '../../../src/supply-chain/provenance.js';
 import type { ImageVerifier } from '../../../src/supply-chain/verifier.js';
 import { FakeEngine } from '../../support/fake-engine.js';
-import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
+import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
 
 /**
  * Where the supply-chain check sits in the deploy, on the scripted engine: after the tag's
@@ -45,18 +41,9 @@ async function setup(verifier: ImageVerifier | null, mode: Config['imageVerifica
   const dir = join(root, `d${n}`);
   const loaded = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
   // The policy's contents do not matter here: the verifier stands in for it.
-  const config = { ...loaded, startCheckSeconds: 0.2, imageVerification: { mode } as Config['imageVerification'] };
+  const config = { ...loaded, imageVerification: { mode } as Config['imageVerification'] };
   const engine = new FakeEngine();
-  const store = await StateStore.open(config.stateDir);
-  const deployer = new Deployer({
-    config,
-    engine,
-    store,
-    audit: await AuditLog.open(join(config.stateDir, 'audit.jsonl')),
-    journal: new DeployJournal(config.stateDir),
-    logger: pino({ level: 'silent' }),
-    verifier,
-  });
+  const { deployer, store } = await unitDeployer(config, engine, { verifier });
   return { engine, store, deployer, old: engine.seed(NAME) };
 }
 
