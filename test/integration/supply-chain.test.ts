@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnAgent } from '../support/agent-process.js';
-import { attachBundle, RegistryWriter } from '../support/cosign.js';
+import { ARCHITECTURE, attachBundle, MEDIA, RegistryWriter } from '../support/cosign.js';
 import { engine, image, removeContainersNamed, startTestAgent, type TestAgent, TOKEN, testEnv } from '../support/harness.js';
 import { RegistryStandIn } from '../support/registry-standin.js';
 import { freePort, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
@@ -225,38 +225,14 @@ describe('supply chain: GitHub attestations before anything runs', () => {
   it('for an image index: an attestation of the index, or of the manifest this platform runs from it', async () => {
     const registry = sandboxInfo().registry;
     const writer = new RegistryWriter(registry, REPOSITORY_PATH);
-    const architecture = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
-    const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
-    const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
-    const OCI = 'application/vnd.oci.image.manifest.v1+json';
-    const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-    /**
-     * The image manifest this platform runs from what was pushed: the pushed manifest itself (the
-     * classic store pushes one), or its entry for linux/<arch> when the push was an index (the
-     * containerd store of Docker 28 pushes an OCI index).
-     */
-    const platformManifest = async (digest: string): Promise<{ digest: string; size: number; mediaType: string }> => {
-      const res = await fetch(`http://${registry}/v2/${REPOSITORY_PATH}/manifests/${digest}`, {
-        headers: { Accept: [DOCKER, OCI, DOCKER_LIST, OCI_INDEX].join(', ') },
-      });
-      const body = Buffer.from(await res.arrayBuffer());
-      const mediaType = res.headers.get('content-type') ?? DOCKER;
-      if (mediaType !== DOCKER_LIST && mediaType !== OCI_INDEX) return { digest, size: body.byteLength, mediaType };
-      const list = JSON.parse(body.toString('utf8')) as {
-        manifests: { digest: string; size: number; mediaType: string; platform?: { os: string; architecture: string } }[];
-      };
-      const entry = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === architecture);
-      assert.ok(entry, `no linux/${architecture} manifest in the pushed index`);
-      return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
-    };
     /** A one-platform index (as docker/build-push-action pushes) over a new image, under a tag of its own. */
     const indexOver = async (p: Published) => {
-      const m = await platformManifest(p.digest);
-      const indexType = m.mediaType === OCI ? OCI_INDEX : DOCKER_LIST;
+      const m = await writer.platformManifest(p.digest, ARCHITECTURE);
+      const indexType = m.mediaType === MEDIA.oci ? MEDIA.ociIndex : MEDIA.dockerList;
       const index = {
         schemaVersion: 2,
         mediaType: indexType,
-        manifests: [{ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: { os: 'linux', architecture } }],
+        manifests: [{ ...m, platform: { os: 'linux', architecture: ARCHITECTURE } }],
       };
       const tag = `${p.tag}-index`;
       return { tag, digest: await writer.manifest(tag, index, indexType), manifest: m.digest };

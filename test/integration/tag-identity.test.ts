@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ARCHITECTURE, MEDIA, RegistryWriter } from '../support/cosign.js';
 import { engine, image, startTestAgent, type TestAgent } from '../support/harness.js';
 import { docker, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
 
@@ -66,6 +67,59 @@ describe('tag identity', () => {
     assert.equal(pinned.status, 200, pinned.text);
     assert.equal(pinned.body['image_digest'], tagged);
     assert.equal((await t.api.deploy(image('pin-a'))).status, 200);
+  });
+
+  it('a pin on the index\'s attestation manifest ("unknown/unknown", no image): 409 pin mismatch, not a 502 from the pull', async () => {
+    // What docker/build-push-action pushes with provenance on: the image for this platform, and an
+    // attestation manifest (an in-toto layer, platform unknown/unknown) referring to it.
+    const writer = new RegistryWriter(sandboxInfo().registry, REPOSITORY_PATH);
+    const own = await writer.platformManifest(await publishImage(sandboxInfo(), 'att-own'), ARCHITECTURE);
+    const statement = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [] }));
+    const layer = await writer.blob(statement);
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [layer] } }),
+    );
+    const attestation = {
+      schemaVersion: 2,
+      mediaType: MEDIA.oci,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await writer.blob(config), size: config.length },
+      layers: [
+        {
+          mediaType: 'application/vnd.in-toto+json',
+          digest: layer,
+          size: statement.length,
+          annotations: { 'in-toto.io/predicate-type': 'https://slsa.dev/provenance/v0.2' },
+        },
+      ],
+    };
+    const attestationDigest = await writer.manifest(attestation.config.digest.slice(7, 19), attestation, MEDIA.oci);
+    const index = {
+      schemaVersion: 2,
+      mediaType: MEDIA.ociIndex,
+      manifests: [
+        { ...own, platform: { os: 'linux', architecture: ARCHITECTURE } },
+        {
+          mediaType: MEDIA.oci,
+          digest: attestationDigest,
+          size: Buffer.byteLength(JSON.stringify(attestation)),
+          platform: { os: 'unknown', architecture: 'unknown' },
+          annotations: { 'vnd.docker.reference.digest': own.digest, 'vnd.docker.reference.type': 'attestation-manifest' },
+        },
+      ],
+    };
+    const indexDigest = await writer.manifest('att-index', index, MEDIA.ociIndex);
+    assert.equal((await t.api.deploy(image('v1'))).status, 200);
+    const old = await engine.inspect(t.config.containerName);
+
+    const res = await t.api.deploy(`${image('att-index')}@${attestationDigest}`);
+    process.stdout.write(`# observed: pin on an attestation manifest: ${res.status} ${res.text.slice(0, 300)}\n`);
+    assert.equal(res.status, 409, res.text);
+    assert.match(String(res.body['reason']), new RegExp(`pinned digest ${attestationDigest} is not what tag att-index is`));
+    assert.ok(String(res.body['reason']).includes(indexDigest));
+    const now = await engine.inspect(t.config.containerName);
+    assert.equal(now?.Id, old?.Id);
+    assert.equal(now?.State.StartedAt, old?.State.StartedAt);
+    assert.ok(!recordedTags(t).includes('att-index'), 'nothing recorded for the tag');
   });
 
   it("an image index: the index digest and this platform's manifest are accepted, another platform's is refused", async () => {

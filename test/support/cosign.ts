@@ -33,6 +33,27 @@ export const simpleSigningPayload = (reference: string, digest: string): Buffer 
 const sha256 = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 const EMPTY_CONFIG = Buffer.from('{}');
 
+/** The manifest media types an engine pushes: Docker's and OCI's, single and index. */
+export const MEDIA = {
+  docker: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  oci: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+} as const;
+
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+}
+interface Platform {
+  readonly os: string;
+  readonly architecture: string;
+}
+
+/** This machine's architecture as registries name it. */
+export const ARCHITECTURE = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
+
 /** A registry over plain HTTP on 127.0.0.1: pushes a blob and a manifest. */
 export class RegistryWriter {
   constructor(
@@ -75,6 +96,25 @@ export class RegistryWriter {
     });
     if (put.status !== 201) throw new Error(`manifest put ${reference}: ${put.status} ${await put.text()}`);
     return sha256(body);
+  }
+
+  /**
+   * The image manifest this platform (linux/`architecture`) runs from what was pushed as `digest`:
+   * that manifest itself (the classic image store pushes one), or its entry for the platform when the
+   * push was an index (the containerd store of Docker 28 pushes an OCI index).
+   */
+  async platformManifest(digest: string, architecture: string): Promise<Descriptor> {
+    const res = await fetch(`http://${this.host}/v2/${this.path}/manifests/${digest}`, {
+      headers: this.headers({ Accept: [MEDIA.docker, MEDIA.oci, MEDIA.dockerList, MEDIA.ociIndex].join(', ') }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    const mediaType = res.headers.get('content-type') ?? MEDIA.docker;
+    if (mediaType !== MEDIA.dockerList && mediaType !== MEDIA.ociIndex) return { digest, size: body.byteLength, mediaType };
+    const list = JSON.parse(body.toString('utf8')) as { manifests: (Descriptor & { platform?: Platform })[] };
+    const entry = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === architecture);
+    if (entry === undefined) throw new Error(`no linux/${architecture} manifest in the index ${digest}`);
+    return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
   }
 
   /** An OCI artifact manifest holding `layer` (config: the empty descriptor), optionally naming a subject. */
