@@ -35,7 +35,11 @@ tier() { # name, timeout in seconds, command...
 node_test=(node --import tsx --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec)
 
 echo "== fast tier: unit tests"
-tier "unit tests" 300 "${node_test[@]}" test/unit/*.test.ts test/unit/*/*.test.ts
+# Their temporary folders go into one of the run's own, removed afterwards, as the sandbox does for
+# the integration tier.
+unit_tmp=$(mktemp -d)
+tier "unit tests" 300 env TMPDIR="$unit_tmp" "${node_test[@]}" test/unit/*.test.ts test/unit/*/*.test.ts
+rm -rf "$unit_tmp"
 
 # One file at a time: the integration tests share the sandbox engine.
 echo "== integration tier on Debian's docker.io ($(dockerd --version)), classic image store"
