@@ -14,11 +14,13 @@ import {
   pullEventSchema,
 } from './engine/docker-schemas.js';
 import { demultiplex, jsonLines } from './engine/docker-stream.js';
+import { enginePlatform, needsVariant, versionSchema } from './engine/engine-platform.js';
 import type {
   ContainerImageUse,
   ContainerInfo,
   ContainerSummary,
   CreateSpec,
+  EnginePlatform,
   EnginePort,
   ImageInfo,
   ImageRemoval,
@@ -67,6 +69,7 @@ export class Engine implements EnginePort {
   private readonly docker: Docker;
   private readonly callTimeoutMs: number;
   private readonly redact: Redactor;
+  private platformRead: Promise<EnginePlatform> | null = null;
 
   constructor(options: EngineOptions) {
     this.docker = new Docker({ socketPath: options.socketPath });
@@ -141,6 +144,25 @@ export class Engine implements EnginePort {
     return { digest };
   }
 
+  platform(outer?: AbortSignal): Promise<EnginePlatform> {
+    // An engine does not change platform under a running agent; a failed read is not kept.
+    this.platformRead ??= this.readPlatform(outer).catch((error: unknown) => {
+      this.platformRead = null;
+      throw error;
+    });
+    return this.platformRead;
+  }
+
+  private async readPlatform(outer?: AbortSignal): Promise<EnginePlatform> {
+    const version = await this.call('version of the engine', () => this.docker.version(), { outer });
+    const arch = versionSchema.safeParse(version);
+    if (!arch.success) throw new AgentError(502, "the engine's answer to GET /version names no Os and Arch");
+    const info = needsVariant(arch.data.Arch)
+      ? await this.call('information of the engine', () => this.docker.info(), { outer })
+      : null;
+    return enginePlatform(version, info);
+  }
+
   async inspectImage(reference: string, signal?: AbortSignal): Promise<ImageInfo | null> {
     const raw = await this.call(`inspect of image ${reference}`, () => this.docker.getImage(reference).inspect(), {
       outer: signal,
@@ -177,6 +199,7 @@ export class Engine implements EnginePort {
       startedAt: never(c.State.StartedAt),
       health: c.State.Health?.Status ?? null,
       labels: c.Config.Labels,
+      imageId: c.Image,
       restartPolicy: c.HostConfig?.RestartPolicy?.Name ?? '',
     };
   }

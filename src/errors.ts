@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'engine_refused'
   | 'registry_refused'
   | 'image_unverified'
+  | 'no_platform_image'
   | 'start_check_failed'
   | 'engine_unreachable'
   | 'keys_unavailable'

@@ -9,7 +9,7 @@ import type { DeployJournal, DeployPhase, JournalRecord } from '../state/journal
 import type { StateStore } from '../state/state.js';
 import type { ImageVerifier } from '../supply-chain/verifier.js';
 import { diskRefusal, recordAccepted, remember, withWarnings } from './deploy-records.js';
-import { fetchImage } from './image-fetch.js';
+import { checkCreatedImage, fetchImage } from './image-fetch.js';
 import { type Operation, OperationLock } from './lock.js';
 import type { DeployContext, DeployResult, RequestContext, StopResult } from './operations.js';
 import { type Leftover, Reconciler, type ReconcilerTiming } from './reconciler.js';
@@ -172,8 +172,10 @@ export class Deployer {
           `the runtime network "${config.runtimeNetwork}" does not exist on the engine (RUNTIME_NETWORK); the running container was not touched`,
         );
       }
-      const spec = containerSpec(config, image, fetched.digest, randomUUID(), previous, fetched.provenance);
+      const digests = { run: fetched.digest, tag: fetched.tagDigest };
+      const spec = containerSpec(config, image, digests, randomUUID(), previous, fetched.provenance);
       staged = await engine.create(spec, before.signal);
+      await checkCreatedImage(engine, staged, fetched, before.signal);
       const created = { ...ids, old_container_id: current?.id ?? null, new_container_id: staged };
       await this.enter('created', image, context, created, null, bound);
       before.signal.throwIfAborted();
@@ -224,6 +226,7 @@ export class Deployer {
         image: image.reference,
         environment: config.environment,
         image_digest: fetched.digest,
+        tag_digest: fetched.tagDigest,
         container_id: newId,
         started_at: iso(running.startedAt),
         previous_image: previous?.image ?? null,

@@ -3,24 +3,36 @@ import type { EnginePort, ImageInfo, TagResolution } from '../engine/engine-port
 import { AgentError } from '../errors.js';
 import type { ImageReference } from '../policy/image.js';
 import type { StateStore } from '../state/state.js';
+import { chooseRunnable } from '../supply-chain/platform.js';
 import type { Provenance } from '../supply-chain/provenance.js';
 import type { ImageVerifier } from '../supply-chain/verifier.js';
 
 /**
  * Step 1 of a deploy: get exactly the image asked for, and nothing else. The tag is resolved in its
- * registry (through the engine, with the pull's credentials) and held to its record; a pin must be
- * what the tag is; with IMAGE_VERIFICATION, what the tag is must carry a verified attestation or
- * signature (supply-chain/); then exactly that digest is pulled. Everything here happens before the
+ * registry (through the engine, with the pull's credentials) and held to its record; an image index
+ * is resolved by the agent to the manifest for the engine's platform (supply-chain/platform.ts); a
+ * pin must be what the tag is or that manifest; with IMAGE_VERIFICATION, what runs must carry a
+ * verified attestation or signature, of itself or of its index (supply-chain/); then exactly that
+ * manifest is pulled, by digest, and the container is created from it. Everything here happens before the
  * point of no return, under the deploy's `signal`.
  */
 export interface FetchedImage {
-  /** The digest the container will run: the pin, or what the tag resolves to. */
+  /**
+   * The manifest the container runs, by digest: the tag's own, or the one chosen from its image index
+   * for the engine's platform. Never an index: the engine never chooses.
+   */
   readonly digest: string;
-  /** What the tag resolves to in its registry: what the tag's record keeps. */
+  /** What the tag resolves to in its registry: what the tag's record keeps (an index, maybe). */
   readonly tagDigest: string;
   readonly info: ImageInfo;
   /** Who built it, when IMAGE_VERIFICATION verified it; null with IMAGE_VERIFICATION=none. */
   readonly provenance: Provenance | null;
+  /**
+   * The image ids a container created from `digest` may have: the config's digest (the classic
+   * store's id; from the registry when the agent read the manifest, else from the engine's inspect),
+   * and the manifest's own digest (the containerd store's id).
+   */
+  readonly imageIds: readonly string[];
 }
 
 export interface FetchDeps {
@@ -43,32 +55,27 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
   }
   if (image.digest !== null && image.digest !== resolved.digest && !resolved.index) throw pinMismatch(image, resolved.digest);
 
-  const provenance = await verify(deps, image, resolved, signal);
-  const digest = image.digest ?? resolved.digest;
-  if (digest === resolved.digest) {
-    await pullExactly(deps, image.repository, digest, signal);
-  } else {
-    // A pin that is not the tag's own digest is accepted only as the manifest the engine would run
-    // from the tag's image index: its image (its config and every layer's content: ImageInfo.content)
-    // must be the one the engine pulls for the index on its platform. Both are pulled into the
-    // image store; nothing runs from them unless they match. The index first: a registry that
-    // fails is a registry failure; a pin the engine then cannot pull (an attestation manifest,
-    // "unknown/unknown", is no image) is not this tag's image for this platform.
-    await pullExactly(deps, image.repository, resolved.digest, signal);
-    await pullExactly(deps, image.repository, digest, signal).catch((error: unknown) => {
-      if (signal.aborted || !(error instanceof AgentError) || error.code !== 'registry_refused') throw error;
-      throw pinMismatch(image, resolved.digest, error.reason);
-    });
-    const [pinned, fromIndex] = await Promise.all([
-      engine.inspectImage(`${image.repository}@${digest}`, signal),
-      engine.inspectImage(`${image.repository}@${resolved.digest}`, signal),
-    ]);
-    if (pinned === null || fromIndex === null || pinned.content !== fromIndex.content) throw pinMismatch(image, resolved.digest);
+  // Security: an index is resolved to one manifest by the agent, for the engine's own platform, and
+  // that manifest is verified, pulled and run by its digest. Left to the engine, the choice could
+  // fall on another entry than the one verified (an unsigned image listed "for the same platform").
+  const runnable = resolved.index
+    ? await chooseRunnable(
+        { repository: image.repository, tagDigest: resolved.digest, credentials: auth, engine: await engine.platform(signal) },
+        signal,
+      )
+    : { digest: resolved.digest, config: null };
+  // A pin is the tag's digest, or the manifest the engine's platform runs from the tag's index.
+  if (image.digest !== null && image.digest !== resolved.digest && image.digest !== runnable.digest) {
+    throw pinMismatch(image, resolved.digest);
   }
+  const provenance = await verify(deps, image, resolved, runnable.digest, signal);
+  const digest = runnable.digest;
+  await pullExactly(deps, image.repository, digest, signal);
   const local = `${image.repository}@${digest}`;
   const info = await engine.inspectImage(local, signal);
   if (info === null) throw new AgentError(502, `the pulled image ${local} is not in the engine's image store`);
-  return { digest, tagDigest: resolved.digest, info, provenance };
+  const imageIds = [runnable.config ?? info.id, digest];
+  return { digest, tagDigest: resolved.digest, info, provenance, imageIds };
 }
 
 /**
@@ -80,6 +87,7 @@ async function verify(
   deps: FetchDeps,
   image: ImageReference,
   resolved: TagResolution,
+  runDigest: string,
   signal: AbortSignal,
 ): Promise<Provenance | null> {
   const verifier = deps.verifier ?? null;
@@ -90,10 +98,30 @@ async function verify(
   const request = {
     repository: image.repository,
     tagDigest: resolved.digest,
-    index: resolved.index,
+    runDigest,
     credentials: deps.config.registryAuth,
   };
   return verifier.verify(request, signal);
+}
+
+/**
+ * After create, before the point of no return: the engine's own record of the image the new container
+ * runs must be the one fetched (its config, or the manifest itself on the containerd store).
+ * Security: whatever the engine resolved the reference to, a container of another image never
+ * starts; the caller removes it, the running container untouched.
+ */
+export async function checkCreatedImage(
+  engine: EnginePort,
+  id: string,
+  fetched: Pick<FetchedImage, 'digest' | 'imageIds'>,
+  signal: AbortSignal,
+): Promise<void> {
+  const created = await engine.inspectContainer(id, signal);
+  if (created !== null && fetched.imageIds.includes(created.imageId)) return;
+  throw new AgentError(
+    502,
+    `the engine created the new container from image ${created?.imageId ?? '(gone)'}, not from ${fetched.digest} (image ${fetched.imageIds[0] ?? ''}) that was fetched${fetched.imageIds.length > 0 ? ' and verified' : ''}; it was removed, the running container was not touched`,
+  );
 }
 
 /** Pulls `repository@digest` and makes sure the engine pulled that very manifest. */
@@ -104,9 +132,9 @@ async function pullExactly(deps: FetchDeps, repository: string, digest: string, 
   }
 }
 
-const pinMismatch = (image: ImageReference, tagDigest: string, pullError?: string): AgentError =>
+const pinMismatch = (image: ImageReference, tagDigest: string): AgentError =>
   new AgentError(
     409,
-    `the pinned digest ${image.digest ?? ''} is not what tag ${image.tag} is: the tag resolves to ${tagDigest} (nor is the pin its manifest for this engine's platform${pullError === undefined ? '' : `; the engine cannot run it: ${pullError}`}); nothing was deployed or recorded, the running container was not touched`,
+    `the pinned digest ${image.digest ?? ''} is not what tag ${image.tag} is: the tag resolves to ${tagDigest} (nor is the pin its manifest for this engine's platform); nothing was deployed or recorded, the running container was not touched`,
     { code: 'pin_mismatch' },
   );

@@ -20,7 +20,10 @@ export interface DeployResult {
   readonly container_name: string;
   readonly image: string;
   readonly environment: string;
+  /** The manifest the container runs (for an image index: the one chosen for the engine's platform). */
   readonly image_digest: string;
+  /** What the tag resolved to (its record): image_digest, or the index it was chosen from. */
+  readonly tag_digest: string;
   readonly container_id: string;
   readonly started_at: string | null;
   readonly previous_image: string | null;

@@ -14,7 +14,10 @@ export const LABEL = {
   containerName: 'io.dreichor.container-name',
   deployId: 'io.dreichor.deploy-id',
   image: 'io.dreichor.image',
+  /** The manifest the container runs (never an index). */
   digest: 'io.dreichor.image-digest',
+  /** What the tag resolved to when deployed (the tag's record): the same, or the index it came from. */
+  tagDigest: 'io.dreichor.tag-digest',
   previousImage: 'io.dreichor.previous-image',
   previousDigest: 'io.dreichor.previous-image-digest',
   provenance: PROVENANCE_LABEL,
@@ -30,7 +33,8 @@ export const imageOf = (c: ContainerInfo): string => c.labels[LABEL.image] ?? c.
 export function containerSpec(
   config: Config,
   image: ImageReference,
-  digest: string,
+  /** `run`: the manifest the container is created from; `tag`: what the tag resolved to. */
+  digests: { readonly run: string; readonly tag: string },
   deployId: string,
   /** The last successful deploy of another image: the way back, named on the container. */
   previous: Deployment | null,
@@ -48,7 +52,8 @@ export function containerSpec(
     [LABEL.containerName]: config.containerName,
     [LABEL.deployId]: deployId,
     [LABEL.image]: image.reference,
-    [LABEL.digest]: digest,
+    [LABEL.digest]: digests.run,
+    [LABEL.tagDigest]: digests.tag,
   };
   if (previous !== null) {
     labels[LABEL.previousImage] = previous.image;
@@ -57,7 +62,8 @@ export function containerSpec(
   if (provenance !== null) labels[LABEL.provenance] = provenanceLabel(provenance);
   return {
     name: stagingName(config.containerName, deployId),
-    image: `${image.repository}@${digest}`,
+    // Security: the manifest itself, never an index: the engine must not choose what runs.
+    image: `${image.repository}@${digests.run}`,
     env: Object.entries({ ...config.runtimeEnv, ...own })
       .map(([k, v]) => `${k}=${v}`)
       .sort(),

@@ -25,7 +25,10 @@ export interface StatusBody {
   readonly environment: string;
   readonly running: boolean;
   readonly image?: string;
+  /** The manifest the container runs. */
   readonly image_digest?: string | null;
+  /** What its tag resolved to when deployed: the same digest, or the image index it was chosen from. */
+  readonly tag_digest?: string | null;
   readonly started_at?: string;
   /** What built the running image, as verified when it was deployed (IMAGE_VERIFICATION); null if not. */
   readonly provenance?: Provenance | null;
@@ -78,7 +81,7 @@ export const MAX_AGE_MS = 1_000;
 /** What status says about the container, worked out once per inspection, not once per request. */
 type ContainerFields = Pick<
   StatusBody,
-  'running' | 'image' | 'image_digest' | 'started_at' | 'provenance' | 'state' | 'previous_image'
+  'running' | 'image' | 'image_digest' | 'tag_digest' | 'started_at' | 'provenance' | 'state' | 'previous_image'
 >;
 
 interface Inspection {
@@ -93,7 +96,12 @@ function fieldsOf(c: ContainerInfo | null): ContainerFields {
   return {
     running,
     ...(c !== null && running
-      ? { image: imageOf(c), image_digest: c.labels[LABEL.digest] ?? null, started_at: iso(c.startedAt) ?? undefined }
+      ? {
+          image: imageOf(c),
+          image_digest: c.labels[LABEL.digest] ?? null,
+          tag_digest: c.labels[LABEL.tagDigest] ?? c.labels[LABEL.digest] ?? null,
+          started_at: iso(c.startedAt) ?? undefined,
+        }
       : {}),
     // Supply chain: what built the running image, as verified at its deploy (its label).
     ...(c !== null && running ? { provenance: provenanceFromLabel(c.labels[LABEL.provenance]) } : {}),

@@ -10,6 +10,8 @@ const labelsSchema = z
 
 export const containerInspectSchema = z.object({
   Id: z.string(),
+  // The id of the image it was created from (Config.Image is the reference asked for).
+  Image: z.string(),
   Name: z.string(),
   State: z.object({
     Running: z.boolean(),

@@ -20,6 +20,8 @@ export interface ContainerInfo {
   /** Null when the image defines no HEALTHCHECK. */
   readonly health: string | null;
   readonly labels: Readonly<Record<string, string>>;
+  /** The id of the image the engine created it from (its ImageID): what runs, whatever the reference said. */
+  readonly imageId: string;
   /** The engine's restart policy: "no", "always", "unless-stopped", "on-failure" (or "" for none). */
   readonly restartPolicy: string;
 }
@@ -88,6 +90,16 @@ export interface CreateSpec {
   readonly stopTimeoutSeconds: number;
 }
 
+/**
+ * The platform the engine runs images for, as it picks them from an index: its Go os/architecture
+ * and, for ARM, the CPU variant (`v7`, `v8`); empty when there is none.
+ */
+export interface EnginePlatform {
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant: string;
+}
+
 export type StopOutcome = 'stopped' | 'not-running' | 'gone';
 
 export interface EnginePort {
@@ -95,6 +107,8 @@ export interface EnginePort {
   resolveTag(repository: string, tag: string, auth: RegistryCredentials | null, signal: AbortSignal): Promise<TagResolution>;
   /** Pulls `repository` at a tag or digest; every error event of the progress stream fails it. */
   pull(repository: string, tagOrDigest: string, auth: RegistryCredentials | null, signal: AbortSignal): Promise<PullResult>;
+  /** The engine's platform: read once, then kept for the life of the agent process. */
+  platform(outer?: AbortSignal): Promise<EnginePlatform>;
   inspectImage(reference: string, signal?: AbortSignal): Promise<ImageInfo | null>;
   inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null>;
   /** Whether the engine has a network of this name ("none" and "host" are networks too). */

@@ -105,31 +105,3 @@ export async function artifactManifest(client: RegistryClient, digest: string): 
   const fetched = await client.manifest(digest, [MEDIA.ociManifest], LIMITS.manifestBytes);
   return fetched === null ? null : parseJson(fetched.bytes, manifestSchema);
 }
-
-/** The platform this host's engine runs: Linux, and the architecture of this process (the same host). */
-export function hostPlatform(): { os: string; architecture: string } {
-  const arch: Record<string, string> = {
-    x64: 'amd64',
-    arm64: 'arm64',
-    arm: 'arm',
-    ia32: '386',
-    ppc64: 'ppc64le',
-    s390x: 's390x',
-    riscv64: 'riscv64',
-  };
-  return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
-}
-
-/**
- * The digests an attestation may name for what is deployed: the tag's digest and, for an image
- * index, the manifest the engine will pull for this platform from it.
- */
-export async function deployedDigests(client: RegistryClient, tagDigest: string, isIndex: boolean): Promise<string[]> {
-  if (!isIndex) return [tagDigest];
-  const fetched = await client.manifest(tagDigest, [MEDIA.ociIndex, MEDIA.dockerList], LIMITS.manifestBytes);
-  const index = fetched === null ? null : parseJson(fetched.bytes, indexSchema);
-  if (index === null) throw unverified(`the image index ${tagDigest} could not be read from the registry`);
-  const platform = hostPlatform();
-  const own = index.manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture);
-  return own === undefined ? [tagDigest] : [tagDigest, own.digest];
-}

@@ -3,7 +3,6 @@ import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
 import { parseRepository } from '../policy/image.js';
 import type { Provenance } from './provenance.js';
-import { deployedDigests } from './referrers.js';
 import { RegistryClient } from './registry.js';
 
 /**
@@ -19,8 +18,11 @@ export interface VerifyRequest {
   readonly repository: string;
   /** What the tag resolves to in its registry. */
   readonly tagDigest: string;
-  /** Whether that is an image index (one manifest per platform). */
-  readonly index: boolean;
+  /**
+   * The manifest that will run: the tag's digest, or the manifest chosen from its image index for the
+   * engine's platform (platform.ts). An attestation of either passes; the container runs this one.
+   */
+  readonly runDigest: string;
   readonly credentials: RegistryCredentials | null;
 }
 
@@ -63,7 +65,7 @@ export function createImageVerifier(policy: VerificationPolicy): ImageVerifier |
         { host: repository.domain, path: repository.path, credentials: request.credentials },
         signal,
       );
-      const digests = await deployedDigests(client, request.tagDigest, request.index);
+      const digests = request.runDigest === request.tagDigest ? [request.tagDigest] : [request.tagDigest, request.runDigest];
       return verifier.verify(client, digests);
     },
   };

@@ -19,7 +19,11 @@ export interface FakeContainer {
   exitCode: number;
   labels: Record<string, string>;
   restartPolicy: string;
+  /** The id of the image it was created from (the engine's ImageID). */
+  imageId: string;
 }
+
+const DEFAULT_IMAGE_ID = `sha256:${'c'.repeat(64)}`;
 
 export type Method = keyof Port.EnginePort;
 
@@ -32,6 +36,10 @@ export class FakeEngine implements Port.EnginePort {
   tagIsIndex = false;
   /** Digests the engine cannot pull as an image (an attestation manifest in an index, say). */
   readonly unpullable = new Set<string>();
+  /** The platform the engine reports (GET /version, /info). */
+  enginePlatform: Port.EnginePlatform = { os: 'linux', architecture: 'amd64', variant: '' };
+  /** The image id of what a digest (or a tag) names; every other reference is one default image. */
+  readonly imageIds = new Map<string, string>();
   /** What a started container does: keeps running, or exits at once with this code. */
   exitOnStart: number | null = null;
   /** The deadline of a call that has no signal of its own, as the real wrapper's callTimeoutMs. */
@@ -80,6 +88,7 @@ export class FakeEngine implements Port.EnginePort {
         [LABEL.image]: 'repo:old',
       },
       restartPolicy: options.restartPolicy ?? 'no',
+      imageId: DEFAULT_IMAGE_ID,
     };
     this.containers.set(c.id, c);
     this.watch();
@@ -148,9 +157,21 @@ export class FakeEngine implements Port.EnginePort {
     return { digest: tagOrDigest };
   }
 
+  async platform(signal?: AbortSignal): Promise<Port.EnginePlatform> {
+    await this.enter('platform', '', signal);
+    return this.enginePlatform;
+  }
+
+  /** The image id the engine knows `reference` (`repo@digest` or `repo:tag`) by. */
+  imageIdOf(reference: string): string {
+    const at = reference.lastIndexOf('@');
+    return this.imageIds.get(at < 0 ? reference : reference.slice(at + 1)) ?? DEFAULT_IMAGE_ID;
+  }
+
   async inspectImage(reference: string, signal?: AbortSignal): Promise<Port.ImageInfo | null> {
     await this.enter('inspectImage', reference, signal);
-    return { id: `sha256:${'c'.repeat(64)}`, content: `sha256:${'c'.repeat(64)}`, hasHealthcheck: false };
+    const id = this.imageIdOf(reference);
+    return { id, content: id, hasHealthcheck: false };
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<Port.ContainerInfo | null> {
@@ -167,6 +188,7 @@ export class FakeEngine implements Port.EnginePort {
       startedAt: null,
       health: null,
       labels: { ...c.labels },
+      imageId: c.imageId,
       restartPolicy: c.restartPolicy,
     };
   }
@@ -199,6 +221,7 @@ export class FakeEngine implements Port.EnginePort {
       exitCode: 0,
       labels: { ...spec.labels },
       restartPolicy: 'no',
+      imageId: this.imageIdOf(spec.image),
     };
     this.containers.set(c.id, c);
     return c.id;

@@ -92,6 +92,7 @@ function stepEngine(engine: FakeEngine, steps: Steps): Port.EnginePort {
   return {
     resolveTag: wrap('resolveTag', engine.resolveTag.bind(engine), 3),
     pull: wrap('pull', engine.pull.bind(engine), 3),
+    platform: wrap('platform', engine.platform.bind(engine), 0),
     inspectImage: wrap('inspectImage', engine.inspectImage.bind(engine), 1),
     inspectContainer: wrap('inspectContainer', engine.inspectContainer.bind(engine), 1),
     networkExists: wrap('networkExists', engine.networkExists.bind(engine), 1),

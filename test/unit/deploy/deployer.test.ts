@@ -176,19 +176,6 @@ describe('the deploy sequence, step by step', () => {
     assert.equal(s.engine.calls.filter((c) => c.startsWith('pull')).length, pulls);
   });
 
-  it('a pin on a manifest of the index that is no image (an attestation, "unknown/unknown"): 409 pin mismatch, not 502', async () => {
-    const old = s.engine.seed(NAME);
-    s.engine.tagIsIndex = true;
-    const attestation = `sha256:${'d'.repeat(64)}`;
-    s.engine.unpullable.add(attestation);
-    const pinned = parseImageReference(`${REPO}:v2@${attestation}`, { repository: REPO, environment: 'dev' });
-    const error = await refusal(s.deployer.deploy(pinned, context()));
-    assert.equal(error.status, 409, error.reason);
-    assert.equal(error.code, 'pin_mismatch');
-    assert.match(error.reason, /the engine cannot run it: .*unsupported media type/);
-    assert.deepEqual(s.engine.touched(old.id), []);
-  });
-
   it('stop stops the runtime and any other running container of it, whatever its name; the clean-up removes them', async () => {
     s.engine.seed(NAME);
     const aside = s.engine.seed(`${NAME}-retired-0123456789ab`, true, { labels: {}, restartPolicy: 'always' });

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { DeployContext } from '../../../src/deploy/deployer.js';
+import { LABEL } from '../../../src/deploy/runtime-spec.js';
+import { AgentError } from '../../../src/errors.js';
+import { parseImageReference } from '../../../src/policy/image.js';
+import { FakeEngine } from '../../support/fake-engine.js';
+import { ScriptedRegistry } from '../../support/scripted-registry.js';
+import { unitConfig, unitDeployer } from '../../support/unit-config.js';
+
+/**
+ * An image index is resolved by the agent, never by the engine (IMAGE_VERIFICATION=none here; the
+ * verified runs are in the property test and the real-engine tests): the container is created from
+ * the manifest for the engine's platform, and only if the engine's image is that manifest's.
+ */
+const root = mkdtempSync(join(tmpdir(), 'dreichor-platform-run-'));
+const NAME = 'dreichor-runtime-dev';
+let registry: ScriptedRegistry;
+let n = 0;
+before(async () => {
+  registry = await ScriptedRegistry.start();
+});
+after(async () => {
+  await registry.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function setup() {
+  n += 1;
+  const config = unitConfig(join(root, `d${n}`), {
+    IMAGE_REPOSITORY: registry.repository,
+    STOP_TIMEOUT_SECONDS: '1',
+    START_CHECK_SECONDS: '1',
+    DEPLOY_TIMEOUT_SECONDS: '20',
+  });
+  const engine = new FakeEngine();
+  const { deployer, store } = await unitDeployer(config, engine);
+  return { engine, deployer, store, old: engine.seed(NAME) };
+}
+
+const image = (ref: string) =>
+  parseImageReference(`${registry.repository}:${ref}`, { repository: registry.repository, environment: 'dev' });
+const context = (): DeployContext => ({
+  requestId: randomUUID(),
+  clientId: 'client.access',
+  endpoint: '/v1/deploy',
+  callerGone: new AbortController().signal,
+  receivedAt: Date.now(),
+});
+const refusal = (promise: Promise<unknown>): Promise<AgentError> =>
+  promise.then(
+    () => assert.fail('deployed'),
+    (error: unknown) => {
+      assert.ok(error instanceof AgentError, String(error));
+      return error;
+    },
+  );
+const linux = (architecture: string, variant?: string) => ({
+  os: 'linux',
+  architecture,
+  ...(variant === undefined ? {} : { variant }),
+});
+
+/** An index of `wanted` (linux/amd64) beside an image for another variant and an attestation manifest. */
+function pushIndex(tag: string) {
+  const wanted = registry.image(`${tag}-amd64`);
+  const other = registry.image(`${tag}-v9`);
+  const index = registry.index(
+    [
+      { ...other, platform: linux('amd64', 'v9') },
+      { ...wanted, platform: linux('amd64') },
+      { ...other, platform: { os: 'unknown', architecture: 'unknown' } },
+    ],
+    tag,
+  );
+  return { wanted, other, index };
+}
+
+describe('an image index, resolved by the agent for the engine platform', () => {
+  it('creates the container from the manifest for the engine platform, never the index; both digests are kept apart', async () => {
+    const s = await setup();
+    const { wanted, index } = pushIndex('v2');
+    s.engine.tagDigest = index.digest;
+    s.engine.tagIsIndex = true;
+    s.engine.imageIds.set(wanted.digest, wanted.config);
+    const result = await s.deployer.deploy(image('v2'), context());
+    assert.equal(result.image_digest, wanted.digest);
+    assert.equal(result.tag_digest, index.digest);
+    const created = s.engine.containers.get(result.container_id);
+    assert.equal(created?.image, `${registry.repository}@${wanted.digest}`);
+    assert.equal(created?.labels[LABEL.digest], wanted.digest);
+    assert.equal(created?.labels[LABEL.tagDigest], index.digest);
+    assert.deepEqual(
+      s.engine.calls.filter((c) => c.startsWith('pull ')),
+      [`pull ${wanted.digest}`],
+      'only the manifest is pulled',
+    );
+    assert.equal(s.store.recordedDigest('v2'), index.digest, "the tag's record keeps what the tag is");
+  });
+
+  it('a pin is the tag, or the manifest for the engine platform; an attestation manifest of the index is a 409', async () => {
+    const s = await setup();
+    const { wanted, other, index } = pushIndex('v3');
+    s.engine.tagDigest = index.digest;
+    s.engine.tagIsIndex = true;
+    s.engine.imageIds.set(wanted.digest, wanted.config);
+    const pinned = await s.deployer.deploy(image(`v3@${wanted.digest}`), context());
+    assert.equal(pinned.image_digest, wanted.digest);
+    const onIndex = await s.deployer.deploy(image(`v3@${index.digest}`), context());
+    assert.equal(onIndex.image_digest, wanted.digest);
+    const touched = s.engine.touched(onIndex.container_id).length;
+    const error = await refusal(s.deployer.deploy(image(`v3@${other.digest}`), context()));
+    assert.equal(error.status, 409, error.reason);
+    assert.equal(error.code, 'pin_mismatch');
+    assert.equal(s.engine.touched(onIndex.container_id).length, touched, 'the runtime untouched');
+    assert.ok(!s.engine.calls.includes(`pull ${other.digest}`));
+  });
+
+  it('two entries that match the engine platform equally: 422 saying why, nothing pulled, the runtime untouched', async () => {
+    const s = await setup();
+    const a = registry.image('a');
+    const b = registry.image('b');
+    const index = registry.index(
+      [
+        { ...b, platform: linux('x86_64') },
+        { ...a, platform: linux('amd64') },
+      ],
+      'v4',
+    );
+    s.engine.tagDigest = index.digest;
+    s.engine.tagIsIndex = true;
+    const error = await refusal(s.deployer.deploy(image('v4'), context()));
+    assert.equal(error.status, 422);
+    assert.match(error.reason, /2 different images that match the engine's platform linux\/amd64 equally/);
+    assert.deepEqual(
+      s.engine.calls.filter((c) => c.startsWith('pull') || c.startsWith('create')),
+      [],
+    );
+    assert.deepEqual(s.engine.touched(s.old.id), []);
+    assert.equal(s.store.recordedDigest('v4'), null);
+  });
+
+  it("the engine's image of the created container is not the manifest's config: removed, 502, the runtime untouched", async () => {
+    const s = await setup();
+    const { wanted, other, index } = pushIndex('v5');
+    s.engine.tagDigest = index.digest;
+    s.engine.tagIsIndex = true;
+    // The engine resolves the manifest's reference to another image (a poisoned store, say).
+    s.engine.imageIds.set(wanted.digest, other.config);
+    const error = await refusal(s.deployer.deploy(image('v5'), context()));
+    assert.equal(error.status, 502, error.reason);
+    assert.match(error.reason, /created the new container from image .*, not from .* that was fetched/);
+    assert.deepEqual(s.engine.touched(s.old.id), []);
+    assert.deepEqual(
+      [...s.engine.containers.values()].map((c) => c.id),
+      [s.old.id],
+      'the staged container was removed',
+    );
+    assert.equal(s.store.recordedDigest('v5'), null);
+  });
+});
