@@ -58,12 +58,21 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
   // Security: an index is resolved to one manifest by the agent, for the engine's own platform, and
   // that manifest is verified, pulled and run by its digest. Left to the engine, the choice could
   // fall on another entry than the one verified (an unsigned image listed "for the same platform").
-  const runnable = resolved.index
-    ? await chooseRunnable(
-        { repository: image.repository, tagDigest: resolved.digest, credentials: auth, engine: await engine.platform(signal) },
-        signal,
-      )
-    : { digest: resolved.digest, config: null };
+  // With IMAGE_VERIFICATION, the config of what runs is read from the registry too (checked against
+  // the manifest's digest), so that the engine's own word is not what the created container is held to.
+  const verifying = deps.verifier !== undefined && deps.verifier !== null;
+  const runnable =
+    resolved.index || verifying
+      ? await chooseRunnable(
+          {
+            repository: image.repository,
+            tagDigest: resolved.digest,
+            credentials: auth,
+            engine: resolved.index ? await engine.platform(signal) : null,
+          },
+          signal,
+        )
+      : { digest: resolved.digest, config: null };
   // A pin is the tag's digest, or the manifest the engine's platform runs from the tag's index.
   if (image.digest !== null && image.digest !== resolved.digest && image.digest !== runnable.digest) {
     throw pinMismatch(image, resolved.digest);
@@ -120,7 +129,7 @@ export async function checkCreatedImage(
   if (created !== null && fetched.imageIds.includes(created.imageId)) return;
   throw new AgentError(
     502,
-    `the engine created the new container from image ${created?.imageId ?? '(gone)'}, not from ${fetched.digest} (image ${fetched.imageIds[0] ?? ''}) that was fetched${fetched.imageIds.length > 0 ? ' and verified' : ''}; it was removed, the running container was not touched`,
+    `the engine created the new container from image ${created?.imageId ?? '(gone)'}, not from the manifest ${fetched.digest} (config ${fetched.imageIds[0] ?? ''}) that was fetched; it was removed, nothing was recorded, the running container was not touched`,
   );
 }
 

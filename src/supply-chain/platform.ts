@@ -171,9 +171,12 @@ export async function runnableOf(client: RegistryClient, tagDigest: string, engi
   return { digest, config: manifest.config.digest };
 }
 
-/** The manifest an image index's tag runs on `engine`, read by the agent from the tag's registry. */
+/**
+ * What a tag runs, read by the agent from the tag's registry: for an image index (`engine` given) the
+ * manifest for the engine's platform, else the tag's own manifest; with its config's digest.
+ */
 export function chooseRunnable(
-  request: { repository: string; tagDigest: string; credentials: RegistryCredentials | null; engine: Platform },
+  request: { repository: string; tagDigest: string; credentials: RegistryCredentials | null; engine: Platform | null },
   signal: AbortSignal,
 ): Promise<Runnable> {
   const repository = parseRepository(request.repository);

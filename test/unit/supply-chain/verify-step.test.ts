@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { Config } from '../../../src/config/config.js';
 import type { DeployContext } from '../../../src/deploy/deployer.js';
 import { AgentError } from '../../../src/errors.js';
@@ -11,7 +11,8 @@ import { parseImageReference } from '../../../src/policy/image.js';
 import type { Provenance } from '../../../src/supply-chain/provenance.js';
 import type { ImageVerifier } from '../../../src/supply-chain/verifier.js';
 import { FakeEngine } from '../../support/fake-engine.js';
-import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
+import { ScriptedRegistry } from '../../support/scripted-registry.js';
+import { unitConfig, unitDeployer } from '../../support/unit-config.js';
 
 /**
  * Where the supply-chain check sits in the deploy, on the scripted engine: after the tag's
@@ -20,7 +21,12 @@ import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-co
  */
 const root = mkdtempSync(join(tmpdir(), 'dreichor-verify-step-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-const REPO = UNIT_REPOSITORY;
+// The registry the agent reads what runs from (its manifest's config) when it verifies.
+let registry: ScriptedRegistry;
+before(async () => {
+  registry = await ScriptedRegistry.start();
+});
+after(() => registry.close());
 const NAME = 'dreichor-runtime-dev';
 let n = 0;
 
@@ -39,15 +45,23 @@ const PROVENANCE: Provenance = {
 async function setup(verifier: ImageVerifier | null, mode: Config['imageVerification']['mode'] = 'github-attestation') {
   n += 1;
   const dir = join(root, `d${n}`);
-  const loaded = unitConfig(dir, { STOP_TIMEOUT_SECONDS: '1', START_CHECK_SECONDS: '1', DEPLOY_TIMEOUT_SECONDS: '20' });
+  const loaded = unitConfig(dir, {
+    IMAGE_REPOSITORY: registry.repository,
+    STOP_TIMEOUT_SECONDS: '1',
+    START_CHECK_SECONDS: '1',
+    DEPLOY_TIMEOUT_SECONDS: '20',
+  });
   // The policy's contents do not matter here: the verifier stands in for it.
   const config = { ...loaded, imageVerification: { mode } as Config['imageVerification'] };
   const engine = new FakeEngine();
+  const pushed = registry.image(`v2-${n}`, 'v2');
+  engine.tagDigest = pushed.digest;
+  engine.imageIds.set(pushed.digest, pushed.config);
   const { deployer, store } = await unitDeployer(config, engine, { verifier });
   return { engine, store, deployer, old: engine.seed(NAME) };
 }
 
-const image = parseImageReference(`${REPO}:v2`, { repository: REPO, environment: 'dev' });
+const image = () => parseImageReference(`${registry.repository}:v2`, { repository: registry.repository, environment: 'dev' });
 const context = (callerGone = new AbortController().signal): DeployContext => ({
   requestId: randomUUID(),
   clientId: 'client.access',
@@ -68,7 +82,7 @@ describe('the supply-chain check in the deploy', () => {
       },
     });
     engineRef = s.engine;
-    const result = await s.deployer.deploy(image, context());
+    const result = await s.deployer.deploy(image(), context());
     assert.deepEqual(result.provenance, PROVENANCE);
     assert.deepEqual(steps(s.engine).slice(0, 3), ['resolveTag', 'verify', 'pull']);
     const created = [...s.engine.containers.values()].find((c) => c.id !== s.old.id);
@@ -79,7 +93,7 @@ describe('the supply-chain check in the deploy', () => {
     const s = await setup({
       verify: () => Promise.reject(new AgentError(422, 'image not verified: test', { code: 'image_unverified' })),
     });
-    const error = await s.deployer.deploy(image, context()).then(
+    const error = await s.deployer.deploy(image(), context()).then(
       () => assert.fail('deployed'),
       (e: unknown) => e,
     );
@@ -98,7 +112,7 @@ describe('the supply-chain check in the deploy', () => {
           setTimeout(() => gone.abort(), 50);
         }),
     });
-    const error = await s.deployer.deploy(image, context(gone.signal)).then(
+    const error = await s.deployer.deploy(image(), context(gone.signal)).then(
       () => assert.fail('deployed'),
       (e: unknown) => e,
     );
@@ -108,7 +122,7 @@ describe('the supply-chain check in the deploy', () => {
 
   it('fails closed: verification configured but no verifier wired is refused, nothing pulled', async () => {
     const s = await setup(null, 'cosign-key');
-    const error = await s.deployer.deploy(image, context()).then(
+    const error = await s.deployer.deploy(image(), context()).then(
       () => assert.fail('deployed'),
       (e: unknown) => e,
     );
@@ -118,7 +132,7 @@ describe('the supply-chain check in the deploy', () => {
 
   it('with IMAGE_VERIFICATION=none there is no check and no provenance', async () => {
     const s = await setup(null, 'none');
-    const result = await s.deployer.deploy(image, context());
+    const result = await s.deployer.deploy(image(), context());
     assert.equal(result.provenance, undefined);
   });
 });
