@@ -19,6 +19,17 @@ npx tsc --noEmit -p .
 echo "== build"
 node scripts/build.mjs
 
+# The independent verifiers the oracle tests compare the agent with (cosign and sigstore-go from
+# Debian sid, scripts/verifiers.sh); the tests that need them skip, printing why, when they cannot be fetched.
+verifiers_log=$(mktemp)
+if verifiers_bin=$(bash scripts/verifiers.sh 2>"$verifiers_log" | tail -1) && [ -x "$verifiers_bin/cosign" ]; then
+  export DREICHOR_VERIFIERS_BIN="$verifiers_bin"
+  echo "== oracles (Debian sid): $(paste -sd, "$verifiers_bin/versions"), in $verifiers_bin"
+else
+  echo "!! the oracle tests will be SKIPPED: scripts/verifiers.sh could not fetch cosign and sigstore-go from Debian sid: $(tail -2 "$verifiers_log" | tr '\n' ' ')"
+fi
+rm -f "$verifiers_log"
+
 started=$SECONDS
 results=()
 failed=0

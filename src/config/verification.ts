@@ -36,6 +36,16 @@ export interface CosignKeyPolicy {
 
 export type VerificationPolicy = AttestationPolicy | CosignKeyPolicy | { readonly mode: 'none' };
 
+/**
+ * Whether two GitHub owner/repository names are the same: GitHub treats `Ceerkle/Dreichor-Trading`
+ * and `ceerkle/dreichor-trading` as one repository. ASCII case only. Security: a Unicode case fold
+ * would make the Kelvin sign (U+212A) equal to "k"; GitHub's names are ASCII, so nothing else folds.
+ */
+export function sameGitHubName(a: string, b: string): boolean {
+  const fold = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  return a.length === b.length && fold(a) === fold(b);
+}
+
 export const DEFAULT_PREDICATE_TYPE = 'https://slsa.dev/provenance/v1';
 export const DEFAULT_ISSUER = 'https://token.actions.githubusercontent.com';
 
@@ -87,8 +97,15 @@ function attestation(raw: Raw): AttestationPolicy {
   if (workflow === undefined) fail('ATTESTATION_SIGNER_WORKFLOW', 'is required with IMAGE_VERIFICATION=github-attestation');
   const prefix = `${repository}/.github/workflows/`;
   // Security: the signer workflow is the identity that decides what may run; one of another
-  // repository would let that repository's workflows build what this agent runs.
-  if (!workflow.startsWith(prefix) || !WORKFLOW_FILE.test(workflow.slice(prefix.length))) {
+  // repository would let that repository's workflows build what this agent runs. The owner and
+  // repository are GitHub's names, compared without case; the path after them is exact.
+  const [owner = '', repo = ''] = workflow.split('/');
+  const named = `${owner}/${repo}`;
+  if (
+    !sameGitHubName(named, repository) ||
+    !workflow.startsWith('/.github/workflows/', named.length) ||
+    !WORKFLOW_FILE.test(workflow.slice(prefix.length))
+  ) {
     fail('ATTESTATION_SIGNER_WORKFLOW', `must be ${prefix}<file>.yml: a workflow of ATTESTATION_REPOSITORY`);
   }
   let sourceRefs: string[] | null = null;

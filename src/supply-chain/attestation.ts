@@ -2,9 +2,9 @@ import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
 import type { AttestationPolicy } from '../config/verification.js';
+import { bundleVersionProblem, isBundleType } from './bundle-media.js';
 import { firstVerified, type Judgement } from './candidates.js';
 import { githubIdentity, identityProblem, signerIdentitySchema } from './certificate-identity.js';
-import { MEDIA } from './referrers.js';
 import type { RegistryClient } from './registry.js';
 import { coveredDigest, IN_TOTO_PAYLOAD_TYPE, parseStatement } from './statement.js';
 import { readSigningTimeStrictly } from './timestamp-time.js';
@@ -21,7 +21,6 @@ import { readSigningTimeStrictly } from './timestamp-time.js';
  * statement (the predicate type); another workflow, repository or branch of anyone's GitHub
  * (issuer, SAN, OIDs .12 and .14 from the certificate, read as DER).
  */
-const BUNDLE = (type: string): boolean => MEDIA.sigstoreBundle.test(type);
 
 interface RootVerifier {
   readonly verifier: Verifier;
@@ -46,7 +45,7 @@ export class AttestationVerifier {
   }
 
   verify(client: RegistryClient, digests: readonly string[]): ReturnType<typeof firstVerified> {
-    return firstVerified(client, digests, { wanted: BUNDLE, layer: BUNDLE, noun: 'attestation' }, (blob) =>
+    return firstVerified(client, digests, { wanted: isBundleType, layer: isBundleType, noun: 'attestation' }, (blob) =>
       this.judge(blob, digests),
     );
   }
@@ -59,6 +58,10 @@ export class AttestationVerifier {
     } catch {
       return { rank: 0, problem: 'not a valid Sigstore bundle' };
     }
+    // Security: v0.2 and v0.3 only, by the bundle's own mediaType (bundleFromJSON then required an
+    // inclusion proof of every log entry; a v0.1 bundle has only the log's promise).
+    const version = bundleVersionProblem(bundle.mediaType);
+    if (version !== null) return { rank: 0, problem: `not an accepted Sigstore bundle: ${version}` };
     if (bundle.content.$case !== 'dsseEnvelope' || bundle.content.dsseEnvelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
       return { rank: 0, problem: 'the bundle holds no in-toto statement (DSSE)' };
     }

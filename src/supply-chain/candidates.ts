@@ -1,5 +1,6 @@
+import { UNDECIDED_ARTIFACT_TYPES } from './bundle-media.js';
 import type { Provenance } from './provenance.js';
-import { artifactManifest, type Descriptor, findReferrers, LIMITS } from './referrers.js';
+import { artifactManifest, type Descriptor, findReferrers, LIMITS, type Manifest } from './referrers.js';
 import { type RegistryClient, unverified } from './registry.js';
 
 /**
@@ -43,7 +44,7 @@ export async function firstVerified(
   for (const descriptor of seen.values()) {
     const manifest = await artifactManifest(client, descriptor.digest);
     const layer = manifest?.layers.find((l) => source.layer(l.mediaType));
-    if (manifest === null || layer === undefined) {
+    if (manifest === null || layer === undefined || !source.wanted(artifactType(manifest, descriptor))) {
       consider({ rank: 0, problem: `referrer ${descriptor.digest} is not a ${source.noun} manifest` });
       continue;
     }
@@ -64,4 +65,15 @@ export async function firstVerified(
   const described = digests.join(' or ');
   if (best === null) throw unverified(`no ${source.noun} found for ${described} (referrers API and sha256- tag)`);
   throw unverified(`no ${source.noun} for ${described} passes every check: ${(best as { problem: string }).problem}`);
+}
+
+/**
+ * What a referrer is: its manifest's own artifactType (its bytes are checked against its digest),
+ * else the type the listing announced, else its config's type (OCI 1.1's rule for artifacts).
+ * cosign 3 lists its bundles under the empty config's type and says what they are in the manifest.
+ */
+function artifactType(manifest: Manifest, listed: Descriptor): string {
+  if (manifest.artifactType !== undefined) return manifest.artifactType;
+  if (listed.artifactType !== undefined && !UNDECIDED_ARTIFACT_TYPES.has(listed.artifactType)) return listed.artifactType;
+  return manifest.config.mediaType;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AttestationPolicy } from '../config/verification.js';
+import { type AttestationPolicy, sameGitHubName } from '../config/verification.js';
 
 /**
  * Who signed, read from a Fulcio certificate that has already verified against the trusted root:
@@ -10,6 +10,7 @@ import type { AttestationPolicy } from '../config/verification.js';
  * a prefix could be fooled. Security: a value that is not exactly one UTF8String is absent.
  */
 export const OID = {
+  issuerV1: '1.3.6.1.4.1.57264.1.1',
   issuerV2: '1.3.6.1.4.1.57264.1.8',
   buildSignerUri: '1.3.6.1.4.1.57264.1.9',
   sourceRepositoryUri: '1.3.6.1.4.1.57264.1.12',
@@ -58,6 +59,8 @@ export function derUtf8String(value: Uint8Array): string | null {
 
 export interface GitHubIdentity {
   readonly issuer: string | null;
+  /** The legacy issuer (.1, plain bytes), when the certificate has one. */
+  readonly legacyIssuer: string | null;
   readonly san: string | null;
   readonly repository: string | null;
   readonly commit: string | null;
@@ -70,9 +73,11 @@ export function githubIdentity(identity: SignerIdentity): GitHubIdentity {
     const found = identity.oids?.find((o) => o.oid.id.join('.') === oid);
     return found === undefined ? null : derUtf8String(found.value);
   };
+  const legacy = identity.oids?.find((o) => o.oid.id.join('.') === OID.issuerV1);
   return {
     // The verifier reads .8 the same way; .8 (DER) is what Fulcio has issued since 2023.
     issuer: read(OID.issuerV2) ?? identity.extensions?.issuer ?? null,
+    legacyIssuer: legacy === undefined ? null : plainUtf8(legacy.value),
     san: identity.subjectAlternativeName ?? null,
     repository: read(OID.sourceRepositoryUri),
     commit: read(OID.sourceRepositoryDigest),
@@ -87,16 +92,47 @@ export function refAllowed(ref: string, patterns: readonly string[] | null): boo
   return patterns.some((p) => (p.endsWith('*') ? ref.startsWith(p.slice(0, -1)) : ref === p));
 }
 
+/** A legacy (.1 to .6) extension's value: plain UTF-8 bytes, or null. */
+function plainUtf8(value: Uint8Array): string | null {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(value);
+  } catch {
+    return null;
+  }
+}
+
+const GITHUB = 'https://github.com/';
+
+/**
+ * Whether `value` is `https://github.com/<repository><rest>`: the owner and repository compared
+ * without case (GitHub's names are case-insensitive), the host and everything after them exact.
+ */
+function githubUrlIs(value: string | null, repository: string, rest: string): boolean {
+  if (value === null || !value.startsWith(GITHUB)) return false;
+  const named = value.slice(GITHUB.length, GITHUB.length + repository.length);
+  return sameGitHubName(named, repository) && value.slice(GITHUB.length + repository.length) === rest;
+}
+
 /** The first check the identity fails, as a reason for a person; null when it passes them all. */
 export function identityProblem(id: GitHubIdentity, policy: AttestationPolicy): string | null {
+  // Security: a certificate whose legacy issuer (.1) and issuer (.8) disagree is refused, whichever
+  // matches: verifiers differ in which one they read (sigstore-js .8; others .1), so a certificate
+  // naming two issuers could pass one verifier's policy and not another's.
+  if (id.legacyIssuer !== null && id.issuer !== null && id.legacyIssuer !== id.issuer) {
+    return `certificate names two issuers (${quote(id.issuer)} in OID .8, ${quote(id.legacyIssuer)} in OID .1)`;
+  }
   if (id.issuer !== policy.issuer) return `certificate issuer is ${quote(id.issuer)}, not the configured ATTESTATION_ISSUER`;
   // Security: the SAN must be this exact workflow at some ref; "…/build.yml-evil@" or another
   // repository's workflow of the same file name must not pass, so the "@" is part of the prefix.
-  const signer = `https://github.com/${policy.signerWorkflow}@`;
-  if (id.san === null || !id.san.startsWith(signer) || id.san.length === signer.length) {
+  // The owner and repository are compared without case; the workflow's path and the ref exactly.
+  const [owner = '', repo = ''] = policy.signerWorkflow.split('/');
+  const workflowRepository = `${owner}/${repo}`;
+  const path = `${policy.signerWorkflow.slice(workflowRepository.length)}@`;
+  const ref = id.san?.slice(GITHUB.length + workflowRepository.length + path.length) ?? '';
+  if (ref === '' || !githubUrlIs(id.san, workflowRepository, `${path}${ref}`)) {
     return `signed by workflow ${quote(id.san)}, not ATTESTATION_SIGNER_WORKFLOW`;
   }
-  if (id.repository !== `https://github.com/${policy.repository}`) {
+  if (!githubUrlIs(id.repository, policy.repository, '')) {
     return `built from repository ${quote(id.repository)}, not ATTESTATION_REPOSITORY`;
   }
   if (id.ref === null || !refAllowed(id.ref, policy.sourceRefs)) {

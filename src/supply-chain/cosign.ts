@@ -1,6 +1,7 @@
 import { verify as verifySignature } from 'node:crypto';
 import { z } from 'zod';
 import type { CosignKeyPolicy } from '../config/verification.js';
+import { bundleVersionProblem, isBundleType } from './bundle-media.js';
 import { firstVerified, type Judgement } from './candidates.js';
 import type { Provenance } from './provenance.js';
 import { COSIGN_SIGNATURE_ANNOTATION, LIMITS, MEDIA, manifestSchema, parseJson } from './referrers.js';
@@ -27,8 +28,6 @@ const simpleSigningSchema = z.looseObject({
 
 const bundleSchema = z.looseObject({ mediaType: z.string().max(256), dsseEnvelope: dsseEnvelopeSchema });
 
-const BUNDLE = (type: string): boolean => MEDIA.sigstoreBundle.test(type);
-
 export class CosignKeyVerifier {
   constructor(private readonly policy: CosignKeyPolicy) {}
 
@@ -38,7 +37,7 @@ export class CosignKeyVerifier {
     return firstVerified(
       client,
       digests,
-      { wanted: BUNDLE, layer: BUNDLE, noun: 'signature' },
+      { wanted: isBundleType, layer: isBundleType, noun: 'signature' },
       (blob) => this.judgeBundle(blob, digests),
       legacy,
     );
@@ -84,6 +83,8 @@ export class CosignKeyVerifier {
     if (bundle === null || bundle.dsseEnvelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
       return { rank: 0, problem: 'not a Sigstore bundle holding an in-toto statement (DSSE)' };
     }
+    const version = bundleVersionProblem(bundle.mediaType);
+    if (version !== null) return { rank: 0, problem: `not an accepted Sigstore bundle: ${version}` };
     const envelope = bundle.dsseEnvelope;
     const payload = Buffer.from(envelope.payload, 'base64');
     const signed = pae(envelope.payloadType, payload);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { UNDECIDED_ARTIFACT_TYPES } from './bundle-media.js';
 import { type RegistryClient, unverified } from './registry.js';
 
 /**
@@ -11,7 +12,6 @@ export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  sigstoreBundle: /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.3)?\+json(;version=0\.3)?$/,
   simpleSigning: 'application/vnd.dev.cosign.simplesigning.v1+json',
 } as const;
 
@@ -88,7 +88,9 @@ export async function findReferrers(
     const index = parseJson(answer.bytes, indexSchema);
     if (index === null) continue;
     for (const d of index.manifests) {
-      if (d.artifactType !== undefined && !wanted(d.artifactType)) continue;
+      // An entry that names no type (or the empty config's, as cosign 3 writes) is kept: its
+      // manifest's own artifactType decides (candidates.ts).
+      if (d.artifactType !== undefined && !UNDECIDED_ARTIFACT_TYPES.has(d.artifactType) && !wanted(d.artifactType)) continue;
       found.set(d.digest, d);
     }
   }

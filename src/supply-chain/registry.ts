@@ -37,14 +37,17 @@ export const isLoopback = (hostname: string): boolean =>
 
 const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-const unreachable = (what: string, detail: string): AgentError =>
+/** The registry failed to answer (502), or did not answer in time (504). `what` names the registry. */
+const unreachable = (what: string, detail: string, status: 502 | 504 = 502): AgentError =>
   new AgentError(
-    502,
+    status,
     `the registry could not be read for verification (${what}: ${detail}); nothing was pulled, the running container was not touched`,
     {
       code: 'registry_refused',
     },
   );
+
+const isTimeout = (error: unknown): boolean => error instanceof Error && error.name === 'TimeoutError';
 
 /** A refusal of the image: the reason names the check that failed. */
 export const unverified = (reason: string): AgentError =>
@@ -64,6 +67,8 @@ export class RegistryClient {
   constructor(
     private readonly target: RegistryTarget,
     private readonly signal: AbortSignal,
+    /** Per request, from sending it to the last byte of the answer. */
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     const hostname = new URL(`http://${target.host}`).hostname;
     this.origin = `${isLoopback(hostname) ? 'http' : 'https'}://${target.host}`;
@@ -112,9 +117,9 @@ export class RegistryClient {
     }
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw unreachable(`GET ${path}`, `HTTP ${response.status}`);
+      throw unreachable(this.at(`GET ${path}`), `HTTP ${response.status}`);
     }
-    const bytes = await readCapped(response, maxBytes, path);
+    const bytes = await this.read(response, maxBytes, path);
     const mediaType = response.headers.get('content-type')?.split(';')[0]?.trim() ?? null;
     return { bytes, mediaType, digest: sha256(bytes) };
   }
@@ -125,14 +130,14 @@ export class RegistryClient {
       const headers: Record<string, string> = { Accept: accept.join(', ') };
       // Security: the registry's credentials (or token) go to the registry's own origin only.
       if (this.authorization !== null && url.origin === this.origin) headers['Authorization'] = this.authorization;
-      const response = await this.fetch(url, headers, `GET ${path}`);
+      const response = await this.fetch(url, headers, this.at(`GET ${path}`));
       if (![301, 302, 303, 307, 308].includes(response.status)) return response;
       await response.body?.cancel();
       const location = response.headers.get('location');
-      if (location === null) throw unreachable(`GET ${path}`, 'a redirect without a location');
-      url = checkedUrl(new URL(location, url), `GET ${path}`);
+      if (location === null) throw unreachable(this.at(`GET ${path}`), 'a redirect without a location');
+      url = checkedUrl(new URL(location, url), this.at(`GET ${path}`));
     }
-    throw unreachable(`GET ${path}`, 'too many redirects');
+    throw unreachable(this.at(`GET ${path}`), 'too many redirects');
   }
 
   private async fetch(url: URL, headers: Record<string, string>, what: string): Promise<Response> {
@@ -140,14 +145,39 @@ export class RegistryClient {
       return await fetch(url, {
         headers,
         redirect: 'manual',
-        signal: AbortSignal.any([this.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+        signal: AbortSignal.any([this.signal, AbortSignal.timeout(this.requestTimeoutMs)]),
       });
     } catch (error) {
-      // The deploy abandoned (caller gone, time up): its own reason wins over ours (see Abandon).
-      if (this.signal.aborted) throw this.signal.reason;
-      const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-      throw unreachable(what, cause.slice(0, 200));
+      throw this.failure(error, what);
     }
+  }
+
+  /**
+   * An answer's body, capped. Security: a registry that drips its answer (a byte at a time) is cut
+   * off by the request's timeout, which covers the body too; that ends as a 504 naming the registry,
+   * never as an internal error.
+   */
+  private async read(response: Response, maxBytes: number, what: string): Promise<Buffer> {
+    try {
+      return await readCapped(response, maxBytes, what);
+    } catch (error) {
+      if (error instanceof AgentError) throw error;
+      throw this.failure(error, this.at(what.startsWith('/') ? `GET ${what}` : what));
+    }
+  }
+
+  /** A failed request as the deploy reports it. */
+  private failure(error: unknown, what: string): unknown {
+    // The deploy abandoned (caller gone, time up): its own reason wins over ours (see Abandon).
+    if (this.signal.aborted) return this.signal.reason;
+    if (isTimeout(error)) return unreachable(what, `no complete answer within ${this.requestTimeoutMs / 1000} s`, 504);
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+    return unreachable(what, cause.slice(0, 200));
+  }
+
+  /** What is being done, naming the registry: `<host>, GET /v2/…`. */
+  private at(what: string): string {
+    return `${this.target.host}, ${what}`;
   }
 
   /** Answers a 401: a Bearer token from the realm the registry names, or Basic credentials. */
@@ -156,28 +186,29 @@ export class RegistryClient {
     const basic = creds === null ? null : `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     const parsed = parseChallenge(challenge ?? '');
     if (parsed?.scheme === 'basic') {
-      if (basic === null) throw unreachable('authentication', 'the registry asks for credentials and none are configured');
+      if (basic === null)
+        throw unreachable(this.at('authentication'), 'the registry asks for credentials and none are configured');
       this.authorization = basic;
       return;
     }
     if (parsed?.scheme !== 'bearer' || parsed.params['realm'] === undefined) {
-      throw unreachable('authentication', 'the registry answered 401 without a usable challenge');
+      throw unreachable(this.at('authentication'), 'the registry answered 401 without a usable challenge');
     }
-    const realm = checkedUrl(new URL(parsed.params['realm']), 'token request');
+    const realm = checkedUrl(new URL(parsed.params['realm']), this.at('token request'));
     if (parsed.params['service'] !== undefined) realm.searchParams.set('service', parsed.params['service']);
     // Pull scope, whatever the challenge asks: the agent only reads.
     realm.searchParams.set('scope', `repository:${this.target.path}:pull`);
-    const response = await this.fetch(realm, basic === null ? {} : { Authorization: basic }, 'token request');
+    const response = await this.fetch(realm, basic === null ? {} : { Authorization: basic }, this.at('token request'));
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw unreachable('token request', `HTTP ${response.status}`);
+      throw unreachable(this.at('token request'), `HTTP ${response.status}`);
     }
-    const bytes = await readCapped(response, MAX_TOKEN_BYTES * 2, 'token request');
+    const bytes = await this.read(response, MAX_TOKEN_BYTES * 2, 'token request');
     let answer: z.infer<typeof tokenAnswer>;
     try {
       answer = tokenAnswer.parse(JSON.parse(bytes.toString('utf8')));
     } catch {
-      throw unreachable('token request', 'the answer holds no token');
+      throw unreachable(this.at('token request'), 'the answer holds no token');
     }
     this.authorization = `Bearer ${'token' in answer ? answer.token : answer.access_token}`;
   }

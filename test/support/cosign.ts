@@ -156,6 +156,7 @@ export function cosignBundle(
   key: KeyObject,
   signedDigest: string,
   predicateType = 'https://sigstore.dev/cosign/sign/v1',
+  mediaType = 'application/vnd.dev.sigstore.bundle.v0.3+json',
 ): object {
   const payload = Buffer.from(
     JSON.stringify({
@@ -168,7 +169,7 @@ export function cosignBundle(
   const payloadType = 'application/vnd.in-toto+json';
   const pae = Buffer.concat([Buffer.from(`DSSEv1 ${payloadType.length} ${payloadType} ${payload.length} `), payload]);
   return {
-    mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    mediaType,
     verificationMaterial: { publicKey: { hint: 'cosign-key' }, tlogEntries: [] },
     dsseEnvelope: {
       payload: payload.toString('base64'),
@@ -185,12 +186,13 @@ export async function attachBundle(
   digest: string,
   bundle: object,
   credentials: Credentials | null = null,
+  mediaType = 'application/vnd.dev.sigstore.bundle.v0.3+json',
 ): Promise<void> {
   await attachArtifactToImage({
     imageName: `${host}/${path}`,
     imageDigest: digest,
     artifact: Buffer.from(JSON.stringify(bundle)),
-    mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    mediaType,
     // An open registry: no sign-in (@sigstore/oci expects a 401 challenge when it has credentials).
     credentials: credentials ?? (undefined as unknown as Credentials),
     annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' },

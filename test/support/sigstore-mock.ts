@@ -53,11 +53,38 @@ const b64 = (bytes: ArrayBufferView | Buffer): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 const b64url = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
+type CA = Awaited<ReturnType<typeof initializeCA>>;
+
+/** What the next certificate gets differently from a real Fulcio's (a crafted case). */
+interface Crafting {
+  /** The legacy issuer extension (.1, plain bytes) in place of the token's `iss`. */
+  legacyIssuer: string | null;
+}
+
+/** A CA that issues as `ca` does, with the crafted changes of the moment. */
+const craftingCA = (ca: CA, crafting: Crafting): CA => ({
+  rootCertificate: ca.rootCertificate,
+  issueCertificate: (options) => {
+    const legacyIssuer = crafting.legacyIssuer;
+    if (legacyIssuer === null) return ca.issueCertificate(options);
+    const extensions = (options.extensions ?? []).map((e) =>
+      e.oid === '1.3.6.1.4.1.57264.1.1' ? { ...e, value: legacyIssuer } : e,
+    );
+    return ca.issueCertificate({ ...options, extensions });
+  },
+});
+
+export interface AttestOptions {
+  /** A certificate whose legacy issuer (.1) says this while .8 says the token's `iss`. */
+  readonly legacyIssuer?: string;
+}
+
 export class SigstoreMock {
   private constructor(
     private readonly server: Server,
     readonly url: string,
     private readonly roots: Record<Instance, object>,
+    private readonly crafting: Crafting,
   ) {}
 
   static async start(): Promise<SigstoreMock> {
@@ -68,6 +95,7 @@ export class SigstoreMock {
     const githubCA = await initializeCA(keyPair());
     const tsa = await initializeTSA(keyPair());
     const routes = new Map<string, HandlerFn>();
+    const crafting: Crafting = { legacyIssuer: null };
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -97,7 +125,7 @@ export class SigstoreMock {
       ['/public-good', publicCA],
       ['/github', githubCA],
     ] as const) {
-      const fulcio = fulcioHandler(ca, { subjectClaim: 'sub' });
+      const fulcio = fulcioHandler(craftingCA(ca, crafting), { subjectClaim: 'sub' });
       routes.set(`POST ${prefix}${fulcio.path}`, fulcio.fn);
     }
     const timestamp = tsaHandler(tsa);
@@ -140,7 +168,7 @@ export class SigstoreMock {
         ],
       },
     };
-    return new SigstoreMock(server, url, roots);
+    return new SigstoreMock(server, url, roots, crafting);
   }
 
   /** The trusted root of an instance, as `gh attestation trusted-root` writes one. */
@@ -154,7 +182,12 @@ export class SigstoreMock {
   }
 
   /** A v0.3 bundle (JSON) of an in-toto statement, signed as a GitHub workflow with `claims`. */
-  async attest(statement: object, claims: GitHubClaims, instance: Instance = 'public-good'): Promise<object> {
+  async attest(
+    statement: object,
+    claims: GitHubClaims,
+    instance: Instance = 'public-good',
+    options: AttestOptions = {},
+  ): Promise<object> {
     const token = `${b64url({ alg: 'none' })}.${b64url({ sub: `https://github.com/${claims.job_workflow_ref}`, ...claims, run_attempt: '1', event_name: 'push' })}.x`;
     const signer = new FulcioSigner({
       fulcioBaseURL: `${this.url}/${instance}`,
@@ -167,8 +200,13 @@ export class SigstoreMock {
         ? [new RekorWitness({ rekorBaseURL: this.url, entryType: 'dsse', retry: 0, timeout: 10_000 })]
         : [new TSAWitness({ tsaBaseURL: this.url, retry: 0, timeout: 10_000 })];
     const builder = new DSSEBundleBuilder({ signer, witnesses, certificateChain: false });
-    const bundle = await builder.create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' });
-    return bundleToJSON(bundle) as object;
+    this.crafting.legacyIssuer = options.legacyIssuer ?? null;
+    try {
+      const bundle = await builder.create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' });
+      return bundleToJSON(bundle) as object;
+    } finally {
+      this.crafting.legacyIssuer = null;
+    }
   }
 
   close(): Promise<void> {

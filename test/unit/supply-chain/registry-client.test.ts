@@ -103,3 +103,40 @@ describe('the registry client', () => {
     await assert.rejects(anonymous.manifest('v1', ['application/json'], 1024), /token request: HTTP 401/);
   });
 });
+
+describe('a registry that drips its answer', () => {
+  it('is cut off by the request timeout: a 504 naming the registry, never an internal error', async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    // Headers at once, then one byte every 250 ms of a manifest that never ends.
+    const drip = await listen((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' });
+      const timer = setInterval(() => res.write('{'), 250);
+      timers.add(timer);
+      res.on('close', () => clearInterval(timer));
+    });
+    try {
+      const client = new RegistryClient(
+        { host: drip.host, path: 'dreichor/runtime', credentials: null },
+        AbortSignal.timeout(30_000),
+        1_000,
+      );
+      const began = Date.now();
+      await assert.rejects(client.manifest('v1', ['application/json'], 64 * 1024), (e: unknown) => {
+        assert.ok(e instanceof AgentError, `an AgentError, not ${String(e)}`);
+        assert.equal(e.status, 504);
+        assert.match(
+          e.reason,
+          new RegExp(
+            `the registry could not be read for verification \\(${drip.host}, GET /v2/dreichor/runtime/manifests/v1: no complete answer within 1 s\\)`,
+          ),
+        );
+        return true;
+      });
+      assert.ok(Date.now() - began < 5_000, 'cut off by the timeout, not by the drip ending');
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      drip.server.closeAllConnections();
+      drip.server.close();
+    }
+  });
+});
