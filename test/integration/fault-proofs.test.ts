@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MAX_CONNECTIONS, SILENT_SOCKET_MS } from '../../src/http/app.js';
 import { spawnAgent } from '../support/agent-process.js';
-import { containerOf, type EngineProxy, startEngineProxy } from '../support/engine-proxy.js';
+import { containerOf, type EngineProxy, type Rule, startEngineProxy } from '../support/engine-proxy.js';
 import { engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
 import { freePort, sandboxInfo } from '../support/sandbox.js';
 
@@ -114,6 +114,60 @@ describe('the emergency stop depends on nothing else', () => {
       }
     });
   });
+});
+
+/** The engine's answer to a call the proxy refuses in the engine's name. */
+const REFUSED = { status: 500, message: 'injected: the engine refuses this read' };
+/** An inspect of one container: `GET /v1.41/containers/<name or id>/json`. */
+const isInspect = (method: string, path: string): boolean =>
+  method === 'GET' && /\/containers\/[^/?]+\/json/.test(path) && containerOf(path) !== 'json';
+
+describe("the brake needs only the engine's stop: no read of the engine before it (issue 22)", () => {
+  const cases: readonly { readonly name: string; readonly rule: (fixed: string) => Rule; readonly warned: RegExp }[] = [
+    {
+      name: 'the inspect of the fixed name refused (500)',
+      rule: (fixed) => (method, path) => (isInspect(method, path) && containerOf(path) === fixed ? REFUSED : 'pass'),
+      warned: /could not be (checked|inspected)/,
+    },
+    {
+      name: 'the inspect of the fixed name stalled (never answered)',
+      rule: (fixed) => (method, path) => (isInspect(method, path) && containerOf(path) === fixed ? 'stall' : 'pass'),
+      warned: /could not be (checked|inspected)/,
+    },
+    {
+      name: 'every read of containers refused (inspect and list)',
+      rule: () => (method, path) => (method === 'GET' && /\/containers\//.test(path) ? REFUSED : 'pass'),
+      warned: /could not be listed/,
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: POST /v1/stop answers 200 and the runtime no longer runs (engine inspect)`, async () => {
+      await withProxy(async (proxy) => {
+        const t = await startTestAgent({ DOCKER_HOST: proxy.dockerHost });
+        const name = t.config.containerName;
+        try {
+          assert.equal((await t.api.deploy(image('v1'))).status, 200);
+          assert.equal((await engine.inspect(name))?.State.Running, true);
+          proxy.rule = c.rule(name);
+          const started = Date.now();
+          const stop = await t.api.stop();
+          const seconds = (Date.now() - started) / 1000;
+          process.stdout.write(
+            `# observed: stop with ${c.name}: ${stop.status} in ${seconds.toFixed(1)} s ${stop.text.slice(0, 500)}\n`,
+          );
+          proxy.rule = () => 'pass';
+          const after = await engine.inspect(name);
+          assert.ok(after === null || !after.State.Running, `the runtime still runs: ${after?.State.Status}`);
+          assert.equal(stop.status, 200, stop.text);
+          assert.ok(seconds <= t.config.stopTimeoutSeconds + 10, `answered after ${seconds} s`);
+          assert.match(JSON.stringify(stop.body['warnings'] ?? []), c.warned);
+        } finally {
+          proxy.rule = () => 'pass';
+          await t.cleanup();
+        }
+      });
+    });
+  }
 });
 
 describe('after the point of no return', () => {
