@@ -49,6 +49,8 @@ export interface RetentionDeps {
   readonly logger: Logger;
   /** The operation in progress (deploy, stop, recovery), if any: pruning yields to every one. */
   readonly busy: () => Operation | null;
+  /** How long after any pull its image is kept; RECENT_PULL_MS unless a test shortens it. */
+  readonly recentPullMs?: number;
 }
 
 /**
@@ -110,7 +112,7 @@ export class ImageRetention {
    */
   private async recentlyPulled(digest: string, imageId: string, signal: AbortSignal): Promise<boolean> {
     const { engine } = this.deps;
-    const pulled = await engine.pulledSince(new Date(Date.now() - RECENT_PULL_MS), signal);
+    const pulled = await engine.pulledSince(new Date(Date.now() - (this.deps.recentPullMs ?? RECENT_PULL_MS)), signal);
     if (pulled.some((reference) => reference.endsWith(`@${digest}`))) return true;
     for (const reference of new Set(pulled)) {
       const other = await engine.inspectImage(reference, signal);

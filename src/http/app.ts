@@ -153,6 +153,8 @@ export interface StartOptions {
   readonly accessJwt?: AccessJwtOptions;
   /** Fault-injection tests only: called after each deploy phase is journaled. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
+  /** Tests only: how long after any pull image retention keeps its image (retention.ts). */
+  readonly recentPullMs?: number;
   /** Fault-injection tests only: opens the audit log file (to fail a write or an fsync). */
   readonly openAuditFile?: AuditOpenOptions['openFile'];
 }
@@ -193,7 +195,15 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   });
   deployer.startReconciler();
   // Image retention (retention.ts): never holds the lock, yields to any deploy or stop.
-  const retention = new ImageRetention({ config, engine, store, audit, logger, busy: () => deployer.busy });
+  const retention = new ImageRetention({
+    config,
+    engine,
+    store,
+    audit,
+    logger,
+    busy: () => deployer.busy,
+    ...(options.recentPullMs === undefined ? {} : { recentPullMs: options.recentPullMs }),
+  });
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
