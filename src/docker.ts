@@ -10,6 +10,7 @@ import {
   distributionSchema,
   INDEX_MEDIA_TYPES,
   imageDeleteSchema,
+  imageEventSchema,
   imageInspectSchema,
   pullEventSchema,
 } from './engine/docker-schemas.js';
@@ -252,12 +253,13 @@ export class Engine implements EnginePort {
     return answer.success && answer.data.some((d) => d.Deleted !== undefined) ? 'deleted' : 'untagged';
   }
 
-  async disableRestart(id: string, outer?: AbortSignal): Promise<void> {
-    await this.call(
+  async disableRestart(id: string, outer?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'> {
+    const updated = await this.call(
       `update of container ${short(id)} (restart policy "no")`,
       (signal) => this.docker.getContainer(id).update({ RestartPolicy: { Name: 'no' }, abortSignal: signal }),
-      { outer },
+      { outer, known: { 404: 'gone' } as const, ...(timeoutMs === undefined ? {} : { timeoutMs }) },
     );
+    return updated === 'gone' ? 'gone' : 'updated';
   }
 
   async create(spec: CreateSpec, outer?: AbortSignal): Promise<string> {
@@ -303,6 +305,53 @@ export class Engine implements EnginePort {
       },
     );
     return stopped === 'not-running' || stopped === 'gone' ? stopped : 'stopped';
+  }
+
+  async kill(id: string, outer?: AbortSignal, timeoutMs?: number): Promise<StopOutcome> {
+    // The engine answers once the process is gone (SIGKILL); 409 "is not running" is an answer too.
+    const killed = await this.call(
+      `kill of container ${short(id)}`,
+      (signal) => this.docker.getContainer(id).kill({ abortSignal: signal }),
+      {
+        outer,
+        known: { 404: 'gone', 409: 'not-running' } as const,
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      },
+    );
+    return killed === 'not-running' || killed === 'gone' ? killed : 'stopped';
+  }
+
+  async pulledSince(since: Date, outer?: AbortSignal): Promise<string[]> {
+    // The engine's own record of its recent events (a bounded buffer in the engine): with `until`
+    // the answer is what it holds for the period, and the stream ends.
+    const nowSeconds = Math.floor(Date.now() / 1000) + 1;
+    const filters = JSON.stringify({ type: ['image'], event: ['pull'] });
+    const stream = (await this.call(
+      'read of recent image events',
+      (signal) =>
+        this.docker.getEvents({
+          since: Math.floor(since.getTime() / 1000),
+          until: nowSeconds,
+          filters,
+          abortSignal: signal,
+        }),
+      { outer },
+    )) as Readable;
+    const signal = AbortSignal.any([AbortSignal.timeout(this.callTimeoutMs), ...(outer === undefined ? [] : [outer])]);
+    const pulled: string[] = [];
+    try {
+      for await (const event of jsonLines(stream, signal)) {
+        const parsed = imageEventSchema.safeParse(event);
+        if (!parsed.success) throw new AgentError(502, 'the engine sent an image event the agent cannot read');
+        const id = parsed.data.Actor?.ID ?? parsed.data.id;
+        if (id !== undefined) pulled.push(id);
+      }
+    } catch (error) {
+      throw translate('read of recent image events', error, signal, this.callTimeoutMs, this.redact);
+    } finally {
+      stream.destroy();
+    }
+    return pulled;
   }
 
   async remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'> {

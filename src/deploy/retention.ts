@@ -19,7 +19,18 @@ import { LABEL, OWNER } from './runtime-spec.js';
  *     prod share the engine and usually the digests (a build promoted from dev to prod), and dev's
  *     clean-up must not cost prod its fast rollback;
  *   - any image of another repository: only the `IMAGE_REPOSITORY@<digest>` reference the agent
- *     pulled is removed, so an image that also has other names keeps them and stays.
+ *     pulled is removed, so an image that also has other names keeps them and stays;
+ *   - an image any deploy pulled in the last RECENT_PULL_MS, of either environment: the two agents
+ *     share nothing but the engine, and the engine's own event log says what was pulled when. Prod
+ *     may have just pulled (and verified) an image that dev deployed long ago, and not yet created
+ *     its container from it; dev's clean-up must not take it away in between. Read right before
+ *     each removal; when the engine cannot say, nothing is removed.
+ *
+ * A stopped environment has no container any more: its images are protected only by the other
+ * environment's rules above (a recent pull, a container naming them) and by its own agent's record,
+ * which the other agent never reads. Dev's clean-up can therefore remove an image prod ran before
+ * prod was stopped, when dev deployed it too and it is beyond dev's N; prod's next deploy of it
+ * then pulls it from the registry again. It is never removed while any container names it.
  *
  * It never holds the operation lock: a stop (the emergency brake) or a deploy is never refused or
  * delayed by it. Instead it yields: it looks at the lock before each removal and gives up the run as
@@ -32,13 +43,21 @@ import { LABEL, OWNER } from './runtime-spec.js';
 
 export interface RetentionDeps {
   readonly config: Pick<Config, 'imageRetention' | 'imageRepository'>;
-  readonly engine: Pick<EnginePort, 'listContainers' | 'inspectImage' | 'removeImage'>;
+  readonly engine: Pick<EnginePort, 'listContainers' | 'inspectImage' | 'removeImage' | 'pulledSince'>;
   readonly store: Pick<StateStore, 'deployments' | 'previousDeployment'>;
   readonly audit: Pick<AuditLog, 'pruned'>;
   readonly logger: Logger;
   /** The operation in progress (deploy, stop, recovery), if any: pruning yields to every one. */
   readonly busy: () => Operation | null;
+  /** How long after any pull its image is kept; RECENT_PULL_MS unless a test shortens it. */
+  readonly recentPullMs?: number;
 }
+
+/**
+ * How long after any pull (of either environment) its image is kept: longer than a deploy can take
+ * from its pull to its create (DEPLOY_TIMEOUT_SECONDS is at most a few minutes).
+ */
+export const RECENT_PULL_MS = 15 * 60_000;
 
 /** An image of this agent's own record that is beyond the N most recently deployed. */
 export interface Candidate {
@@ -86,6 +105,22 @@ export function protectedDigests(containers: readonly ContainerImageUse[], ownPr
 }
 
 export class ImageRetention {
+  /**
+   * Whether a deploy of either environment pulled this image in the last RECENT_PULL_MS: its digest
+   * by name, or another reference to the same image. Throws when the engine cannot say: then the
+   * run ends and nothing more is removed.
+   */
+  private async recentlyPulled(digest: string, imageId: string, signal: AbortSignal): Promise<boolean> {
+    const { engine } = this.deps;
+    const pulled = await engine.pulledSince(new Date(Date.now() - (this.deps.recentPullMs ?? RECENT_PULL_MS)), signal);
+    if (pulled.some((reference) => reference.endsWith(`@${digest}`))) return true;
+    for (const reference of new Set(pulled)) {
+      const other = await engine.inspectImage(reference, signal);
+      if (other?.id === imageId) return true;
+    }
+    return false;
+  }
+
   private running: Promise<void> | null = null;
   private again = false;
   private readonly stopping = new AbortController();
@@ -153,6 +188,10 @@ export class ImageRetention {
       const user = containers.find((c) => c.imageId === info.id);
       if (user !== undefined) {
         logger.info({ image: reference, container: user.id }, 'image retention: kept, a container uses it');
+        continue;
+      }
+      if (await this.recentlyPulled(candidate.digest, info.id, signal)) {
+        logger.info({ image: reference }, 'image retention: kept, a deploy pulled it a few minutes ago');
         continue;
       }
       if (this.yields()) return;

@@ -25,6 +25,10 @@ export interface Timing {
    * removal of what it stopped, a restart-policy update. Beyond it the stop goes on (see stop-sequence.ts).
    */
   readonly stopPatienceMs: number;
+  /** The emergency stop's engine stop ends this long after STOP_TIMEOUT_SECONDS; then it kills. */
+  readonly stopSlackMs: number;
+  /** The deadline of the emergency stop's kill, when the engine's stop failed. */
+  readonly killMs: number;
 }
 
 export const TIMING: Timing = {
@@ -33,6 +37,8 @@ export const TIMING: Timing = {
   killSlackMs: 1_500,
   pollMs: 200,
   stopPatienceMs: 2_000,
+  stopSlackMs: 3_000,
+  killMs: 3_000,
 };
 
 /** One signal that abandons a deploy before its point of no return, and why. */

@@ -45,6 +45,12 @@ export const pullEventSchema = z.object({
   errorDetail: z.object({ message: z.string().optional() }).optional(),
 });
 
+/** An event of the engine's log (GET /events): for an image, the reference it is about. */
+export const imageEventSchema = z.object({
+  id: z.string().optional(),
+  Actor: z.object({ ID: z.string().optional() }).nullish(),
+});
+
 export const createAnswerSchema = z.object({ Id: z.string() });
 
 export const distributionSchema = z.object({

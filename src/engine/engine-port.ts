@@ -118,15 +118,25 @@ export interface EnginePort {
   /** Containers whose name contains `name` (the engine's own filter), running or not. */
   listByName(name: string, outer?: AbortSignal): Promise<ContainerSummary[]>;
   create(spec: CreateSpec, outer?: AbortSignal): Promise<string>;
-  /** Sets the container's restart policy to "no": the engine will not start it again on its own. */
-  disableRestart(id: string, outer?: AbortSignal): Promise<void>;
+  /**
+   * Sets the container's restart policy to "no": the engine will not start it again on its own.
+   * By id or by name; "gone" when there is no such container. `timeoutMs` shortens its deadline.
+   */
+  disableRestart(nameOrId: string, outer?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'>;
   start(id: string, outer?: AbortSignal): Promise<void>;
-  /** Stops a container, letting the engine kill it after `timeoutSeconds` (0: at once). */
+  /** Stops a container (by id or by name), letting the engine kill it after `timeoutSeconds` (0: at once). */
   stop(id: string, timeoutSeconds: number, outer?: AbortSignal, slackMs?: number): Promise<StopOutcome>;
+  /** Kills a container at once (SIGKILL), by id or by name; answers once it no longer runs. */
+  kill(nameOrId: string, outer?: AbortSignal, timeoutMs?: number): Promise<StopOutcome>;
   remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'>;
   rename(id: string, name: string, outer?: AbortSignal): Promise<void>;
   /** Every container on the engine, running or not, of any owner: which images are in use. */
   listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]>;
+  /**
+   * The image references the engine pulled since `since` (by any client: either environment's
+   * agent), from the engine's own event log. A bounded buffer in the engine: see retention.ts.
+   */
+  pulledSince(since: Date, outer?: AbortSignal): Promise<string[]>;
   /** Removes one image reference (never forced: the engine keeps an image that a container uses). */
   removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval>;
   /** The last `lines` lines of a container's output, secrets masked. */

@@ -25,6 +25,7 @@ import { AuditLog, type AuditOpenOptions } from '../state/audit.js';
 import { DeployJournal, type DeployPhase } from '../state/journal.js';
 import { StateStore } from '../state/state.js';
 import { createImageVerifier } from '../supply-chain/verifier.js';
+import { CONNECTION_LIMITS, manageConnections } from './connections.js';
 import { contentTypeProblem } from './content-type.js';
 import { requestLogging } from './http-log.js';
 import { RefusalThrottle } from './refusals.js';
@@ -38,8 +39,6 @@ const ROUTES: Readonly<Record<string, { readonly method: string; readonly mutati
 };
 
 export const BODY_LIMIT_BYTES = 4096;
-export const MAX_CONNECTIONS = 256;
-export const SILENT_SOCKET_MS = 10_000;
 
 export interface AppDeps {
   readonly config: Config;
@@ -154,6 +153,8 @@ export interface StartOptions {
   readonly accessJwt?: AccessJwtOptions;
   /** Fault-injection tests only: called after each deploy phase is journaled. */
   readonly onPhase?: (phase: DeployPhase) => Promise<void>;
+  /** Tests only: how long after any pull image retention keeps its image (retention.ts). */
+  readonly recentPullMs?: number;
   /** Fault-injection tests only: opens the audit log file (to fail a write or an fsync). */
   readonly openAuditFile?: AuditOpenOptions['openFile'];
 }
@@ -194,7 +195,15 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   });
   deployer.startReconciler();
   // Image retention (retention.ts): never holds the lock, yields to any deploy or stop.
-  const retention = new ImageRetention({ config, engine, store, audit, logger, busy: () => deployer.busy });
+  const retention = new ImageRetention({
+    config,
+    engine,
+    store,
+    audit,
+    logger,
+    busy: () => deployer.busy,
+    ...(options.recentPullMs === undefined ? {} : { recentPullMs: options.recentPullMs }),
+  });
 
   const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
@@ -202,23 +211,14 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     started: (first, refusal) => audit.refusalsCounting(first, refusal.endpoint, refusal.status),
   });
   const app = createApp({ config, deployer, audit, refusals, logger, verifyJwt, afterDeployed: () => retention.schedule() });
-  // Security: slow clients cannot hold connections open (slowloris); a deploy's answer may take up
-  // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces the two
-  // timeouts below only when it checks its connections, every 30 s by default: check every second.
-  const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
-  server.headersTimeout = 10_000;
+  // Security: slow or silent clients cannot hold connections open (slowloris), nor fill every slot
+  // so that status and stop cannot get in: see connections.ts. A deploy's answer may take up to
+  // DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces its request
+  // timeouts only when it checks its connections, every 30 s by default: check every second.
+  const server = createServer({ connectionsCheckingInterval: 1_000, maxHeaderSize: CONNECTION_LIMITS.maxHeaderBytes }, app);
   server.requestTimeout = 15_000;
-  server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 64;
-  // Security: a flood of connections that send nothing holds memory (15,000 idle sockets: +73 MB) and
-  // Node's request timeouts only start with a first byte. Connections are capped, and one that sends
-  // nothing within SILENT_SOCKET_MS is closed; once it has spoken, the timeouts above apply, and a
-  // deploy's answer may take its time.
-  server.maxConnections = MAX_CONNECTIONS;
-  server.on('connection', (socket) => {
-    socket.setTimeout(SILENT_SOCKET_MS, () => socket.destroy());
-    socket.once('data', () => socket.setTimeout(0));
-  });
+  const connections = manageConnections(server, CONNECTION_LIMITS, logger);
 
   await listen(server, options.port ?? config.port);
   const port = (server.address() as AddressInfo).port;
@@ -231,6 +231,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
       closing ??= (async () => {
         await Promise.all([deployer.shutdown(), retention.stop()]);
         await new Promise<void>((resolve) => {
+          connections.stop();
           server.close(() => resolve());
           server.closeIdleConnections();
         });

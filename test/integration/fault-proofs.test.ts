@@ -5,9 +5,9 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { MAX_CONNECTIONS, SILENT_SOCKET_MS } from '../../src/http/app.js';
+import { CONNECTION_LIMITS } from '../../src/http/connections.js';
 import { spawnAgent } from '../support/agent-process.js';
-import { containerOf, type EngineProxy, startEngineProxy } from '../support/engine-proxy.js';
+import { containerOf, type EngineProxy, type Rule, startEngineProxy } from '../support/engine-proxy.js';
 import { engine, eventually, image, readAudit, removeContainersNamed, startTestAgent, testEnv } from '../support/harness.js';
 import { freePort, sandboxInfo } from '../support/sandbox.js';
 
@@ -114,6 +114,60 @@ describe('the emergency stop depends on nothing else', () => {
       }
     });
   });
+});
+
+/** The engine's answer to a call the proxy refuses in the engine's name. */
+const REFUSED = { status: 500, message: 'injected: the engine refuses this read' };
+/** An inspect of one container: `GET /v1.41/containers/<name or id>/json`. */
+const isInspect = (method: string, path: string): boolean =>
+  method === 'GET' && /\/containers\/[^/?]+\/json/.test(path) && containerOf(path) !== 'json';
+
+describe("the brake needs only the engine's stop: no read of the engine before it (issue 22)", () => {
+  const cases: readonly { readonly name: string; readonly rule: (fixed: string) => Rule; readonly warned: RegExp }[] = [
+    {
+      name: 'the inspect of the fixed name refused (500)',
+      rule: (fixed) => (method, path) => (isInspect(method, path) && containerOf(path) === fixed ? REFUSED : 'pass'),
+      warned: /could not be (checked|inspected)/,
+    },
+    {
+      name: 'the inspect of the fixed name stalled (never answered)',
+      rule: (fixed) => (method, path) => (isInspect(method, path) && containerOf(path) === fixed ? 'stall' : 'pass'),
+      warned: /could not be (checked|inspected)/,
+    },
+    {
+      name: 'every read of containers refused (inspect and list)',
+      rule: () => (method, path) => (method === 'GET' && /\/containers\//.test(path) ? REFUSED : 'pass'),
+      warned: /could not be listed/,
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: POST /v1/stop answers 200 and the runtime no longer runs (engine inspect)`, async () => {
+      await withProxy(async (proxy) => {
+        const t = await startTestAgent({ DOCKER_HOST: proxy.dockerHost });
+        const name = t.config.containerName;
+        try {
+          assert.equal((await t.api.deploy(image('v1'))).status, 200);
+          assert.equal((await engine.inspect(name))?.State.Running, true);
+          proxy.rule = c.rule(name);
+          const started = Date.now();
+          const stop = await t.api.stop();
+          const seconds = (Date.now() - started) / 1000;
+          process.stdout.write(
+            `# observed: stop with ${c.name}: ${stop.status} in ${seconds.toFixed(1)} s ${stop.text.slice(0, 500)}\n`,
+          );
+          proxy.rule = () => 'pass';
+          const after = await engine.inspect(name);
+          assert.ok(after === null || !after.State.Running, `the runtime still runs: ${after?.State.Status}`);
+          assert.equal(stop.status, 200, stop.text);
+          assert.ok(seconds <= t.config.stopTimeoutSeconds + 10, `answered after ${seconds} s`);
+          assert.match(JSON.stringify(stop.body['warnings'] ?? []), c.warned);
+        } finally {
+          proxy.rule = () => 'pass';
+          await t.cleanup();
+        }
+      });
+    });
+  }
 });
 
 describe('after the point of no return', () => {
@@ -321,20 +375,20 @@ describe('signals and floods', () => {
     }
   });
 
-  it('connections that send nothing are capped and closed: a flood of silent sockets holds nothing for long', async () => {
+  it('connections that send nothing are closed: beyond the cap the ones idle longest make room, the rest go after the idle time', async () => {
     const t = await startTestAgent();
     const sockets: Socket[] = [];
     try {
       const closed = new Set<Socket>();
-      for (let i = 0; i < MAX_CONNECTIONS + 44; i += 1) {
+      for (let i = 0; i < CONNECTION_LIMITS.maxConnections + 44; i += 1) {
         const socket = connect(t.agent.port, '127.0.0.1');
         socket.on('error', () => undefined);
         socket.on('close', () => closed.add(socket));
         sockets.push(socket);
       }
-      // Beyond the cap, the server closes new connections at once; a polite caller still gets in later.
-      await eventually('connections beyond the cap are closed at once', 5_000, () => closed.size >= 44);
-      await eventually('silent connections are closed', SILENT_SOCKET_MS + 5_000, () => closed.size === sockets.length);
+      // Beyond the cap, the connections idle longest are closed to make room for the new ones.
+      await eventually('the oldest connections make room at once', 5_000, () => sockets.slice(0, 44).every((s) => closed.has(s)));
+      await eventually('silent connections are closed', CONNECTION_LIMITS.idleMs + 5_000, () => closed.size === sockets.length);
       assert.equal((await t.api.status()).status, 200, 'the agent answers after the flood');
     } finally {
       for (const socket of sockets) socket.destroy();

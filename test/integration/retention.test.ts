@@ -61,7 +61,7 @@ describe('image retention', () => {
   it('ten deploys with IMAGE_RETENTION=3 leave the three newest, plus one a stopped container uses; each removal is an audit line', async () => {
     const digests = await publish('keep', 10);
     const { logger, lines } = capturedLogger();
-    const t = await startTestAgent({ IMAGE_RETENTION: '3' }, { logger });
+    const t = await startTestAgent({ IMAGE_RETENTION: '3' }, { logger, recentPullMs: 0 });
     agents.push(t);
 
     await deployAll(t, 'keep', 1, 2);
@@ -108,6 +108,27 @@ describe('image retention', () => {
     await docker(sandboxInfo(), 'rmi', `${otherRepository}:also-keep-1`);
   });
 
+  it("an image any deploy pulled minutes ago stays, though no container names it any more: the engine's event log says so (issue 22)", async () => {
+    const digests = await publish('race', 3);
+    const { logger, lines } = capturedLogger();
+    // Dev with the real grace; prod pulls dev's oldest image, then is stopped: no container names it.
+    const dev = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'dev', logger });
+    const prod = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'prod', recentPullMs: 0 });
+    agents.push(dev, prod);
+    await deployAll(dev, 'race', 1, 2);
+    assert.equal((await prod.api.deploy(image('race-1'))).status, 200);
+    assert.equal((await prod.api.stop()).status, 200);
+    await deployAll(dev, 'race', 3, 3);
+    await eventually('dev ran its clean-up and kept race-1', 30_000, () =>
+      lines.some(
+        (l) =>
+          String(l['msg']).includes('a deploy pulled it a few minutes ago') && String(l['image']).endsWith(digests[0] ?? '-'),
+      ),
+    );
+    assert.equal(await present(digests[0] ?? ''), true, 'race-1 is still on the engine');
+    assert.equal(dev.auditLines().filter((l) => l['outcome'] === 'pruned').length, 0);
+  });
+
   it('the engine refuses to remove an image a stopped container uses: the agent skips it, never forces', async () => {
     const [digest] = await publish('refused', 1);
     const ref = `${repository()}@${digest ?? ''}`;
@@ -124,9 +145,9 @@ describe('image retention', () => {
 
   it('two agents on one engine, the same digests promoted: dev prunes neither what prod runs nor what prod would roll back to', async () => {
     const digests = await publish('promoted', 6);
-    const dev = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'dev' });
+    const dev = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'dev', recentPullMs: 0 });
     agents.push(dev);
-    const prod = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'prod' });
+    const prod = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'prod', recentPullMs: 0 });
     agents.push(prod);
 
     // Builds 1 and 2 are promoted from dev to prod: prod runs 2 and would roll back to 1.

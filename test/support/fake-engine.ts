@@ -46,6 +46,8 @@ export class FakeEngine implements Port.EnginePort {
   callTimeoutMs = 10_000;
   /** The most containers of one environment's runtime that ever ran at the same instant. */
   maxRunning = 0;
+  /** Every pull, as the engine's event log shows it (pulledSince). */
+  readonly pulls: { readonly reference: string; readonly at: number }[] = [];
   /** Containers stopped while a restart policy could have started them again (invariant 8). */
   readonly stoppedRestartable: string[] = [];
   private readonly failures = new Map<Method, () => Error>();
@@ -114,11 +116,11 @@ export class FakeEngine implements Port.EnginePort {
     return (this.next++).toString(16).padStart(64, '0');
   }
 
-  private async enter(method: Method, detail: string, signal?: AbortSignal): Promise<void> {
+  private async enter(method: Method, detail: string, signal?: AbortSignal, timeoutMs?: number): Promise<void> {
     this.calls.push(detail === '' ? method : `${method} ${detail}`);
     const held = this.holds.get(method);
     if (held !== undefined) {
-      const deadline = AbortSignal.timeout(this.callTimeoutMs);
+      const deadline = AbortSignal.timeout(timeoutMs ?? this.callTimeoutMs);
       const ends = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
       await Promise.race([
         held,
@@ -149,11 +151,12 @@ export class FakeEngine implements Port.EnginePort {
     return { digest: this.tagDigest, index: this.tagIsIndex };
   }
 
-  async pull(_repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
+  async pull(repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
     await this.enter('pull', tagOrDigest, signal);
     if (this.unpullable.has(tagOrDigest)) {
       throw new AgentError(502, `the pull failed: unsupported media type for ${tagOrDigest}`, { code: 'registry_refused' });
     }
+    this.pulls.push({ reference: `${repository}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`, at: Date.now() });
     return { digest: tagOrDigest };
   }
 
@@ -227,11 +230,22 @@ export class FakeEngine implements Port.EnginePort {
     return c.id;
   }
 
-  async disableRestart(id: string, signal?: AbortSignal): Promise<void> {
-    await this.enter('disableRestart', id, signal);
+  async disableRestart(id: string, signal?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'> {
+    await this.enter('disableRestart', id, signal, timeoutMs);
     const c = this.find(id);
-    if (c === undefined) throw new AgentError(502, 'no such container');
+    if (c === undefined) return 'gone';
     c.restartPolicy = 'no';
+    return 'updated';
+  }
+
+  async kill(id: string, signal?: AbortSignal, timeoutMs?: number): Promise<Port.StopOutcome> {
+    await this.enter('kill', id, signal, timeoutMs);
+    const c = this.find(id);
+    if (c === undefined) return 'gone';
+    if (!c.running) return 'not-running';
+    if (c.restartPolicy !== 'no' && c.restartPolicy !== '') this.stoppedRestartable.push(c.name);
+    c.running = false;
+    return 'stopped';
   }
 
   async start(id: string, signal?: AbortSignal): Promise<void> {
@@ -243,8 +257,8 @@ export class FakeEngine implements Port.EnginePort {
     this.watch();
   }
 
-  async stop(id: string, _timeoutSeconds: number, signal?: AbortSignal): Promise<Port.StopOutcome> {
-    await this.enter('stop', id, signal);
+  async stop(id: string, timeoutSeconds: number, signal?: AbortSignal, slackMs = 15_000): Promise<Port.StopOutcome> {
+    await this.enter('stop', id, signal, timeoutSeconds * 1000 + slackMs);
     const c = this.find(id);
     if (c === undefined) return 'gone';
     if (!c.running) return 'not-running';
@@ -255,7 +269,8 @@ export class FakeEngine implements Port.EnginePort {
 
   async remove(id: string, signal?: AbortSignal): Promise<'removed' | 'gone'> {
     await this.enter('remove', id, signal);
-    return this.containers.delete(id) ? 'removed' : 'gone';
+    const c = this.find(id); // by id or by name, as the engine resolves it
+    return c !== undefined && this.containers.delete(c.id) ? 'removed' : 'gone';
   }
 
   async rename(id: string, name: string, signal?: AbortSignal): Promise<void> {
@@ -270,6 +285,11 @@ export class FakeEngine implements Port.EnginePort {
   async listContainers(): Promise<Port.ContainerImageUse[]> {
     await this.enter('listContainers', '');
     return [];
+  }
+
+  async pulledSince(since: Date, signal?: AbortSignal): Promise<string[]> {
+    await this.enter('pulledSince', '', signal);
+    return this.pulls.filter((p) => p.at >= since.getTime()).map((p) => p.reference);
   }
 
   async removeImage(reference: string): Promise<Port.ImageRemoval> {

@@ -82,13 +82,25 @@ async function hang(name: string, callTimeoutMs: number, signal?: AbortSignal): 
 
 /** The engine as one incarnation sees it: every call is a step. */
 function stepEngine(engine: FakeEngine, steps: Steps): Port.EnginePort {
+  // `deadlineAt`: where a call's own deadline is among its arguments (ms, or the stop's seconds and
+  // slack), as the real wrapper takes it; a hang ends there, or at its signal.
   const wrap =
-    <A extends unknown[], R>(method: Method, fn: (...args: A) => Promise<R>, signalAt: number) =>
+    <A extends unknown[], R>(
+      method: Method,
+      fn: (...args: A) => Promise<R>,
+      signalAt: number,
+      deadlineOf?: (args: A) => number | undefined,
+    ) =>
     async (...args: A): Promise<R> => {
       const signal = args[signalAt] as AbortSignal | undefined;
-      await steps.before(`engine.${method}`, signal);
+      const own = deadlineOf?.(args);
+      await steps.before(
+        `engine.${method}`,
+        own === undefined ? signal : AbortSignal.any([AbortSignal.timeout(own), ...(signal === undefined ? [] : [signal])]),
+      );
       return fn(...args);
     };
+  const msAt = (i: number) => (args: unknown[]) => args[i] as number | undefined;
   return {
     resolveTag: wrap('resolveTag', engine.resolveTag.bind(engine), 3),
     pull: wrap('pull', engine.pull.bind(engine), 3),
@@ -99,9 +111,11 @@ function stepEngine(engine: FakeEngine, steps: Steps): Port.EnginePort {
     listByLabels: wrap('listByLabels', engine.listByLabels.bind(engine), 1),
     listByName: wrap('listByName', engine.listByName.bind(engine), 1),
     create: wrap('create', engine.create.bind(engine), 1),
-    disableRestart: wrap('disableRestart', engine.disableRestart.bind(engine), 1),
+    disableRestart: wrap('disableRestart', engine.disableRestart.bind(engine), 1, msAt(2)),
+    kill: wrap('kill', engine.kill.bind(engine), 1, msAt(2)),
+    pulledSince: wrap('pulledSince', engine.pulledSince.bind(engine), 1),
     start: wrap('start', engine.start.bind(engine), 1),
-    stop: wrap('stop', engine.stop.bind(engine), 2),
+    stop: wrap('stop', engine.stop.bind(engine), 2, (args) => args[1] * 1000 + (args[3] ?? 15_000)),
     remove: wrap('remove', engine.remove.bind(engine), 1),
     rename: wrap('rename', engine.rename.bind(engine), 2),
     logsTail: wrap('logsTail', engine.logsTail.bind(engine), 2),

@@ -57,6 +57,15 @@ class Images {
   refuse = new Set<string>();
   fail = new Set<string>();
   onRemove: () => void = () => undefined;
+  /** What the engine's event log says was pulled lately (either environment). */
+  pulled: string[] = [];
+  /** The engine cannot read its event log. */
+  eventsFail = false;
+
+  async pulledSince(): Promise<string[]> {
+    if (this.eventsFail) throw new Error('the engine did not answer in time');
+    return this.pulled;
+  }
 
   async listContainers(): Promise<ContainerImageUse[]> {
     return this.containers;
@@ -132,6 +141,27 @@ describe('image retention: the pruning run', () => {
     retention.schedule();
     await settle();
     assert.equal(engine.removed.length, 1, 'one removal, then it yielded');
+  });
+
+  it("never removes an image any deploy pulled in the last minutes (prod's, between its pull and its create)", async () => {
+    const { engine, retention, settle } = setup(1, 6);
+    // Prod pulled dev's old image 2 by its digest, and the same image as 3 under another reference.
+    engine.pulled = [ref(2), 'registry.example/other/name@sha256:feed'];
+    engine.present.add('registry.example/other/name@sha256:feed');
+    const inspect = engine.inspectImage.bind(engine);
+    engine.inspectImage = async (reference: string) =>
+      reference === 'registry.example/other/name@sha256:feed' ? inspect(ref(3)) : inspect(reference);
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed.sort(), [ref(1), ref(4)].sort(), 'kept: 2 and 3 (pulled lately), 5 previous, 6 newest');
+  });
+
+  it('when the engine cannot say what was pulled lately, nothing is removed', async () => {
+    const { engine, retention, settle } = setup(1, 6);
+    engine.eventsFail = true;
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
   });
 
   it('IMAGE_RETENTION=0 keeps everything', async () => {
