@@ -1,13 +1,15 @@
 import { pino, stdTimeFunctions } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config/config.js';
-import { describe } from './errors.js';
+import { AgentError, describe } from './errors.js';
 import { type RunningAgent, startAgent } from './http/app.js';
 import { type VerifyResult, verifyAuditFile } from './state/audit.js';
+import { rebuildState } from './state/rebuild.js';
 import { COMMIT, VERSION } from './version.js';
 
 /**
  * Entry point. `node agent.js` runs the agent from its environment (and ENV_FILE);
- * `node agent.js audit-verify <file>` checks an audit log's hash chain.
+ * `node agent.js audit-verify <file>` checks an audit log's hash chain;
+ * `node agent.js state-rebuild` rebuilds a lost STATE_DIR/state.json from the verified audit log.
  */
 const NAME = 'dreichor-deploy-agent';
 
@@ -33,21 +35,47 @@ async function auditVerify(file: string | undefined): Promise<never> {
   process.exit(1);
 }
 
+/** Exit 2 for a state the agent refuses (restarting cannot fix it), 1 for anything else. */
+const exitCodeOf = (error: unknown): number => (error instanceof AgentError && error.code === 'state_refused' ? 2 : 1);
+
+function configFromEnvironment(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) fatal(`invalid configuration: ${error.message}`, 2);
+    fatal(`invalid configuration: ${describe(error)}`, 2);
+  }
+}
+
+/** Run with the agent's own environment (its env file), with the agent stopped. */
+async function stateRebuild(): Promise<never> {
+  const config = configFromEnvironment();
+  try {
+    const report = await rebuildState(config.stateDir, { environment: config.environment, containerName: config.containerName });
+    process.stdout.write(
+      `${report.file}: rebuilt from ${report.lines} verified audit lines: ${report.tags} tag records, ${report.deployments} deploys of rollback history\n`,
+    );
+    if (report.tagsNotRestored.length > 0) {
+      process.stdout.write(
+        `not restored (deployed by an agent that did not yet record the tag's digest; such a tag is not pinned until deployed again): ${report.tagsNotRestored.join(', ')}\n`,
+      );
+    }
+    process.exit(0);
+  } catch (error) {
+    fatal(`state-rebuild: ${describe(error)}`, exitCodeOf(error));
+  }
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === '--version') {
     process.stdout.write(`${NAME} ${VERSION} (${COMMIT})\n`);
     process.exit(0);
   }
   if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
+  if (process.argv[2] === 'state-rebuild' && process.argv.length === 3) await stateRebuild();
   if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
 
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof ConfigError) fatal(`invalid configuration: ${error.message}`, 2);
-    fatal(`invalid configuration: ${describe(error)}`, 2);
-  }
+  const config = configFromEnvironment();
 
   // JSON lines for journald: ISO timestamps and level names, so `journalctl -o cat | pino-pretty` or
   // jq read them without a lookup table.
@@ -62,7 +90,7 @@ async function main(): Promise<void> {
   try {
     agent = await startAgent(config, { logger });
   } catch (error) {
-    fatal(`cannot start: ${describe(error)}`, 1);
+    fatal(`cannot start: ${describe(error)}`, exitCodeOf(error));
   }
   logger.info(
     { url: agent.url, container: config.containerName, repository: config.imageRepository, version: VERSION, commit: COMMIT },

@@ -355,10 +355,11 @@ export class Engine implements EnginePort {
   }
 
   async remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'> {
-    // force: a container that is still running is killed; callers stop it first when it matters.
+    // Never forced: the engine refuses (409) to remove a running container rather than kill it. Every
+    // caller stops what it removes first; a container that runs again meanwhile is not the caller's to kill.
     const removed = await this.call(
       `removal of container ${short(id)}`,
-      (signal) => this.docker.getContainer(id).remove({ force: true, v: false, abortSignal: signal }),
+      (signal) => this.docker.getContainer(id).remove({ force: false, v: false, abortSignal: signal }),
       {
         outer,
         known: { 404: 'gone' } as const,

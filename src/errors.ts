@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'engine_unreachable'
   | 'keys_unavailable'
   | 'audit_unwritable'
+  | 'audit_replaced'
+  | 'state_refused'
   | 'shutting_down'
   | 'timeout';
 
@@ -57,6 +59,13 @@ export class AgentError extends Error {
     this.code = options?.code ?? BY_STATUS[status] ?? 'internal';
   }
 }
+
+/**
+ * The agent refuses to start on this state (another process holds STATE_DIR, the state was lost, a
+ * newer schema, another environment's files): restarting cannot fix it, so the process exits 2.
+ */
+export const stateRefusal = (reason: string, cause?: unknown): AgentError =>
+  new AgentError(500, reason, { code: 'state_refused', cause });
 
 export const badRequest = (reason: string): AgentError => new AgentError(400, reason);
 export const conflict = (reason: string, code: ErrorCode = 'conflict'): AgentError => new AgentError(409, reason, { code });

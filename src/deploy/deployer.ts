@@ -90,6 +90,7 @@ export class Deployer {
         phaseSince: this.progress?.since ?? null,
       }),
       leftovers: () => this.reconciler.leftovers,
+      notOurs: () => this.reconciler.notOurs,
     });
   }
 
@@ -329,6 +330,11 @@ export class Deployer {
 
   get leftovers(): Leftover[] {
     return this.reconciler.leftovers;
+  }
+
+  /** The digest `tag` was first deployed at here (its audit line carries it). */
+  recordedDigest(tag: string): string | null {
+    return this.deps.store.recordedDigest(tag);
   }
 
   get busy(): Operation | null {

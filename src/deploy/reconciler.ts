@@ -6,6 +6,7 @@ import type { AuditLog } from '../state/audit.js';
 import type { DeployJournal, DeployPhase, JournalRecord } from '../state/journal.js';
 import type { StateStore } from '../state/state.js';
 import type { OperationLock } from './lock.js';
+import { notOursBecause } from './ownership.js';
 import { isLeftoverName, ownedBy } from './runtime-spec.js';
 
 /**
@@ -20,6 +21,9 @@ import { isLeftoverName, ownedBy } from './runtime-spec.js';
  *    left, each failure logged and shown in the status. Nothing waits for it. Leftovers are found by
  *    labels, by the ids the journal named, and by the names the agent gives them, because a runtime
  *    container the agent did not create (the first cut-over from a hand-made one) has no labels.
+ *    Security: whatever found it, a container is touched only if it is provably this agent's now
+ *    (ownership.ts); one that looks like a leftover but is not is shown in status, never touched.
+ *    Removals are never forced: a container that runs is left alone.
  *
  * It never starts or stops anything, and never touches the container at the fixed name: the runtime
  * is an operator's decision. A leftover that runs (which the agent never does) is shown for an
@@ -54,6 +58,14 @@ export interface ReconcilerDeps {
   readonly timing?: Partial<ReconcilerTiming>;
 }
 
+/** A container that looked like a leftover but is not provably this agent's: shown, never touched. */
+export interface NotOurs {
+  readonly id: string;
+  readonly name: string;
+  readonly state: string;
+  readonly why: string;
+}
+
 /** A container to clean up, as status shows it. */
 export interface Leftover {
   readonly id: string;
@@ -67,6 +79,7 @@ export interface Leftover {
 export class Reconciler {
   private readonly timing: ReconcilerTiming;
   private readonly known = new Map<string, Leftover>();
+  private readonly foreign = new Map<string, NotOurs>();
   private timer: NodeJS.Timeout | null = null;
   private backoff: number;
   private pass: Promise<void> | null = null;
@@ -81,6 +94,11 @@ export class Reconciler {
   /** What is left to clean up, for status. */
   get leftovers(): Leftover[] {
     return [...this.known.values()];
+  }
+
+  /** What looked like a leftover but is not provably this agent's, for status: never touched. */
+  get notOurs(): NotOurs[] {
+    return [...this.foreign.values()];
   }
 
   /**
@@ -208,22 +226,37 @@ export class Reconciler {
     this.schedule(delay);
   }
 
-  /** One pass: find every candidate, remove each that is not running and not the runtime. */
+  /** One pass: find every candidate, remove each that is provably ours, not running and not the runtime. */
   private async cleanUp(): Promise<void> {
     const { config, engine, store, logger } = this.deps;
     const [byLabel, byName] = await Promise.all([engine.listByLabels(ownedBy(config)), engine.listByName(config.containerName)]);
     const everything = new Map([...byLabel, ...byName].map((c) => [c.id, c]));
     const candidates = new Map<string, ContainerSummary>();
+    const consider = (c: ContainerSummary, source: string): void => {
+      const why = notOursBecause(config, c);
+      if (why === null) {
+        candidates.set(c.id, c);
+        return;
+      }
+      if (!this.foreign.has(c.id))
+        logger.warn(
+          { container: c.name, id: c.id, why },
+          `${source} names a container that is not provably this agent's; not touched`,
+        );
+      this.foreign.set(c.id, { id: c.id, name: c.name, state: c.state, why: `${source}: ${why}` });
+      this.known.delete(c.id);
+    };
     for (const c of everything.values()) {
       if (c.name === config.containerName) continue;
-      if (byLabel.includes(c) || isLeftoverName(config.containerName, c.name)) candidates.set(c.id, c);
+      if (byLabel.includes(c) || isLeftoverName(config.containerName, c.name)) consider(c, 'found by its name or labels');
     }
-    // Ids from journals and hand-overs are looked up whatever their name and labels are now.
+    // Ids from journals and hand-overs are hints, never proof: each is looked up, and touched only if
+    // the engine says it is ours now.
     for (const id of [...store.leftovers, ...this.known.keys()]) {
-      if (candidates.has(id)) continue;
+      if (candidates.has(id) || this.foreign.has(id)) continue;
       const c = everything.get(id) ?? toSummary(await engine.inspectContainer(id));
       if (c === null || c.name === config.containerName) this.known.delete(id);
-      else candidates.set(id, c);
+      else consider(c, 'the journal or state');
     }
     const removed: string[] = [];
     const failed: string[] = [];
@@ -248,8 +281,8 @@ export class Reconciler {
         failed.push(c.name);
       }
     }
-    // Ids that are gone, or are the runtime now, need no more looking after.
-    await store.setLeftovers(store.leftovers.filter((id) => this.known.has(id)));
+    // Ids that are gone, the runtime now, or not ours need no more looking after.
+    await store.setLeftovers(store.leftovers.filter((id) => this.known.has(id) && !this.foreign.has(id)));
     if (removed.length > 0) {
       logger.info({ removed }, 'removed leftover containers');
       await this.deps.audit.cleaned(

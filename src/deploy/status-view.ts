@@ -5,7 +5,7 @@ import type { DeployPhase } from '../state/journal.js';
 import type { LastDeploy, StateStore } from '../state/state.js';
 import { type Provenance, provenanceFromLabel } from '../supply-chain/provenance.js';
 import type { Operation } from './lock.js';
-import type { Leftover } from './reconciler.js';
+import type { Leftover, NotOurs } from './reconciler.js';
 import { imageOf, LABEL } from './runtime-spec.js';
 
 /**
@@ -46,7 +46,15 @@ export interface StatusBody {
   readonly previous_image: string | null;
   /** Containers that will never run again and are not removed yet: the reconciler retries them. */
   readonly leftovers: readonly Leftover[];
+  /** Containers that look like leftovers but are not provably this agent's: never touched. */
+  readonly not_ours: readonly NotOurs[];
   readonly audit_head: string;
+  /**
+   * Whether the audit log is whole: its chain verified at start (null while that runs), still the file
+   * the agent opened, and still holding the head state.json recorded. False names the problem below.
+   */
+  readonly audit_intact: boolean | null;
+  readonly audit_problem: string | null;
   /** How many of the images it deployed the agent keeps on the host (IMAGE_RETENTION; 0: all). */
   readonly image_retention: number;
   /** When the engine was asked (ISO 8601), and how long ago that was when this answer was built. */
@@ -68,6 +76,7 @@ export interface StatusViewDeps {
   readonly audit: AuditLog;
   readonly activity: () => Activity;
   readonly leftovers?: () => readonly Leftover[];
+  readonly notOurs?: () => readonly NotOurs[];
   /**
    * A monotonic clock (ms) for the age of an inspection: a wall clock stepped back would keep a stale
    * answer fresh for as long as it was stepped. Tests move it.
@@ -135,7 +144,10 @@ export class StatusView {
       last_deploy: store.lastDeploy,
       last_interrupted: store.lastInterrupted,
       leftovers: this.deps.leftovers?.() ?? [],
+      not_ours: this.deps.notOurs?.() ?? [],
       audit_head: audit.lastHash,
+      audit_intact: audit.intact,
+      audit_problem: audit.problem,
       image_retention: config.imageRetention,
       inspected_at: inspection.atIso,
       inspection_age_ms: Math.max(0, this.now() - inspection.at),

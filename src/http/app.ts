@@ -1,7 +1,5 @@
-import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { type Logger, pino } from 'pino';
 import {
@@ -14,6 +12,7 @@ import {
 } from '../auth.js';
 import { type Config, secretsOf } from '../config/config.js';
 import { Deployer } from '../deploy/deployer.js';
+import { carriesOwnLabels } from '../deploy/ownership.js';
 import { ImageRetention } from '../deploy/retention.js';
 import { Engine } from '../docker.js';
 import { AgentError } from '../errors.js';
@@ -21,9 +20,9 @@ import { createRedactor } from '../policy/redact.js';
 import { deployRoute } from '../routes/deploy.js';
 import { statusFastPathFor, statusRoute } from '../routes/status.js';
 import { stopRoute } from '../routes/stop.js';
-import { AuditLog, type AuditOpenOptions } from '../state/audit.js';
-import { DeployJournal, type DeployPhase } from '../state/journal.js';
-import { StateStore } from '../state/state.js';
+import type { AuditLog, AuditOpenOptions } from '../state/audit.js';
+import type { DeployPhase } from '../state/journal.js';
+import { openAgentState } from '../state/open-state.js';
 import { createImageVerifier } from '../supply-chain/verifier.js';
 import { CONNECTION_LIMITS, manageConnections } from './connections.js';
 import { contentTypeProblem } from './content-type.js';
@@ -163,6 +162,8 @@ export interface RunningAgent {
   readonly url: string;
   readonly port: number;
   readonly deployer: Deployer;
+  /** The start-up verification of the audit log: tests wait for it. */
+  readonly auditVerified: Promise<void>;
   /** Refuses new mutating requests (503), lets the one in progress finish, then closes. */
   close(): Promise<void>;
 }
@@ -170,18 +171,25 @@ export interface RunningAgent {
 /** Opens the state, starts recovery in the background and listens on 127.0.0.1 only. */
 export async function startAgent(config: Config, options: StartOptions = {}): Promise<RunningAgent> {
   const logger = options.logger ?? pino({ level: 'silent' });
-  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  const audit = await AuditLog.open(
-    join(config.stateDir, 'audit.jsonl'),
-    options.openAuditFile === undefined ? {} : { openFile: options.openAuditFile },
-  );
-  const store = await StateStore.open(config.stateDir);
   const engine = new Engine({
     socketPath: config.dockerSocketPath,
     redact: createRedactor(secretsOf(config)),
     ...(options.engineCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.engineCallTimeoutMs }),
   });
-  const journal = new DeployJournal(config.stateDir);
+  // STATE_DIR checked and locked, lost or foreign state refused, before the engine is asked anything else.
+  const state = await openAgentState(
+    config.stateDir,
+    { environment: config.environment, containerName: config.containerName },
+    {
+      logger,
+      ...(options.openAuditFile === undefined ? {} : { openAuditFile: options.openAuditFile }),
+      fixedNameIsOurs: async (signal) => {
+        const c = await engine.inspectContainer(config.containerName, signal);
+        return c !== null && carriesOwnLabels(config, c.labels);
+      },
+    },
+  );
+  const { audit, store, journal } = state;
   const deployer = new Deployer({
     config,
     engine,
@@ -220,13 +228,19 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   server.maxHeadersCount = 64;
   const connections = manageConnections(server, CONNECTION_LIMITS, logger);
 
-  await listen(server, options.port ?? config.port);
+  await listen(server, options.port ?? config.port).catch(async (error: unknown) => {
+    // The folder's lock must not outlive an agent that never listened (tests start agents in process).
+    await deployer.shutdown();
+    await state.close();
+    throw error;
+  });
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | null = null;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     deployer,
+    auditVerified: state.verified,
     close: () => {
       closing ??= (async () => {
         await Promise.all([deployer.shutdown(), retention.stop()]);
@@ -238,7 +252,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
         await refusals
           .close()
           .catch((error: unknown) => logger.error({ err: error }, 'could not write the summary of counted refusals'));
-        await audit.close();
+        await state.close();
       })();
       return closing;
     },

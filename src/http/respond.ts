@@ -16,6 +16,11 @@ export interface AuditContext {
   image: string | null;
   /** The client id sent with a request that failed authentication, for forensics. */
   claimedClientId: string | null;
+  /**
+   * A deploy that answered 200: the digest its tag pointed at and the image's own. On its audit line,
+   * so that a lost state.json can be rebuilt from the log (state-rebuild).
+   */
+  digests?: { readonly tag: string; readonly image: string };
 }
 
 export type ErrorBody = { readonly status: 'error'; readonly reason: string };
@@ -83,6 +88,7 @@ export function createReply(audit: AuditLog, refusals: RefusalThrottle, logger: 
           ...('provenance' in body && typeof body.provenance === 'object' && body.provenance !== null
             ? { provenance: body.provenance }
             : {}),
+          ...(status === 200 && context.digests !== undefined ? { digests: context.digests } : {}),
         });
       } catch (error) {
         logger.error({ err: error, requestId: context.requestId }, 'audit line not written');

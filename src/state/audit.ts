@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { constants, open } from 'node:fs/promises';
-import { AgentError } from '../errors.js';
+import { constants, lstat, open } from 'node:fs/promises';
+import { AgentError, describe } from '../errors.js';
 import { chainSchema, GENESIS, seal } from './audit-chain.js';
+import { moveTornTail, readTail } from './audit-tail.js';
 import { parseJsonOrNull } from './files.js';
 
 /**
@@ -45,6 +46,8 @@ export interface OutcomeRecord extends RequestRecord {
   readonly claimedClientId?: string | null;
   /** What built the deployed image, when IMAGE_VERIFICATION verified it (supply-chain/provenance.ts). */
   readonly provenance?: object;
+  /** A deploy that answered 200: its tag's digest and the image's (state-rebuild restores from them). */
+  readonly digests?: { readonly tag: string; readonly image: string };
 }
 
 /** Refusals before authentication that were counted rather than written one by one. */
@@ -65,24 +68,25 @@ export interface AuditFile {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   sync(): Promise<void>;
   truncate(length: number): Promise<void>;
-  stat(): Promise<{ size: number }>;
+  /** The open file's identity and owner (a FileHandle's stat); injected files may give the size only. */
+  stat(): Promise<{ size: number; dev?: number; ino?: number; uid?: number; isFile?: () => boolean }>;
   close(): Promise<void>;
 }
 
 export interface AuditOpenOptions {
   /** Opens the log file for reading and appending. Tests inject short writes and failed fsyncs. */
   readonly openFile?: (path: string) => Promise<AuditFile>;
+  /** Told once when the log is found damaged (replaced, deleted, truncated, a broken chain). */
+  readonly onDamage?: (problem: string) => void;
 }
 
 /** Refusals before authentication written one by one in any minute (refusals.ts counts the rest). */
 export const REFUSALS_AUDITED_PER_MINUTE = 10;
 
+// Security: O_NOFOLLOW, so a link put in the log's place is refused rather than followed (and its
+// target truncated by the torn-line repair); O_NONBLOCK, so a FIFO put there cannot hang the start.
 const openForAppend = (path: string): Promise<AuditFile> =>
-  open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
-
-// An audit line is a few KiB at most; a last line longer than this is not one, and the log is damaged.
-const MAX_LINE_BYTES = 1024 * 1024;
-const NEWLINE = 0x0a;
+  open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
 
 export class AuditLog {
   private seq = 0;
@@ -92,6 +96,11 @@ export class AuditLog {
   /** A failed write could not be cut back yet: the next append does that first, or refuses. */
   private dirty = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The file opened (device, inode): before each append the path must still be this file. */
+  private identity: { readonly dev: number; readonly ino: number } | null = null;
+  private damage: string | null = null;
+  private verified = false;
+  private onDamage: (problem: string) => void = () => undefined;
 
   private constructor(
     readonly path: string,
@@ -105,10 +114,21 @@ export class AuditLog {
    * starting. A last whole line that is not an audit line is damage, not a torn write: refused.
    */
   static async open(path: string, options: AuditOpenOptions = {}): Promise<AuditLog> {
-    const file = await (options.openFile ?? openForAppend)(path);
+    const file = await (options.openFile ?? openForAppend)(path).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new Error(`${path} is a symbolic link; the audit log must be a regular file`);
+      throw new Error(`${path} cannot be opened (${code ?? describe(error)})`, { cause: error });
+    });
     const log = new AuditLog(path, file);
+    if (options.onDamage !== undefined) log.onDamage = options.onDamage;
     try {
-      const { size } = await file.stat();
+      const stat = await file.stat();
+      const { size } = stat;
+      if (stat.isFile !== undefined && !stat.isFile()) throw new Error(`${path} is not a regular file`);
+      const uid = process.getuid?.();
+      if (stat.uid !== undefined && uid !== undefined && stat.uid !== uid)
+        throw new Error(`${path} is owned by uid ${stat.uid}, not by the agent's user (uid ${uid})`);
+      if (stat.dev !== undefined && stat.ino !== undefined) log.identity = { dev: stat.dev, ino: stat.ino };
       const { goodLength, lastLine } = await readTail(file, size, path);
       if (lastLine !== null) {
         const parsed = chainSchema.safeParse(parseJsonOrNull(lastLine));
@@ -117,17 +137,7 @@ export class AuditLog {
         log.head = parsed.data.hash;
       }
       log.size = goodLength;
-      if (goodLength < size) {
-        const side = await moveTornTail(file, path, goodLength, size);
-        await log.append({
-          request_id: randomUUID(),
-          client_id: null,
-          endpoint: 'audit-log',
-          image: null,
-          outcome: 'repaired',
-          reason: `the last line was torn (${size - goodLength} bytes of an interrupted write, such as a power loss); it was moved to ${side} and the chain goes on from the last whole line`,
-        });
-      }
+      if (goodLength < size) await log.repairTornTail(file, goodLength, size);
       return log;
     } catch (error) {
       await file.close();
@@ -135,9 +145,80 @@ export class AuditLog {
     }
   }
 
+  /**
+   * A torn last line must never keep the agent from starting (its stop must work): with the disk
+   * full, the fragment is dropped rather than saved beside the log, and a repair line that cannot be
+   * written is only logged; the next append cuts the file back first (`dirty`) or answers 503.
+   */
+  private async repairTornTail(file: AuditFile, goodLength: number, size: number): Promise<void> {
+    const torn = `${size - goodLength} bytes of an interrupted write, such as a power loss`;
+    let where: string;
+    try {
+      where = `it was moved to ${await moveTornTail(file, this.path, goodLength, size)}`;
+    } catch (error) {
+      this.dirty = true;
+      where = `it could not be saved (${describe(error)}) and was dropped`;
+    }
+    await this.append({
+      request_id: randomUUID(),
+      client_id: null,
+      endpoint: 'audit-log',
+      image: null,
+      outcome: 'repaired',
+      reason: `the last line of ${this.path} was torn (${torn}); ${where}, and the chain goes on from the last whole line`,
+    }).catch((error: unknown) => {
+      process.stderr.write(
+        `dreichor-deploy-agent: ${this.path}: a torn last line was found; ${where}; the repair could not be recorded (${describe(error)})\n`,
+      );
+    });
+  }
+
   /** The hash of the last line written: the chain's head. */
   get lastHash(): string {
     return this.head;
+  }
+
+  /** The chain's head: the sequence number and hash of the last line written (seq -1: none yet). */
+  get chainHead(): { seq: number; hash: string } {
+    return { seq: this.seq - 1, hash: this.head };
+  }
+
+  /** True once the start-up verification found the chain whole; false once any damage was found. */
+  get intact(): boolean | null {
+    if (this.damage !== null) return false;
+    return this.verified ? true : null;
+  }
+
+  get problem(): string | null {
+    return this.damage;
+  }
+
+  /** The start-up verification's verdict (open-state.ts). */
+  verifiedIntact(): void {
+    this.verified = true;
+  }
+
+  /** Records damage found in the log; the first problem is kept and told once. */
+  damaged(problem: string): void {
+    if (this.damage !== null) return;
+    this.damage = problem;
+    this.onDamage(problem);
+  }
+
+  /**
+   * Security: the path must still name the file the agent opened. Deleted, later lines would go to
+   * an inode nobody can read; replaced (by a new file or a link), the chain would go on elsewhere.
+   */
+  private async checkIdentity(): Promise<void> {
+    const identity = this.identity;
+    if (identity === null) return;
+    const now = await lstat(this.path).catch((error: unknown) => (error as NodeJS.ErrnoException).code ?? 'error');
+    if (typeof now === 'object' && now.dev === identity.dev && now.ino === identity.ino) return;
+    const what =
+      now === 'ENOENT' ? 'was deleted' : typeof now === 'string' ? `cannot be checked (${now})` : 'was replaced by another file';
+    const problem = `${this.path} ${what} while the agent ran; no line is written anywhere else: restore it and restart the agent`;
+    this.damaged(problem);
+    throw new AgentError(503, `the audit log ${what}; nothing is done unrecorded (${problem})`, { code: 'audit_replaced' });
   }
 
   /** Written once a deploy or stop holds the lock and before it acts: nothing happens unrecorded. */
@@ -164,6 +245,7 @@ export class AuditLog {
       status: r.status,
       reason: r.reason,
       duration_ms: r.durationMs,
+      ...(r.digests === undefined ? {} : { tag_digest: r.digests.tag, image_digest: r.digests.image }),
       ...(r.provenance === undefined ? {} : { provenance: r.provenance }),
     });
   }
@@ -248,6 +330,7 @@ export class AuditLog {
       if (file === null) throw new AgentError(503, 'the audit log is closed', { code: 'audit_unwritable' });
       const { line, hash } = seal(JSON.stringify({ time: new Date().toISOString(), ...event, seq: this.seq, prev: this.head }));
       const bytes = Buffer.from(`${line}\n`, 'utf8');
+      await this.checkIdentity();
       try {
         if (this.dirty) await this.cutBack(file);
         let written = 0;
@@ -285,46 +368,4 @@ export class AuditLog {
     await this.file?.close();
     this.file = null;
   }
-}
-
-/**
- * Reads only the end of the log: where its last whole line ends (everything after is a torn write)
- * and that line's text. Reads backwards in growing windows, at most MAX_LINE_BYTES beyond the tail.
- */
-async function readTail(file: AuditFile, size: number, path: string): Promise<{ goodLength: number; lastLine: string | null }> {
-  for (let window = 64 * 1024; ; window *= 4) {
-    const start = Math.max(0, size - Math.min(window, MAX_LINE_BYTES));
-    const buffer = Buffer.alloc(size - start);
-    let read = 0;
-    while (read < buffer.length) {
-      const { bytesRead } = await file.read(buffer, read, buffer.length - read, start + read);
-      if (bytesRead === 0) break;
-      read += bytesRead;
-    }
-    const end = buffer.lastIndexOf(NEWLINE, read - 1);
-    if (end === -1 && start === 0) return { goodLength: 0, lastLine: null };
-    const begin = end <= 0 ? -1 : buffer.lastIndexOf(NEWLINE, end - 1);
-    if (begin !== -1 || start === 0) {
-      return { goodLength: start + end + 1, lastLine: buffer.subarray(begin + 1, end).toString('utf8') };
-    }
-    if (size - start >= MAX_LINE_BYTES)
-      throw new Error(`the end of ${path} has no whole line within ${MAX_LINE_BYTES} bytes; run the audit verification`);
-  }
-}
-
-/** Saves the torn tail beside the log (fsynced), then cuts the log back to its last whole line. */
-async function moveTornTail(file: AuditFile, path: string, goodLength: number, size: number): Promise<string> {
-  const fragment = Buffer.alloc(size - goodLength);
-  await file.read(fragment, 0, fragment.length, goodLength);
-  const side = `${path}.torn-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  const handle = await open(side, 'wx', 0o600);
-  try {
-    await handle.writeFile(fragment);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await file.truncate(goodLength);
-  await file.sync();
-  return side;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { constants, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** The file helpers the agent's own state needs: atomic replacement, and reading what may be absent. */
@@ -31,13 +31,33 @@ export async function writeFileAtomic(file: string, content: string): Promise<vo
   }
 }
 
-/** The file's text, or null when it does not exist. Any other error is thrown. */
-export async function readTextOrNull(file: string): Promise<string | null> {
+/** A state file larger than this is not one the agent wrote: refused at once, never parsed. */
+export const MAX_STATE_FILE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The file's text, or null when it does not exist. Security: the file is opened with O_NOFOLLOW and
+ * must be a regular file: a symbolic link (dangling or not) or a folder in its place is damage, never
+ * "absent", and a file larger than `maxBytes` is refused before it is read. Every error names the file.
+ */
+export async function readTextOrNull(file: string, maxBytes = MAX_STATE_FILE_BYTES): Promise<string | null> {
+  let handle: Awaited<ReturnType<typeof open>>;
   try {
-    return await readFile(file, 'utf8');
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') throw new Error(`${file} is a symbolic link; the agent's state files must be regular files`);
+    throw new Error(`${file} cannot be read (${code ?? String(error)})`, { cause: error });
+  }
+  try {
+    const stat = await handle.stat();
+    if (stat.isDirectory()) throw new Error(`${file} is a directory (EISDIR), not the agent's file`);
+    if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+    if (stat.size > maxBytes)
+      throw new Error(`${file} is ${stat.size} bytes, more than the ${maxBytes} bytes any state file of the agent can be`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
   }
 }
 

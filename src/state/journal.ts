@@ -1,7 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { stateRefusal } from '../errors.js';
 import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
+import { JOURNAL_SCHEMA, type Owner, ownerMismatch, readSchemaVersion } from './schema.js';
 
 /**
  * The operation in flight, on disk: a deploy or a stop, which request, which image, which phase,
@@ -12,19 +14,30 @@ import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 export const DEPLOY_PHASES = ['pulling', 'created', 'stopping', 'starting', 'checking'] as const;
 export type DeployPhase = (typeof DEPLOY_PHASES)[number];
 
+/**
+ * Security: a container id the engine gave (64 hex digits), never a name or a short id: a journal
+ * left in STATE_DIR could otherwise point the reconciler at any container on the host. And an id is
+ * only a hint: the reconciler acts on a container only if it is provably this agent's (ownership.ts).
+ */
+export const CONTAINER_ID = /^[0-9a-f]{64}$/;
+const containerId = z.string().regex(CONTAINER_ID, 'is not a 64-hex container id');
+
 const recordSchema = z.object({
+  version: z.number().int().min(1).optional(),
+  environment: z.string().optional(),
+  container_name: z.string().optional(),
   // Records written before stops were journaled have no operation: they are deploys.
   operation: z.enum(['deploy', 'stop']).default('deploy'),
   request_id: z.string(),
   image: z.string(),
   phase: z.enum(DEPLOY_PHASES),
   since: z.string(),
-  old_container_id: z.string().nullable(),
-  new_container_id: z.string().nullable(),
+  old_container_id: containerId.nullable(),
+  new_container_id: containerId.nullable(),
   /** The image of the last successful deploy before this one: the way back, should this one fail. */
   old_image: z.string().nullable().default(null),
 });
-export type JournalRecord = z.infer<typeof recordSchema>;
+export type JournalRecord = Omit<z.infer<typeof recordSchema>, 'version' | 'environment' | 'container_name'>;
 
 /** Writes a file whole (temporary file, fsync, rename); tests inject a full or failing disk. */
 export type WriteFile = (file: string, content: string) => Promise<void>;
@@ -33,33 +46,56 @@ export class DeployJournal {
   private readonly file: string;
   private readonly write: WriteFile;
 
-  constructor(stateDir: string, write: WriteFile = writeFileAtomic) {
+  /** `owner`: the agent's environment and fixed name, written into each record and checked on read. */
+  constructor(
+    stateDir: string,
+    write: WriteFile = writeFileAtomic,
+    private readonly owner: Owner | null = null,
+  ) {
     this.file = join(stateDir, 'deploy-journal.json');
     this.write = write;
   }
 
-  async enter(record: Omit<JournalRecord, 'since'>): Promise<void> {
-    await this.write(this.file, `${JSON.stringify({ ...record, since: new Date().toISOString() })}\n`);
+  get path(): string {
+    return this.file;
   }
 
-  /** The unfinished operation, if the agent stopped in the middle of one. */
+  async enter(record: Omit<JournalRecord, 'since'>): Promise<void> {
+    const own = this.owner === null ? {} : { environment: this.owner.environment, container_name: this.owner.containerName };
+    const json = { version: JOURNAL_SCHEMA, ...own, ...record, since: new Date().toISOString() };
+    await this.write(this.file, `${JSON.stringify(json)}\n`);
+  }
+
+  /**
+   * The unfinished operation, if the agent stopped in the middle of one. A journal of another
+   * environment or fixed name, or of a newer schema, refuses (the agent must not act on it).
+   */
   async read(): Promise<JournalRecord | null> {
     const text = await readTextOrNull(this.file);
     if (text === null) return null;
-    const parsed = recordSchema.safeParse(parseJsonOrNull(text));
-    // A record that does not parse still means an operation was interrupted; say so without details.
-    return parsed.success
-      ? parsed.data
-      : {
-          operation: 'deploy',
-          request_id: 'unknown',
-          image: 'unknown',
-          phase: 'pulling',
-          since: 'unknown',
-          old_container_id: null,
-          new_container_id: null,
-          old_image: null,
-        };
+    const json = parseJsonOrNull(text);
+    readSchemaVersion(this.file, json, 'journal');
+    const parsed = recordSchema.safeParse(json);
+    if (parsed.success) {
+      const { version: _version, environment, container_name, ...record } = parsed.data;
+      const found =
+        environment !== undefined && container_name !== undefined ? { environment, containerName: container_name } : null;
+      const mismatch = ownerMismatch(this.file, found, this.owner);
+      if (mismatch !== null) throw stateRefusal(mismatch);
+      return record;
+    }
+    // A record that does not parse (garbage, ids that are not the engine's) still means an operation
+    // was interrupted; say so without details, and name no container.
+    return {
+      operation: 'deploy',
+      request_id: 'unknown',
+      image: 'unknown',
+      phase: 'pulling',
+      since: 'unknown',
+      old_container_id: null,
+      new_container_id: null,
+      old_image: null,
+    };
   }
 
   async clear(): Promise<void> {
