@@ -35,6 +35,20 @@ export function hashTokens(tokens: readonly ServiceToken[]): readonly HashedToke
 }
 
 /**
+ * Whether `value` is one of `secrets`, compared as SHA-256 digests in constant time against every one
+ * of them: for deciding that a header value must never be written down (see http/header-guard.ts).
+ */
+export function secretMatcher(secrets: readonly string[]): (value: string) => boolean {
+  const digests = secrets.map(digest);
+  return (value) => {
+    const candidate = digest(value);
+    let found = false;
+    for (const known of digests) found = timingSafeEqual(candidate, known) || found;
+    return found;
+  };
+}
+
+/**
  * Checks the Cloudflare Access service-token headers. Returns the client id that matched (the primary
  * token or, during a rotation window, the second one).
  */

@@ -26,6 +26,7 @@ import { DeployJournal, type DeployPhase } from '../state/journal.js';
 import { StateStore } from '../state/state.js';
 import { createImageVerifier } from '../supply-chain/verifier.js';
 import { contentTypeProblem } from './content-type.js';
+import { createHeaderGuard, type HeaderGuard } from './header-guard.js';
 import { requestLogging } from './http-log.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
@@ -59,9 +60,14 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  // Security: what of a request's headers may be written down (header-guard.ts).
+  const guard = createHeaderGuard(
+    secretsOf(config),
+    config.serviceTokens.map((t) => t.clientId),
+  );
   app.use(statusFastPathFor(logger, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
-  app.use(requestLogging(logger));
-  app.use(routeGate(reply));
+  app.use(requestLogging(logger, guard));
+  app.use(routeGate(reply, guard));
   app.use(authenticate(config.serviceTokens, deps.verifyJwt));
   app.use(requireJson);
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true, inflate: false, type: () => true }));
@@ -75,7 +81,7 @@ export function createApp(deps: AppDeps): Express {
 }
 
 /** Unknown paths: 404. Known path, other method: 405. Mutating endpoints get their audit context. */
-function routeGate(reply: Reply): RequestHandler {
+function routeGate(reply: Reply, guard: HeaderGuard): RequestHandler {
   return (req, res, next) => {
     const route = Object.hasOwn(ROUTES, req.path) ? ROUTES[req.path] : undefined;
     if (route === undefined) {
@@ -83,13 +89,12 @@ function routeGate(reply: Reply): RequestHandler {
       return;
     }
     if (route.mutating) {
-      const claimed = req.headers[CLIENT_ID_HEADER];
       setAuditContext(res, {
         requestId: String(req.id),
         endpoint: req.path,
         startedAt: Date.now(),
         image: null,
-        claimedClientId: typeof claimed === 'string' ? claimed.slice(0, 128) : null,
+        claimedClientId: guard.claimedClientId(req.headers[CLIENT_ID_HEADER]),
       });
     }
     if (req.method !== route.method) {
