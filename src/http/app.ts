@@ -28,6 +28,7 @@ import { createImageVerifier } from '../supply-chain/verifier.js';
 import { contentTypeProblem } from './content-type.js';
 import { createHeaderGuard, type HeaderGuard } from './header-guard.js';
 import { requestLogging } from './http-log.js';
+import { answerParserErrors } from './parser-errors.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
 
@@ -65,7 +66,7 @@ export function createApp(deps: AppDeps): Express {
     secretsOf(config),
     config.serviceTokens.map((t) => t.clientId),
   );
-  app.use(statusFastPathFor(logger, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
+  app.use(statusFastPathFor(logger, guard, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
   app.use(requestLogging(logger, guard));
   app.use(routeGate(reply, guard));
   app.use(authenticate(config.serviceTokens, deps.verifyJwt));
@@ -73,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true, inflate: false, type: () => true }));
 
   app.post('/v1/deploy', deployRoute(config, deployer, reply, deps.afterDeployed));
-  app.get('/v1/status', statusRoute(deployer, reply));
+  app.get('/v1/status', statusRoute(deployer, reply, deps.verifyJwt));
   app.post('/v1/stop', stopRoute(config, deployer, reply));
 
   app.use(errorHandler(reply, logger));
@@ -201,7 +202,14 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   // Image retention (retention.ts): never holds the lock, yields to any deploy or stop.
   const retention = new ImageRetention({ config, engine, store, audit, logger, busy: () => deployer.busy });
 
-  const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
+  const verifyJwt =
+    config.accessJwt === null
+      ? null
+      : createAccessJwtVerifier(config.accessJwt, {
+          onKeysRefreshFailed: (error) =>
+            logger.warn({ reason: error.reason }, 'Access signing keys not refreshed; the last good ones stay in use'),
+          ...options.accessJwt,
+        });
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
     onError: (error) => logger.error({ err: error }, 'could not write a line about counted refusals; the counts are kept'),
     started: (first, refusal) => audit.refusalsCounting(first, refusal.endpoint, refusal.status),
@@ -211,6 +219,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   // to DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces the two
   // timeouts below only when it checks its connections, every 30 s by default: check every second.
   const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
+  answerParserErrors(server, logger);
   server.headersTimeout = 10_000;
   server.requestTimeout = 15_000;
   server.keepAliveTimeout = 5_000;
