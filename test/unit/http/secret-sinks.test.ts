@@ -228,7 +228,7 @@ describe('no secret is written from any header', () => {
       { numRuns, seed, endOnFailure: true },
     );
     process.stdout.write(
-      `# secret sinks (seed ${seed}, ${numRuns} runs): ${combinations} secret x header x form x sink combinations checked (${formsSent} forms x ${PLACES.length} places x ${SINKS.length} sinks)\n`,
+      `# secret sinks (seed ${seed}, runs ${numRuns}): ${combinations} secret x header x form x sink combinations checked (${formsSent} forms x ${PLACES.length} places x ${SINKS.length} sinks)\n`,
     );
     assert.ok(combinations > 0);
   });
