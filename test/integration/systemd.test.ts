@@ -297,6 +297,38 @@ describe('the shipped units under a real systemd', () => {
     await eventually('prod answers again', 20_000, async () => (await api.prod.status().catch(() => null))?.status === 200);
   });
 
+  it('a secret no caller could send stops the unit at start, naming the variable: a trailing # note systemd keeps, a credential with two newlines', async () => {
+    const file = inRoot('/etc/dreichor/prod/deploy-agent.env');
+    const credential = inRoot('/etc/dreichor/prod/cf-access-client-secret');
+    const good = readFileSync(file, 'utf8');
+    const cases: [() => void, RegExp][] = [
+      [
+        () => fillIn('prod', { CF_ACCESS_CLIENT_SECRET_FILE: '', CF_ACCESS_CLIENT_SECRET: `${TOKEN.secret} # rotated in May` }),
+        /invalid configuration: CF_ACCESS_CLIENT_SECRET: must be visible ASCII/,
+      ],
+      [
+        () => writeFileSync(credential, `${TOKEN.secret}\n\n`, { mode: 0o600 }),
+        /invalid configuration: CF_ACCESS_CLIENT_SECRET_FILE: must hold the secret on one line/,
+      ],
+    ];
+    for (const [breakIt, named] of cases) {
+      breakIt();
+      await machine.exec(['systemctl', 'restart', unit('prod')]);
+      await eventually(
+        'the unit failed',
+        20_000,
+        async () => (await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim() === 'failed',
+      );
+      const journal = await machine.journal(unit('prod'));
+      assert.match(journal, named);
+      assert.ok(!journal.includes(TOKEN.secret), 'the journal never holds the secret');
+      writeFileSync(file, good);
+      writeFileSync(credential, `${TOKEN.secret}\n`, { mode: 0o600 });
+    }
+    await machine.must(['systemctl', 'restart', unit('prod')]);
+    await eventually('prod answers again', 20_000, async () => (await api.prod.status().catch(() => null))?.status === 200);
+  });
+
   it("the cloudflared units run as printed, each as its own user, and neither can read the other's tunnel credentials (a stand-in for the binary)", async () => {
     // As README step 4 has it: the credentials file root's alone, the config readable, the unit as shipped.
     mkdirSync(inRoot('/etc/cloudflared'), { recursive: true, mode: 0o755 });
