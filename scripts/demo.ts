@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parse } from 'dotenv';
+import { parseEnvFile } from '../src/config/env-file.js';
 import { type AgentProcess, spawnAgent } from '../test/support/agent-process.js';
 import { publishImage, REPOSITORY_PATH, Sandbox } from '../test/support/sandbox.js';
 
@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     });
 
     say("2. writing the agent configuration: env/dev.env.example with this machine's engine, registry and folders");
-    const example = parse(readFileSync('env/dev.env.example', 'utf8'));
+    // Read as systemd's EnvironmentFile= reads it in production, or refused where the two would differ.
+    const example = parseEnvFile(readFileSync('env/dev.env.example', 'utf8'));
     const local: Record<string, string> = {
       ...example,
       PORT,

@@ -11,21 +11,55 @@
 //
 //   AGENT_URL=https://deploy-dev.example.com CF_ACCESS_CLIENT_ID=... CF_ACCESS_CLIENT_SECRET=... \
 //   IMAGE=ghcr.io/ceerkle/dreichor-trading/runtime:<tag> ENVIRONMENT=dev node scripts/deploy-and-verify.mjs
+// Security: everything the agent answers is the agent's, the image's or the runtime's text (a failure
+// reason quotes the runtime's last log lines), and the runner reads every line of this job's output
+// for workflow commands: a runtime that logs `::warning title=Deployed OK::`, `::add-mask::` or
+// `::stop-commands::` would steer the job that decides on production. So that text is printed only
+// inside a `::stop-commands::<random token>` block (resumed after), each of its lines escaped so that
+// none can start a command anyway (`::` at a line's start, `##[` anywhere), and in the job summary
+// inside a code fence longer than any backtick run in it. The inputs are checked before any call.
+import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const inActions = process.env['GITHUB_ACTIONS'] === 'true';
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+// Nobody outside this process knows it, so nothing printed inside the block can end it.
+const resumeToken = randomBytes(16).toString('hex');
 
 // GitHub's workflow-command escaping, so a reason with newlines stays one annotation.
 const escapeCommand = (text) => text.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
 
+/** A line of someone else's text that the runner cannot read as a command, wherever it is printed. */
+const inert = (line) => {
+  const unlegacy = line.replace(/##\[/g, '## [');
+  return /^\s*::/.test(unlegacy) ? `| ${unlegacy}` : unlegacy;
+};
+
+/** Prints text that came from the agent (or through it, from the image or the runtime). */
+function show(text) {
+  const lines = String(text)
+    .split(/\r\n|\r|\n/)
+    .map(inert);
+  if (inActions) console.log(`::stop-commands::${resumeToken}`);
+  for (const line of lines) console.log(line);
+  if (inActions) console.log(`::${resumeToken}::`);
+}
+
+/** A fenced code block that no backtick run in `text` can close. */
+function fenced(text) {
+  const longest = Math.max(0, ...[...String(text).matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = '`'.repeat(Math.max(3, longest + 1));
+  return [`${fence}text`, String(text), fence];
+}
+
 function fail(message, requestId = null) {
   const id = requestId === null ? '' : ` (request ${requestId})`;
-  console.error(`deploy failed: ${message}${id}`);
+  show(`deploy failed: ${message}${id}`);
+  // The data of a command is escaped whole (one line), and it is printed outside the stopped block.
   if (inActions) console.log(`::error title=Deploy failed::${escapeCommand(`${message}${id}`)}`);
-  summary([`## Deploy failed`, '', '```', `${message}${id}`, '```']);
+  summary(['## Deploy failed', '', ...fenced(`${message}${id}`)]);
   process.exit(1);
 }
 
@@ -40,9 +74,36 @@ const need = (name) => {
   return value;
 };
 
-const url = need('AGENT_URL').replace(/\/+$/, '');
+// The image reference: a lower-case repository (host[:port]/path), a tag by the OCI grammar, and an
+// optional digest pin. Nothing else, no whitespace, no line break: it is printed and sent as it is.
+const IMAGE_GRAMMAR =
+  /^[a-z0-9][a-z0-9._-]*(:[0-9]{1,5})?(\/[a-z0-9][a-z0-9._-]*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$/;
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+function agentUrl(value) {
+  let parsed;
+  try {
+    parsed = new URL(value);
+  } catch {
+    fail('AGENT_URL is not a URL');
+  }
+  // Security: the service token travels in the headers; over plain http anyone on the path reads it.
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && LOOPBACK.has(parsed.hostname))) {
+    fail('AGENT_URL must be an https URL (plain http only to 127.0.0.1, localhost or [::1])');
+  }
+  if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
+    fail('AGENT_URL must not carry credentials, a query or a fragment');
+  }
+  return parsed.href.replace(/\/+$/, '');
+}
+
+const url = agentUrl(need('AGENT_URL'));
 const image = need('IMAGE');
+if (image.length > 512 || !IMAGE_GRAMMAR.test(image)) {
+  fail('IMAGE is not an image reference with a tag (repository:tag, a tag of letters, digits, _ . -, at most 128)');
+}
 const environment = need('ENVIRONMENT');
+if (environment !== 'dev' && environment !== 'prod') fail('ENVIRONMENT must be "dev" or "prod"');
 const headers = {
   'CF-Access-Client-Id': need('CF_ACCESS_CLIENT_ID'),
   'CF-Access-Client-Secret': need('CF_ACCESS_CLIENT_SECRET'),
@@ -71,7 +132,9 @@ async function request(method, path, body) {
       requestId: null,
     };
   }
-  const requestId = response.headers.get('x-request-id');
+  // The agent's request ids are UUIDs; anything else is not printed.
+  const header = response.headers.get('x-request-id');
+  const requestId = header !== null && /^[0-9a-f-]{36}$/.test(header) ? header : null;
   const text = await response.text();
   let json = null;
   try {
@@ -106,14 +169,15 @@ async function watchPhases(done) {
   while (!finished) {
     const answer = await request('GET', '/v1/status');
     const phase = answer.ok && answer.json.deploy_in_progress ? answer.json.phase : null;
-    if (phase && phase !== last) {
-      console.log(`[${elapsed()}] ${phase}`);
+    if (typeof phase === 'string' && phase !== last) {
+      show(`[${elapsed()}] ${phase}`);
       last = phase;
     }
     await Promise.race([sleep(pollMs), done.catch(() => undefined)]);
   }
 }
 
+// Only checked inputs here: this line is not someone else's text.
 console.log(`deploying ${image} to ${environment} via ${url}`);
 const deploying = call('POST', '/v1/deploy', { image, environment });
 await watchPhases(deploying);
@@ -121,14 +185,12 @@ const { json: deployed, requestId } = await deploying;
 if (deployed.status !== 'deployed' || deployed.image !== image || deployed.environment !== environment) {
   fail(`unexpected deploy answer: ${JSON.stringify(deployed)}`, requestId);
 }
-console.log(
-  `[${elapsed()}] deployed: ${deployed.container_name} runs ${deployed.image} (${deployed.image_digest ?? 'digest unknown'})`,
-);
+show(`[${elapsed()}] deployed: ${deployed.container_name} runs ${deployed.image} (${deployed.image_digest ?? 'digest unknown'})`);
 
 // Supply chain: what built the image, as the agent verified it (IMAGE_VERIFICATION).
 const provenance = deployed.provenance ?? null;
 if (provenance !== null) {
-  console.log(
+  show(
     provenance.verified_by === 'cosign-key'
       ? `built: signed with key ${provenance.key_fingerprint}`
       : `built: ${provenance.repository} at ${provenance.commit} (${provenance.ref}) by ${provenance.run_url}`,
@@ -138,9 +200,12 @@ if (provenance !== null) {
 const { json: status } = await call('GET', '/v1/status');
 if (status.running !== true) fail(`status says the runtime is not running: ${JSON.stringify(status)}`, requestId);
 if (status.image !== image) fail(`status shows ${status.image}, not ${image}`, requestId);
-console.log(`verified: ${status.container_name} running ${status.image} since ${status.started_at}`);
+show(`verified: ${status.container_name} running ${status.image} since ${status.started_at}`);
 
-const previous = deployed.previous_image ?? null;
+// The summary's values from the agent: a table cell that cannot end early, or a fence, or 'unknown'.
+const cell = (v) => (typeof v === 'string' && v !== '' ? `\`${v.replace(/[`|\n\r<>]/g, '')}\`` : 'unknown');
+const previous =
+  typeof deployed.previous_image === 'string' && IMAGE_GRAMMAR.test(deployed.previous_image) ? deployed.previous_image : null;
 const previousTag =
   previous === null
     ? null
@@ -148,24 +213,24 @@ const previousTag =
         .replace(/@sha256:[0-9a-f]{64}$/, '')
         .split(':')
         .at(-1);
+const digest =
+  typeof deployed.image_digest === 'string' && /^sha256:[0-9a-f]{64}$/.test(deployed.image_digest) ? deployed.image_digest : null;
 summary([
   `## Deployed to ${environment}`,
   '',
   '| | |',
   '|---|---|',
-  `| image | \`${deployed.image}\` |`,
-  `| digest | \`${deployed.image_digest ?? 'unknown'}\` |`,
+  `| image | \`${image}\` |`,
+  `| digest | ${cell(digest)} |`,
   `| previous image | ${previous === null ? 'none' : `\`${previous}\``} |`,
-  `| started at | ${deployed.started_at ?? 'unknown'} |`,
+  `| started at | ${cell(deployed.started_at)} |`,
   ...provenanceRows(provenance),
-  `| request id | \`${requestId ?? 'unknown'}\` (the agent's audit log: \`request_id\`) |`,
+  `| request id | ${cell(requestId)} (the agent's audit log: \`request_id\`) |`,
   `| rollback | ${previousTag === null ? 'nothing to roll back to' : `run this workflow with environment \`${environment}\` and tag \`${previousTag}\``} |`,
 ]);
 
 /** The summary's rows for what built the image: the commit and workflow run, or the signing key. */
 function provenanceRows(p) {
-  // The values come from a verified certificate, but a table cell must not be able to end early.
-  const cell = (v) => (typeof v === 'string' && v !== '' ? `\`${v.replace(/[`|\n\r]/g, '')}\`` : 'unknown');
   if (p === null) return ['| verified | no: the agent runs with IMAGE_VERIFICATION=none |'];
   if (p.verified_by === 'cosign-key') return [`| verified | cosign signature by key ${cell(p.key_fingerprint)} |`];
   return [

@@ -35,6 +35,20 @@ export function hashTokens(tokens: readonly ServiceToken[]): readonly HashedToke
 }
 
 /**
+ * Whether `value` is one of `secrets`, compared as SHA-256 digests in constant time against every one
+ * of them: for deciding that a header value must never be written down (see http/header-guard.ts).
+ */
+export function secretMatcher(secrets: readonly string[]): (value: string) => boolean {
+  const digests = secrets.map(digest);
+  return (value) => {
+    const candidate = digest(value);
+    let found = false;
+    for (const known of digests) found = timingSafeEqual(candidate, known) || found;
+    return found;
+  };
+}
+
+/**
  * Checks the Cloudflare Access service-token headers. Returns the client id that matched (the primary
  * token or, during a rotation window, the second one).
  */
@@ -62,40 +76,60 @@ export function checkServiceToken(
   return matched;
 }
 
-export type AccessJwtVerifier = (token: string | undefined) => Promise<void>;
+/** Verifies an Access JWT; throws the AgentError to answer with. */
+export interface AccessJwtVerifier {
+  (token: string | undefined): Promise<void>;
+  /** Seconds since the signing keys in use were fetched (for the status); null before the first fetch. */
+  keysAgeSeconds(): number | null;
+}
 
 export interface AccessJwtOptions {
-  /** After a successful key fetch, how long an unknown `kid` waits before another fetch. */
+  /** The least time between two fetches of the keys (an unknown `kid` fetches at once otherwise). */
   readonly cooldownMs?: number;
   readonly fetchTimeoutMs?: number;
+  /** The key cache's clock: tests move it past the cache age instead of waiting. */
+  readonly now?: () => number;
+  /** Told when a refresh of the keys failed (the agent logs it). */
+  readonly onKeysRefreshFailed?: (error: AgentError) => void;
 }
+
+/** Keys this old are fetched again; while the endpoint is down, the last good ones are used. */
+export const KEYS_MAX_AGE_MS = 10 * 60_000;
+/** Cloudflare keeps a rotated-out signing key valid for 7 days: keys older than that are not used. */
+export const KEYS_MAX_STALE_MS = 7 * 24 * 3_600_000;
 
 /**
  * Verifies the Cloudflare Access JWT that the edge adds to every request it let through. Keys come
- * from the team's certs endpoint, cached, and are fetched again when a token names an unknown `kid`
- * (Cloudflare rotates its signing keys).
+ * from the team's certs endpoint, cached, kept through an outage of the endpoint, and fetched again
+ * when a token names an unknown `kid` (Cloudflare rotates its signing keys): see access-keys.ts.
  */
 export function createAccessJwtVerifier(config: AccessJwtConfig, options: AccessJwtOptions = {}): AccessJwtVerifier {
   // jose is loaded here, when the check is configured, and not at start: an agent without the JWT
   // check never holds it in memory.
-  const loaded = import('jose').then((jose) => ({
+  const loaded = Promise.all([import('jose'), import('./access-keys.js')]).then(([jose, { createAccessKeys }]) => ({
     jose,
-    keys: jose.createRemoteJWKSet(new URL(config.certsUrl), {
-      cooldownDuration: options.cooldownMs ?? 30_000,
-      timeoutDuration: options.fetchTimeoutMs ?? 5_000,
-      cacheMaxAge: 10 * 60_000,
+    keys: createAccessKeys(jose, {
+      url: config.certsUrl,
+      cooldownMs: options.cooldownMs ?? 30_000,
+      fetchTimeoutMs: options.fetchTimeoutMs ?? 5_000,
+      maxAgeMs: KEYS_MAX_AGE_MS,
+      maxStaleMs: KEYS_MAX_STALE_MS,
+      now: options.now ?? (() => Date.now()),
+      onRefreshFailed: options.onKeysRefreshFailed ?? (() => undefined),
     }),
   }));
+  let ready: Awaited<typeof loaded> | null = null;
   const issuer = `https://${config.teamDomain}`;
 
-  return async (token) => {
+  const verify = async (token: string | undefined) => {
     if (token === undefined || token === '') throw unauthorized('missing Cf-Access-Jwt-Assertion header');
-    const { jose, keys } = await loaded;
+    ready ??= await loaded;
+    const { jose, keys } = ready;
     const { jwtVerify, errors: joseErrors } = jose;
     try {
       // Security: the algorithm list is fixed to RS256, which is what Access signs with. This shuts
       // out `alg: none` and the HS256-with-the-public-key confusion attack.
-      const { payload } = await jwtVerify(token, keys, {
+      const { payload } = await jwtVerify(token, keys.getKey, {
         issuer,
         audience: config.audience,
         algorithms: ['RS256'],
@@ -109,26 +143,15 @@ export function createAccessJwtVerifier(config: AccessJwtConfig, options: Access
         throw new joseErrors.JWTClaimValidationFailed('"iat" claim is in the future', payload, 'iat', 'check_failed');
       }
     } catch (error) {
-      if (keysUnavailable(joseErrors, error)) {
-        // Security: fail closed. Without the keys no token can be checked, so no request is let in.
-        throw new AgentError(503, 'Cloudflare Access signing keys could not be fetched; refusing until they can be', {
-          code: 'keys_unavailable',
-          cause: error,
-        });
-      }
+      // Security: fail closed. Without the keys no token can be checked, so no request is let in.
+      if (error instanceof AgentError) throw error;
       throw unauthorized(`invalid Cloudflare Access token (${jwtProblem(joseErrors, error)})`);
     }
   };
+  return Object.assign(verify, { keysAgeSeconds: () => ready?.keys.ageSeconds() ?? null });
 }
 
 type JoseErrors = typeof import('jose')['errors'];
-
-function keysUnavailable(joseErrors: JoseErrors, error: unknown): boolean {
-  if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid) return true;
-  if (error instanceof joseErrors.JOSEError) return /Expected 200 OK/.test(error.message);
-  // fetch() itself failed: refused connection, DNS, TLS.
-  return error instanceof TypeError;
-}
 
 function jwtProblem(joseErrors: JoseErrors, error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'expired';

@@ -1,6 +1,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
+import { EnvFileError, parseEnvFile } from './env-file.js';
 
 /** The two environments. Configuration sits below everything else: it imports nothing of the deploy side. */
 export type Environment = 'dev' | 'prod';
@@ -102,6 +103,9 @@ export function readSecretFiles(values: Record<string, string>): Set<string> {
       fail(fileVariable, `cannot be read (${errorCode(error)})`);
     }
     if (content === '') fail(fileVariable, 'is empty');
+    // Security (availability): a second newline, or a second line, would be part of the secret, and
+    // no caller could ever send it: every request 401, the brake unreachable. Refused at start.
+    if (/[\r\n]/.test(content)) fail(fileVariable, 'must hold the secret on one line, with at most one newline at its end');
     values[name] = content;
     fromFiles.add(name);
   }
@@ -167,12 +171,20 @@ export function runtimeEnv(file: string | undefined): Record<string, string> {
   return values;
 }
 
+/** ENV_FILE, read as systemd's EnvironmentFile= reads it, or refused where the two would differ (env-file.ts). */
 export function readEnvFile(path: string | undefined): Record<string, string> {
   if (path === undefined || path === '') return {};
+  let text: string;
   try {
-    return parseDotenv(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new ConfigError('ENV_FILE', `cannot be read (${errorCode(error)})`);
+  }
+  try {
+    return parseEnvFile(text);
+  } catch (error) {
+    if (error instanceof EnvFileError) throw new ConfigError('ENV_FILE', error.message);
+    throw error;
   }
 }
 

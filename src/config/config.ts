@@ -93,9 +93,15 @@ const absolutePath = z
   .refine((p) => isAbsolute(p), 'must be an absolute path')
   .refine((p) => !p.includes('\0') && !p.split('/').includes('..'), 'must not contain ".." or NUL');
 
-// Security: secrets are only checked for being present and not trivially short; their values never
-// appear in an error message, because this message is printed to the journal.
-const secret = z.string().min(16, 'must be at least 16 characters long');
+// Security: secrets are checked for being present, not trivially short, and sendable: a service token
+// secret travels in an HTTP header, so anything but visible ASCII (a space, a trailing "# note" that
+// systemd's EnvironmentFile= keeps, a non-ASCII byte, a second newline from a _FILE) makes a secret no
+// caller can ever present, and every request, the emergency stop included, would be refused. Their
+// values never appear in an error message, because this message is printed to the journal.
+const secret = z
+  .string()
+  .min(16, 'must be at least 16 characters long')
+  .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII only, without spaces (is there a trailing comment or a stray byte?)');
 const clientId = z
   .string()
   .min(1)

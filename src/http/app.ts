@@ -26,7 +26,9 @@ import { openAgentState } from '../state/open-state.js';
 import { createImageVerifier } from '../supply-chain/verifier.js';
 import { CONNECTION_LIMITS, manageConnections } from './connections.js';
 import { contentTypeProblem } from './content-type.js';
+import { createHeaderGuard, type HeaderGuard } from './header-guard.js';
 import { requestLogging } from './http-log.js';
+import { answerParserErrors } from './parser-errors.js';
 import { RefusalThrottle } from './refusals.js';
 import { createReply, type ErrorBody, type Reply, setAuditContext } from './respond.js';
 
@@ -57,15 +59,20 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.use(statusFastPathFor(logger, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
-  app.use(requestLogging(logger));
-  app.use(routeGate(reply));
+  // Security: what of a request's headers may be written down (header-guard.ts).
+  const guard = createHeaderGuard(
+    secretsOf(config),
+    config.serviceTokens.map((t) => t.clientId),
+  );
+  app.use(statusFastPathFor(logger, guard, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
+  app.use(requestLogging(logger, guard));
+  app.use(routeGate(reply, guard));
   app.use(authenticate(config.serviceTokens, deps.verifyJwt));
   app.use(requireJson);
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true, inflate: false, type: () => true }));
 
   app.post('/v1/deploy', deployRoute(config, deployer, reply, deps.afterDeployed));
-  app.get('/v1/status', statusRoute(deployer, reply));
+  app.get('/v1/status', statusRoute(deployer, reply, deps.verifyJwt));
   app.post('/v1/stop', stopRoute(config, deployer, reply));
 
   app.use(errorHandler(reply, logger));
@@ -73,7 +80,7 @@ export function createApp(deps: AppDeps): Express {
 }
 
 /** Unknown paths: 404. Known path, other method: 405. Mutating endpoints get their audit context. */
-function routeGate(reply: Reply): RequestHandler {
+function routeGate(reply: Reply, guard: HeaderGuard): RequestHandler {
   return (req, res, next) => {
     const route = Object.hasOwn(ROUTES, req.path) ? ROUTES[req.path] : undefined;
     if (route === undefined) {
@@ -81,13 +88,12 @@ function routeGate(reply: Reply): RequestHandler {
       return;
     }
     if (route.mutating) {
-      const claimed = req.headers[CLIENT_ID_HEADER];
       setAuditContext(res, {
         requestId: String(req.id),
         endpoint: req.path,
         startedAt: Date.now(),
         image: null,
-        claimedClientId: typeof claimed === 'string' ? claimed.slice(0, 128) : null,
+        claimedClientId: guard.claimedClientId(req.headers[CLIENT_ID_HEADER]),
       });
     }
     if (req.method !== route.method) {
@@ -213,7 +219,14 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     ...(options.recentPullMs === undefined ? {} : { recentPullMs: options.recentPullMs }),
   });
 
-  const verifyJwt = config.accessJwt === null ? null : createAccessJwtVerifier(config.accessJwt, options.accessJwt);
+  const verifyJwt =
+    config.accessJwt === null
+      ? null
+      : createAccessJwtVerifier(config.accessJwt, {
+          onKeysRefreshFailed: (error) =>
+            logger.warn({ reason: error.reason }, 'Access signing keys not refreshed; the last good ones stay in use'),
+          ...options.accessJwt,
+        });
   const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason), {
     onError: (error) => logger.error({ err: error }, 'could not write a line about counted refusals; the counts are kept'),
     started: (first, refusal) => audit.refusalsCounting(first, refusal.endpoint, refusal.status),
@@ -224,6 +237,7 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
   // DEPLOY_TIMEOUT_SECONDS, but receiving the request itself must not. Node enforces its request
   // timeouts only when it checks its connections, every 30 s by default: check every second.
   const server = createServer({ connectionsCheckingInterval: 1_000, maxHeaderSize: CONNECTION_LIMITS.maxHeaderBytes }, app);
+  answerParserErrors(server, logger);
   server.requestTimeout = 15_000;
   server.maxHeadersCount = 64;
   const connections = manageConnections(server, CONNECTION_LIMITS, logger);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import type { HeaderGuard } from './header-guard.js';
 
 /**
  * The request log, and every request's id. The id is the agent's own, never the caller's (a
@@ -13,7 +14,7 @@ import { pinoHttp } from 'pino-http';
  * was most of what a status request cost, for a line that is then dropped; so then status requests
  * get their id here, and only an answer of 400 or more is logged, at warn, as pino-http would.
  */
-export function requestLogging(logger: Logger): RequestHandler {
+export function requestLogging(logger: Logger, guard: HeaderGuard): RequestHandler {
   const httpLogger = pinoHttp({
     logger,
     genReqId: (_req, res) => {
@@ -23,7 +24,10 @@ export function requestLogging(logger: Logger): RequestHandler {
     },
     // Security: an allow-list of what is logged about a request. The Access headers (service token
     // secret, JWT) and any credential never reach a log line.
-    serializers: { req: requestFields, res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
+    serializers: {
+      req: (req: RequestLike) => requestFields(req, guard),
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+    },
     redact: { paths: ['req.headers', 'res.headers'], remove: true },
     // Status is polled; its successful answers are debug noise. Everything else stays visible.
     customLogLevel: (req, res, err) => {
@@ -46,7 +50,7 @@ export function requestLogging(logger: Logger): RequestHandler {
       if (res.statusCode < 400) return;
       const level = res.statusCode >= 500 ? 'error' : 'warn';
       logger[level](
-        { req: requestFields(req), res: { statusCode: res.statusCode }, responseTime: Date.now() - started },
+        { req: requestFields(req, guard), res: { statusCode: res.statusCode }, responseTime: Date.now() - started },
         'request completed',
       );
     });
@@ -54,11 +58,17 @@ export function requestLogging(logger: Logger): RequestHandler {
   };
 }
 
-function requestFields(req: {
-  id: unknown;
-  method?: string;
-  url?: string;
-  headers: Record<string, unknown>;
-}): Record<string, unknown> {
-  return { id: req.id, method: req.method, url: (req.url ?? '').slice(0, 200), cf_ray: req.headers['cf-ray'] };
+interface RequestLike {
+  readonly id: unknown;
+  readonly method?: string;
+  readonly url?: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/**
+ * Security: the path without its query string (a `?secret=...` would otherwise be on disk) and a
+ * cf-ray only if it has a ray id's shape: see header-guard.ts.
+ */
+export function requestFields(req: RequestLike, guard: HeaderGuard): Record<string, unknown> {
+  return { id: req.id, method: req.method, url: guard.path(req.url), cf_ray: guard.cfRay(req.headers['cf-ray']) };
 }

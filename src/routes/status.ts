@@ -3,17 +3,30 @@ import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
+import { AgentError } from '../errors.js';
 import { contentTypeProblem } from '../http/content-type.js';
+import type { HeaderGuard } from '../http/header-guard.js';
+import { requestFields } from '../http/http-log.js';
 import type { Reply } from '../http/respond.js';
 import { environmentOnlyBodySchema, parseBody } from './body.js';
 
 /** Read-only: it never changes anything and answers while a deploy runs. */
-export function statusRoute(deployer: Deployer, reply: Reply): RequestHandler {
+export function statusRoute(deployer: Deployer, reply: Reply, verifyJwt: AccessJwtVerifier | null): RequestHandler {
   return async (req, res) => {
     // Same rule as everywhere: a body, if any, may only carry the informational environment.
     parseBody(environmentOnlyBodySchema, req.body);
-    await reply(res, 200, await deployer.status());
+    await reply(res, 200, await statusBody(deployer, verifyJwt));
   };
+}
+
+/**
+ * The deployer's status and, with the JWT check on, how old the Access signing keys in use are: while
+ * the key endpoint is down the agent keeps using the last good ones (access-keys.ts), and this says
+ * for how long already.
+ */
+async function statusBody(deployer: Deployer, verifyJwt: AccessJwtVerifier | null): Promise<object> {
+  const status = await deployer.status();
+  return verifyJwt === null ? status : { ...status, access_keys_age_seconds: verifyJwt.keysAgeSeconds() };
 }
 
 /**
@@ -23,8 +36,14 @@ export function statusRoute(deployer: Deployer, reply: Reply): RequestHandler {
  * else, or any doubt, goes on through the ordinary chain, which explains every refusal; so no refusal
  * is written twice, and no check is skipped. It stands before the request log: a successful status is
  * logged at debug only, and below debug that line would be dropped anyway (see http-log.ts).
+ *
+ * Once the service token matched, the JWT is verified here once, and a failure (bad token, keys
+ * unavailable, the engine down) is answered here, with its request id and a log line: handing it on
+ * verified the JWT a second time (twice the key endpoint's timeout when it hangs).
  */
 export function statusFastPath(
+  logger: Logger,
+  guard: HeaderGuard,
   tokens: readonly HashedToken[],
   verifyJwt: AccessJwtVerifier | null,
   deployer: Deployer,
@@ -45,28 +64,41 @@ export function statusFastPath(
       next();
       return;
     }
-    const answer = () =>
-      deployer.status().then((body) => {
-        const json = JSON.stringify(body);
-        res.writeHead(200, {
-          'X-Request-Id': randomUUID(),
-          'Content-Type': 'application/json; charset=utf-8',
-          'Content-Length': Buffer.byteLength(json),
-        });
-        res.end(json);
-      }, next);
-    if (verifyJwt === null) {
-      void answer();
-      return;
-    }
+    const id = randomUUID();
+    const started = Date.now();
+    const send = (status: number, body: object) => {
+      if (res.headersSent || res.destroyed) return;
+      const json = JSON.stringify(body);
+      res.writeHead(status, {
+        'X-Request-Id': id,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(json),
+      });
+      res.end(json);
+    };
+    const fail = (error: unknown) => {
+      const known = error instanceof AgentError;
+      const status = known ? error.status : 500;
+      if (!known) logger.error({ err: error, requestId: id }, 'unexpected error');
+      logger[status >= 500 ? 'error' : 'warn'](
+        {
+          req: requestFields({ id, method: req.method, url: req.url, headers: req.headers }, guard),
+          res: { statusCode: status },
+          responseTime: Date.now() - started,
+        },
+        'request completed',
+      );
+      send(status, { status: 'error', reason: known ? error.reason : 'internal error; the details are in the agent log' });
+    };
+    const answer = () => statusBody(deployer, verifyJwt).then((body) => send(200, body));
     const jwt = req.headers[ACCESS_JWT_HEADER];
-    verifyJwt(typeof jwt === 'string' ? jwt : undefined).then(answer, () => next());
+    (verifyJwt === null ? answer() : verifyJwt(typeof jwt === 'string' ? jwt : undefined).then(answer)).catch(fail);
   };
 }
 
 /** The fast path when the request log is at debug: every status request then takes the ordinary chain. */
-export function statusFastPathFor(logger: Logger, ...args: Parameters<typeof statusFastPath>): RequestHandler {
-  return logger.isLevelEnabled('debug') ? (_req, _res, next) => next() : statusFastPath(...args);
+export function statusFastPathFor(...args: Parameters<typeof statusFastPath>): RequestHandler {
+  return args[0].isLevelEnabled('debug') ? (_req, _res, next) => next() : statusFastPath(...args);
 }
 
 const hasBody = (req: Request): boolean =>

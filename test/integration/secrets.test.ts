@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { spawnAgent } from '../support/agent-process.js';
-import { engine, image, removeContainersNamed, TOKEN, testEnv } from '../support/harness.js';
+import { AUTH_HEADERS, engine, image, removeContainersNamed, TOKEN, testEnv } from '../support/harness.js';
 import { docker, freePort, publishImage, sandboxInfo } from '../support/sandbox.js';
 
 /**
@@ -126,5 +126,67 @@ describe('secrets in a failed start check', () => {
     assert.match(reason, /Its log lines are not included \(FAILURE_LOG_LINES=0\)/);
     assert.doesNotMatch(reason, /connecting to/);
     assertNowhere(places, ['connecting to']);
+  });
+});
+
+describe('secrets in request headers, on the built agent', () => {
+  it('swapped token headers, a secret in cf-ray, the query or the path: the audit log and stdout hold markers, never the secret', async () => {
+    const port = await freePort();
+    const rotation = 'rotation-secret-ABCDEFGHIJ0123';
+    const { env, folders } = testEnv({
+      PORT: String(port),
+      LOG_LEVEL: 'trace',
+      CF_ACCESS_ROTATION_CLIENT_ID: 'rotation-client.access',
+      CF_ACCESS_ROTATION_CLIENT_SECRET: rotation,
+    });
+    const agent = spawnAgent(env);
+    try {
+      await agent.answering();
+      for (const secret of [TOKEN.secret, rotation]) {
+        // The easy slip of a hand-written script: the two headers swapped.
+        const swapped = {
+          'Content-Type': 'application/json',
+          'CF-Access-Client-Id': secret,
+          'CF-Access-Client-Secret': TOKEN.id,
+        };
+        for (const path of ['/v1/deploy', '/v1/stop']) {
+          const r = await agent.api.call('POST', path, { headers: swapped, body: { image: image('v1') } });
+          assert.equal(r.status, 401, r.text);
+        }
+        // Its hex in the id header, and the secret in cf-ray and the query of a request that passes.
+        const hex = Buffer.from(secret).toString('hex');
+        const r = await agent.api.call('POST', `/v1/stop?secret=${secret}`, {
+          headers: { ...AUTH_HEADERS, 'cf-ray': secret },
+          body: {},
+        });
+        assert.equal(r.status, 200, r.text);
+        const h = await agent.api.call('POST', '/v1/stop', {
+          headers: { ...AUTH_HEADERS, 'CF-Access-Client-Id': `${hex}.access` },
+          body: {},
+        });
+        assert.equal(h.status, 401, h.text);
+      }
+      await agent.stop();
+      const audit = readFileSync(join(folders.state, 'audit.jsonl'), 'utf8');
+      const claimed = audit
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as Record<string, unknown>)['claimed_client_id'])
+        .filter((c) => c !== undefined);
+      assert.deepEqual(claimed, Array(6).fill('[withheld: a configured secret]'), audit);
+      assert.match(agent.output(), /"url":"\/v1\/stop"/, 'the request log has the path');
+      for (const secret of [TOKEN.secret, rotation]) {
+        const hex = Buffer.from(secret).toString('hex');
+        for (const [where, text] of [
+          ['audit.jsonl', audit],
+          ['stdout', agent.output()],
+        ] as const) {
+          assert.ok(!text.includes(secret) && !text.includes(hex), `${where} holds a secret (${secret.slice(0, 3)}...)`);
+        }
+      }
+    } finally {
+      await agent.stop();
+      rmSync(folders.root, { recursive: true, force: true });
+    }
   });
 });

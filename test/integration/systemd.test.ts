@@ -297,46 +297,111 @@ describe('the shipped units under a real systemd', () => {
     await eventually('prod answers again', 20_000, async () => (await api.prod.status().catch(() => null))?.status === 200);
   });
 
-  it('the cloudflared unit starts under its hardening, as its own user, with its config readable (a stand-in for the binary)', async () => {
-    await machine.must(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'cloudflared']);
-    mkdirSync(inRoot('/etc/cloudflared'), { recursive: true });
-    writeFileSync(inRoot('/etc/cloudflared/dreichor-dev.yml'), readFileSync('cloudflared/dev.yml', 'utf8'));
-    writeFileSync(
-      inRoot('/etc/cloudflared/dreichor-deploy-dev.json'),
-      '{"AccountTag":"test","TunnelSecret":"test","TunnelID":"test"}\n',
-    );
-    await machine.must([
-      'chgrp',
-      'cloudflared',
-      '/etc/cloudflared/dreichor-dev.yml',
-      '/etc/cloudflared/dreichor-deploy-dev.json',
-    ]);
-    await machine.must(['chmod', '0640', '/etc/cloudflared/dreichor-dev.yml', '/etc/cloudflared/dreichor-deploy-dev.json']);
-    // cloudflared is not packaged for Debian: a stand-in that reads what cloudflared reads, then
-    // reports ready the way Type=notify expects.
+  it('a secret no caller could send stops the unit at start, naming the variable: a trailing # note systemd keeps, a credential with two newlines', async () => {
+    const file = inRoot('/etc/dreichor/prod/deploy-agent.env');
+    const credential = inRoot('/etc/dreichor/prod/cf-access-client-secret');
+    const good = readFileSync(file, 'utf8');
+    const cases: [() => void, RegExp][] = [
+      [
+        () => fillIn('prod', { CF_ACCESS_CLIENT_SECRET_FILE: '', CF_ACCESS_CLIENT_SECRET: `${TOKEN.secret} # rotated in May` }),
+        /invalid configuration: CF_ACCESS_CLIENT_SECRET: must be visible ASCII/,
+      ],
+      [
+        () => writeFileSync(credential, `${TOKEN.secret}\n\n`, { mode: 0o600 }),
+        /invalid configuration: CF_ACCESS_CLIENT_SECRET_FILE: must hold the secret on one line/,
+      ],
+    ];
+    for (const [breakIt, named] of cases) {
+      breakIt();
+      await machine.exec(['systemctl', 'restart', unit('prod')]);
+      await eventually(
+        'the unit failed',
+        20_000,
+        async () => (await machine.exec(['systemctl', 'is-failed', unit('prod')])).stdout.trim() === 'failed',
+      );
+      const journal = await machine.journal(unit('prod'));
+      assert.match(journal, named);
+      assert.ok(!journal.includes(TOKEN.secret), 'the journal never holds the secret');
+      writeFileSync(file, good);
+      writeFileSync(credential, `${TOKEN.secret}\n`, { mode: 0o600 });
+    }
+    await machine.must(['systemctl', 'restart', unit('prod')]);
+    await eventually('prod answers again', 20_000, async () => (await api.prod.status().catch(() => null))?.status === 200);
+  });
+
+  it("the cloudflared units run as printed, each as its own user, and neither can read the other's tunnel credentials (a stand-in for the binary)", async () => {
+    // As README step 4 has it: the credentials file root's alone, the config readable, the unit as shipped.
+    mkdirSync(inRoot('/etc/cloudflared'), { recursive: true, mode: 0o755 });
+    for (const env of ['dev', 'prod'] as const) {
+      writeFileSync(inRoot(`/etc/cloudflared/dreichor-${env}.yml`), readFileSync(`cloudflared/${env}.yml`, 'utf8'), {
+        mode: 0o644,
+      });
+      writeFileSync(
+        inRoot(`/etc/cloudflared/dreichor-deploy-${env}.json`),
+        `{"AccountTag":"test","TunnelSecret":"${env}-tunnel-secret","TunnelID":"test"}\n`,
+        { mode: 0o600 },
+      );
+    }
+    // cloudflared is not packaged for Debian: a stand-in that reads what cloudflared reads, tries to
+    // read the other environment's credentials, then reports ready the way Type=notify expects.
     writeFileSync(
       inRoot('/usr/bin/cloudflared'),
-      '#!/bin/sh\nconfig=$3\ntest -r "$config" || { echo "cannot read $config" >&2; exit 3; }\ncreds=$(sed -n "s/^credentials-file: *//p" "$config")\ntest -r "$creds" || { echo "cannot read $creds" >&2; exit 4; }\necho "stand-in: $* as $(id -un)"\nsystemd-notify --ready\nexec sleep infinity\n',
+      [
+        '#!/bin/sh',
+        'config=$3',
+        'test -r "$config" || { echo "cannot read $config" >&2; exit 3; }',
+        'creds=$(sed -n "s/^credentials-file: *//p" "$config")',
+        'cat "$creds" >/dev/null || { echo "cannot read $creds" >&2; exit 4; }',
+        'case "$config" in *dev*) other=prod ;; *) other=dev ;; esac',
+        'for f in /etc/cloudflared/dreichor-deploy-$other.json /run/credentials/cloudflared-dreichor@$other.service/tunnel.json; do',
+        '  if cat "$f" >/dev/null 2>&1; then echo "stand-in: READ $f"; else echo "stand-in: cannot read $f"; fi',
+        'done',
+        // The dynamic user has no name for NSS in this minimal machine (no libnss-systemd): its uid.
+        'echo "stand-in: $* as uid $(id -u)"',
+        'systemd-notify --ready',
+        'exec sleep infinity',
+        '',
+      ].join('\n'),
     );
     chmodSync(inRoot('/usr/bin/cloudflared'), 0o755);
     await machine.must(['install', '-m', '0644', `${CHECKOUT}/systemd/cloudflared-dreichor@.service`, '/etc/systemd/system/']);
-    // The stand-in is a shell: its readiness comes from a child, which only NotifyAccess=all accepts.
-    mkdirSync(inRoot('/etc/systemd/system/cloudflared-dreichor@dev.service.d'), { recursive: true });
-    writeFileSync(
-      inRoot('/etc/systemd/system/cloudflared-dreichor@dev.service.d/stand-in.conf'),
-      '[Service]\nNotifyAccess=all\n',
-    );
-    assert.equal(
-      (await machine.exec(['systemd-analyze', 'verify', '--man=no', 'cloudflared-dreichor@dev.service'])).stderr.trim(),
-      '',
-    );
+    for (const env of ['dev', 'prod'] as const) {
+      // The stand-in is a shell: its readiness comes from a child, which only NotifyAccess=all accepts.
+      mkdirSync(inRoot(`/etc/systemd/system/cloudflared-dreichor@${env}.service.d`), { recursive: true });
+      writeFileSync(
+        inRoot(`/etc/systemd/system/cloudflared-dreichor@${env}.service.d/stand-in.conf`),
+        '[Service]\nNotifyAccess=all\n',
+      );
+      assert.equal(
+        (await machine.exec(['systemd-analyze', 'verify', '--man=no', `cloudflared-dreichor@${env}.service`])).stderr.trim(),
+        '',
+      );
+    }
     await machine.must(['systemctl', 'daemon-reload']);
-    const started = await machine.exec(['systemctl', 'start', 'cloudflared-dreichor@dev'], 60_000);
-    assert.equal(started.code, 0, `${started.stderr}\n${await machine.journal('cloudflared-dreichor@dev')}`);
-    assert.match(
-      await machine.journal('cloudflared-dreichor@dev'),
-      /stand-in: --no-autoupdate --config \/etc\/cloudflared\/dreichor-dev.yml tunnel run as cloudflared/,
-    );
-    await machine.must(['systemctl', 'stop', 'cloudflared-dreichor@dev']);
+    for (const env of ['dev', 'prod'] as const) {
+      const started = await machine.exec(['systemctl', 'start', `cloudflared-dreichor@${env}`], 60_000);
+      assert.equal(started.code, 0, `${started.stderr}\n${await machine.journal(`cloudflared-dreichor@${env}`)}`);
+    }
+    const uids: string[] = [];
+    for (const env of ['dev', 'prod'] as const) {
+      const other = env === 'dev' ? 'prod' : 'dev';
+      const journal = await machine.journal(`cloudflared-dreichor@${env}`);
+      const ran = new RegExp(
+        `stand-in: --no-autoupdate --config /etc/cloudflared/dreichor-${env}.yml tunnel run as uid (\\d+)$`,
+        'm',
+      );
+      const uid = ran.exec(journal)?.[1];
+      assert.ok(uid !== undefined && uid !== '0', journal);
+      uids.push(uid);
+      assert.equal(
+        (await machine.must(['systemctl', 'show', '-p', 'User', '--value', `cloudflared-dreichor@${env}`])).trim(),
+        `cloudflared-${env}`,
+      );
+      assert.doesNotMatch(journal, /stand-in: READ/, `the ${env} tunnel read ${other}'s credentials`);
+      assert.match(journal, new RegExp(`cannot read /etc/cloudflared/dreichor-deploy-${other}.json`));
+      assert.match(journal, new RegExp(`cannot read /run/credentials/cloudflared-dreichor@${other}.service/tunnel.json`));
+    }
+    assert.notEqual(uids[0], uids[1], 'dev and prod run as different users');
+    for (const env of ['dev', 'prod'] as const) await machine.must(['systemctl', 'stop', `cloudflared-dreichor@${env}`]);
   });
 });

@@ -67,6 +67,11 @@ describe('systemd units', () => {
         text,
         /^ExecStart=\/usr\/bin\/cloudflared --no-autoupdate --config \/etc\/cloudflared\/dreichor-%i.yml tunnel run$/m,
       );
+      // Security: a user of its own per environment, and the tunnel credentials handed to it alone.
+      assert.match(text, /^DynamicUser=yes$/m);
+      assert.match(text, /^User=cloudflared-%i$/m);
+      assert.match(text, /^LoadCredential=tunnel\.json:\/etc\/cloudflared\/dreichor-deploy-%i\.json$/m);
+      assert.doesNotMatch(text, /^(User|Group)=cloudflared$/m, 'no user shared by both tunnels');
       writeFileSync(join(dir, 'cloudflared-dreichor@.service'), text.replace('/usr/bin/cloudflared', stub));
       const verify = analyze(['verify', '--man=no', join(dir, `cloudflared-dreichor@${environment}.service`)]);
       assert.equal(verify.status, 0, verify.stderr);
@@ -80,7 +85,8 @@ describe('cloudflared tunnel configurations', () => {
     it(`cloudflared/${environment}.yml: one Access-guarded rule to 127.0.0.1:${port}, then 404`, () => {
       const config = parseYaml(readFileSync(`cloudflared/${environment}.yml`, 'utf8')) as Record<string, unknown>;
       assert.equal(typeof config['tunnel'], 'string');
-      assert.equal(config['credentials-file'], `/etc/cloudflared/dreichor-deploy-${environment}.json`);
+      // The unit's LoadCredential= copy of /etc/cloudflared/dreichor-deploy-<env>.json, for its user only.
+      assert.equal(config['credentials-file'], `/run/credentials/cloudflared-dreichor@${environment}.service/tunnel.json`);
       assert.equal(config['access'], undefined, 'a top-level access key is ignored by cloudflared');
       const ingress = config['ingress'] as Record<string, unknown>[];
       assert.equal(ingress.length, 2);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type CryptoKey, generateKeyPair } from 'jose';
 import { checkServiceToken, createAccessJwtVerifier } from '../../src/auth.js';
@@ -10,6 +12,14 @@ const TOKENS = [
   { clientId: 'primary.access', clientSecret: 'primary-secret-0123456789' },
   { clientId: 'rotation.access', clientSecret: 'rotation-secret-0123456789' },
 ];
+
+/** Polls `check` on real timers (only Date is mocked), for at most 5 s. */
+async function waitFor(check: () => boolean, what: string): Promise<void> {
+  for (const until = performance.now() + 5_000; !check(); ) {
+    if (performance.now() > until) assert.fail(`timed out waiting: ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 const status = (fn: () => unknown): number => {
   try {
@@ -148,6 +158,59 @@ describe('Cloudflare Access JWT', () => {
     assert.ok(access.fetches() > before, 'the new kid caused a fetch');
     // A kid that does not exist even after a refresh is refused.
     assert.match(await outcome(verify, await access.sign({ kid: 'k9', key: rotated })), /^401 .*unknown key/);
+  });
+
+  it('keeps the last good keys through an outage of the key endpoint, says how old they are, and fails closed after 7 days', async (t) => {
+    // The clock the key cache and jose read is moved; nothing sleeps 10 minutes.
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const verify = createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: access.certsUrl });
+    assert.equal(verify.keysAgeSeconds(), null);
+    assert.equal(await outcome(verify, await access.sign()), 'ok');
+    const first = access.fetches();
+    access.setAvailable(false);
+    try {
+      t.mock.timers.tick(11 * 60_000);
+      // Past the cache age, with the endpoint down: the brake still works.
+      assert.equal(await outcome(verify, await access.sign()), 'ok');
+      await waitFor(() => access.fetches() > first, 'the old keys were refreshed in the background');
+      assert.equal(await outcome(verify, await access.sign()), 'ok');
+      assert.ok((verify.keysAgeSeconds() ?? 0) >= 660, `keys age ${verify.keysAgeSeconds()}`);
+      // A kid the old keys do not have needs the endpoint: 503, not a guess.
+      t.mock.timers.tick(31_000);
+      const rotated = await access.addKey('k3');
+      assert.match(await outcome(verify, await access.sign({ kid: 'k3', key: rotated })), /^503 /);
+      // Keys older than Cloudflare keeps a rotated key valid are not trusted any more.
+      t.mock.timers.tick(7 * 24 * 3_600_000);
+      assert.match(await outcome(verify, await access.sign()), /^503 Cloudflare Access signing keys could not be fetched/);
+    } finally {
+      access.setAvailable(true);
+    }
+    t.mock.timers.tick(31_000);
+    assert.equal(await outcome(verify, await access.sign()), 'ok', 'back once the endpoint answers');
+    assert.equal(verify.keysAgeSeconds(), 0);
+  });
+
+  it('a key endpoint that answers 200 with something other than a key set: 503 keys_unavailable, not 401', async () => {
+    for (const body of ['<html>Cloudflare login</html>', '{"keys": "none"}', '[]']) {
+      const server = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end(body));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const verify = createAccessJwtVerifier({
+          teamDomain: TEAM,
+          audience: AUD,
+          certsUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cdn-cgi/access/certs`,
+        });
+        const error = await verify(await access.sign()).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof AgentError, String(error));
+        assert.equal(error.status, 503, `${body}: ${error.reason}`);
+        assert.equal(error.code, 'keys_unavailable');
+      } finally {
+        server.close();
+      }
+    }
   });
 
   it('fails closed when the keys cannot be fetched', async () => {
