@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -49,5 +49,24 @@ describe('scripts/build.mjs', () => {
         .update(readFileSync(join(first, release)))
         .digest('hex'),
     );
+  });
+
+  it('takes the version from the git tag: v9.8.7 builds 9.8.7', () => {
+    const clone = join(root, 'clone');
+    execFileSync('git', ['clone', '--quiet', '--no-hardlinks', '--shared', process.cwd(), clone], { stdio: 'pipe' });
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'tag', '-a', 'v9.8.7', '-m', 'v9.8.7'], {
+      cwd: clone,
+      stdio: 'pipe',
+    });
+    symlinkSync(join(process.cwd(), 'node_modules'), join(clone, 'node_modules'));
+    const out = join(root, 'tagged');
+    execFileSync(process.execPath, ['scripts/build.mjs', '--out', out, '--release'], {
+      cwd: clone,
+      stdio: 'pipe',
+      timeout: 60_000,
+    });
+    assert.ok(readdirSync(out).includes('dreichor-deploy-agent-9.8.7.js'), readdirSync(out).join(' '));
+    const printed = execFileSync(process.execPath, [join(out, 'agent.js'), '--version'], { encoding: 'utf8' });
+    assert.match(printed, /^dreichor-deploy-agent 9\.8\.7 \([0-9a-f]{12}\)\n$/);
   });
 });
