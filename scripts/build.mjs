@@ -1,25 +1,40 @@
 // Bundles the agent into one self-contained CommonJS file, dist/agent.js, which is what gets
 // installed as /opt/dreichor/<env>/deploy-agent/agent.js and run by systemd with no node_modules.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 
-await mkdir('dist', { recursive: true });
+// `--out <dir>`: where to write (default dist/). `--release`: also write the release file,
+// dreichor-deploy-agent-<version>.js, and its .sha256 (what .github/workflows/release.yml publishes).
+// Reproducible: the bundle depends on the sources, the lockfile's modules and the commit only (no
+// time, no absolute path, no host name), so two builds of one commit give the same bytes; the unit
+// test test/unit/build.test.ts builds twice into two folders and compares.
+const { values: options } = parseArgs({
+  options: { out: { type: 'string', default: 'dist' }, release: { type: 'boolean', default: false } },
+});
+const out = options.out;
+await mkdir(out, { recursive: true });
 
-// `agent.js --version` and the "listening" log line name the version and the commit built from.
-const { version } = JSON.parse(await readFile('package.json', 'utf8'));
+const git = (...args) => execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+
+// `agent.js --version` and the "listening" log line name the version and the commit built from. The
+// version is the git tag (v1.2.3 -> 1.2.3; after it, `git describe`'s 1.2.3-4-g<commit>); with no tag,
+// 0.0.0-dev+<commit>. A tree with uncommitted changes says so in the commit.
 let commit = 'unknown';
+let version = '0.0.0-dev+unknown';
 try {
-  commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  }).trim();
-  if (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '')
-    commit += '-modified';
+  commit = git('rev-parse', '--short=12', 'HEAD');
+  if (git('status', '--porcelain', '--untracked-files=no') !== '') commit += '-modified';
+  version = `0.0.0-dev+${commit.replace('-modified', '.modified')}`;
+  const described = git('describe', '--tags', '--match', 'v[0-9]*');
+  version = described.replace(/^v/, '');
 } catch {
-  // not a git checkout: "unknown"
+  // not a git checkout, or no tag: the fallback above
 }
+if (!/^[0-9A-Za-z.+-]{1,64}$/.test(version)) throw new Error(`unusable version ${JSON.stringify(version)}`);
 
 // Modules dockerode and zod require by relative paths, which an alias cannot name, resolved to
 // stubs (see each stub): what the agent never runs is not carried, and not held in memory.
@@ -52,7 +67,7 @@ const stubs = {
 };
 await build({
   entryPoints: ['src/agent.ts'],
-  outfile: 'dist/agent.js',
+  outfile: join(out, 'agent.js'),
   bundle: true,
   platform: 'node',
   // Production runs Node.js 24 LTS, and so do the tests (scripts/setup.sh).
@@ -74,4 +89,13 @@ await build({
   logLevel: 'warning',
 });
 // The project is ESM; the bundle is CommonJS, and says so for when it runs from inside dist/.
-await writeFile('dist/package.json', '{ "type": "commonjs" }\n');
+await writeFile(join(out, 'package.json'), '{ "type": "commonjs" }\n');
+
+if (options.release) {
+  const name = `dreichor-deploy-agent-${version}.js`;
+  const bytes = await readFile(join(out, 'agent.js'));
+  await writeFile(join(out, name), bytes);
+  // The format of sha256sum, so `sha256sum -c` checks it.
+  await writeFile(join(out, `${name}.sha256`), `${createHash('sha256').update(bytes).digest('hex')}  ${name}\n`);
+  process.stdout.write(`${join(out, name)}\n`);
+}

@@ -9,7 +9,9 @@ import { COMMIT, VERSION } from './version.js';
 /**
  * Entry point. `node agent.js` runs the agent from its environment (and ENV_FILE);
  * `node agent.js audit-verify <file>` checks an audit log's hash chain;
- * `node agent.js state-rebuild` rebuilds a lost STATE_DIR/state.json from the verified audit log.
+ * `node agent.js state-rebuild` rebuilds a lost STATE_DIR/state.json from the verified audit log;
+ * `node agent.js verify-release <file> <bundle> --trusted-root <root>` checks a release of the agent
+ * before it is installed.
  */
 const NAME = 'dreichor-deploy-agent';
 
@@ -73,6 +75,13 @@ async function main(): Promise<void> {
   }
   if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
   if (process.argv[2] === 'state-rebuild' && process.argv.length === 3) await stateRebuild();
+  if (process.argv[2] === 'verify-release') {
+    // Loaded only for this command: the agent itself loads Sigstore's code on its first deploy.
+    const { verifyReleaseCommand } = await import('./supply-chain/release.js');
+    const { code, text } = verifyReleaseCommand(process.argv.slice(3));
+    (code === 0 ? process.stdout : process.stderr).write(`${text}\n`);
+    process.exit(code);
+  }
   if (process.argv.length > 2) fatal(`unknown arguments: ${process.argv.slice(2).join(' ').slice(0, 200)}`, 2);
 
   const config = configFromEnvironment();

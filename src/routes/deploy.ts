@@ -2,8 +2,11 @@ import type { RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
+import type { DeployResult } from '../deploy/operations.js';
 import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
 import { MAX_REFERENCE_LENGTH, parseImageReference } from '../policy/image.js';
+import { provenanceSchema } from '../supply-chain/provenance.js';
+import { type SameShape, warningsSchema } from './answers.js';
 import { checkEnvironment, parseBody } from './body.js';
 
 // Security: strict. The body can name an image and nothing else: no container name, volumes, env,
@@ -47,3 +50,25 @@ export function deployRoute(
     afterDeployed();
   };
 }
+
+/** The 200 answer of a deploy (DeployResult). */
+export const deployAnswerSchema = z
+  .strictObject({
+    status: z.literal('deployed'),
+    container_name: z.string(),
+    image: z.string().describe('The image deployed, as requested.'),
+    environment: z.string(),
+    image_digest: z.string().describe('The digest that runs: sha256:<64 hex>.'),
+    container_id: z.string(),
+    started_at: z.string().nullable().describe('When the engine started the container (ISO 8601).'),
+    previous_image: z
+      .string()
+      .nullable()
+      .describe('The last image deployed successfully before this one: deploy it to roll back.'),
+    warnings: warningsSchema.optional(),
+    provenance: provenanceSchema.optional().describe('What built the image, when IMAGE_VERIFICATION verified it.'),
+  })
+  .describe('A deploy that ran: the new container has passed its start check.');
+
+const deployAnswerMatches: SameShape<z.output<typeof deployAnswerSchema>, DeployResult> = true;
+void deployAnswerMatches;

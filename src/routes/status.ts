@@ -1,13 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
 import { AgentError } from '../errors.js';
+import type { StatusBody } from '../deploy/status-view.js';
 import { contentTypeProblem } from '../http/content-type.js';
 import type { HeaderGuard } from '../http/header-guard.js';
 import { requestFields } from '../http/http-log.js';
 import type { Reply } from '../http/respond.js';
+import { DEPLOY_PHASES } from '../state/journal.js';
+import { provenanceSchema } from '../supply-chain/provenance.js';
+import type { SameShape } from './answers.js';
 import { environmentOnlyBodySchema, parseBody } from './body.js';
 
 /** Read-only: it never changes anything and answers while a deploy runs. */
@@ -104,3 +109,56 @@ export function statusFastPathFor(...args: Parameters<typeof statusFastPath>): R
 const hasBody = (req: Request): boolean =>
   req.headers['transfer-encoding'] !== undefined ||
   (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
+const lastDeploySchema = z.strictObject({
+  image: z.string(),
+  outcome: z.enum(['deployed', 'failed', 'abandoned', 'interrupted']),
+  reason: z.string().nullable(),
+  at: z.string().describe('ISO 8601.'),
+  request_id: z.string().describe("The deploy's X-Request-Id, and its audit log request_id."),
+  image_digest: z.string().nullable(),
+});
+
+const leftoverSchema = z.strictObject({
+  id: z.string(),
+  name: z.string().nullable(),
+  state: z.string().nullable(),
+  attempts: z.number().int(),
+  last_error: z.string().nullable(),
+  next_attempt_at: z.string().nullable().describe('ISO 8601.'),
+});
+
+/** The 200 answer of status (StatusBody). */
+export const statusAnswerSchema = z
+  .strictObject({
+    container_name: z.string(),
+    environment: z.string(),
+    running: z.boolean(),
+    image: z.string().optional().describe('When running.'),
+    image_digest: z.string().nullable().optional().describe('When running.'),
+    started_at: z.string().optional().describe('When running (ISO 8601).'),
+    provenance: provenanceSchema
+      .nullable()
+      .optional()
+      .describe('When running: what built the image, as verified at its deploy; null if deployed without verification.'),
+    state: z.string().describe('The engine\'s state of the container: running, exited, created, ... or "absent".'),
+    operation_in_progress: z.enum(['deploy', 'stop']).nullable(),
+    deploy_in_progress: z.boolean(),
+    phase: z.enum(DEPLOY_PHASES).nullable().describe('What the deploy in progress is doing; null when idle.'),
+    phase_since: z.string().nullable().describe('When the phase began (ISO 8601); null when idle.'),
+    last_deploy: lastDeploySchema.nullable(),
+    last_interrupted: lastDeploySchema.nullable().describe('The last deploy found cut short by a crash at start.'),
+    previous_image: z
+      .string()
+      .nullable()
+      .describe('The last image deployed successfully before the current one: deploy it to roll back.'),
+    leftovers: z.array(leftoverSchema).describe('Containers that will never run again and are not removed yet.'),
+    audit_head: z.string().describe('The hash of the last audit line.'),
+    image_retention: z.number().int().describe('IMAGE_RETENTION: how many deployed images are kept; 0: all.'),
+    inspected_at: z.string().describe('When the engine was asked (ISO 8601).'),
+    inspection_age_ms: z.number().describe("How old the engine's answer was when this one was built."),
+  })
+  .describe("What runs, from the engine's own inspection, and what the agent is doing.");
+
+const statusAnswerMatches: SameShape<z.output<typeof statusAnswerSchema>, StatusBody> = true;
+void statusAnswerMatches;

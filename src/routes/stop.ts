@@ -1,7 +1,10 @@
 import type { RequestHandler } from 'express';
+import { z } from 'zod';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
+import type { StopResult } from '../deploy/operations.js';
 import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
+import { type SameShape, warningsSchema } from './answers.js';
 import { checkEnvironment, environmentOnlyBodySchema, parseBody } from './body.js';
 
 export function stopRoute(config: Config, deployer: Deployer, reply: Reply): RequestHandler {
@@ -16,3 +19,20 @@ export function stopRoute(config: Config, deployer: Deployer, reply: Reply): Req
     await reply(res, 200, result);
   };
 }
+
+/** The 200 answer of a stop (StopResult). */
+export const stopAnswerSchema = z
+  .strictObject({
+    status: z.literal('stopped'),
+    container_name: z.string(),
+    removed: z.boolean().describe('Whether there was a container to stop and remove; false: the stop was a no-op.'),
+    also_stopped: z
+      .array(z.string())
+      .optional()
+      .describe("Other running containers of this environment's runtime it stopped too."),
+    warnings: warningsSchema.optional(),
+  })
+  .describe('The runtime is stopped.');
+
+const stopAnswerMatches: SameShape<z.output<typeof stopAnswerSchema>, StopResult> = true;
+void stopAnswerMatches;

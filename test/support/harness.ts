@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { type RunningAgent, type StartOptions, startAgent } from '../../src/http/app.js';
+import { OpenApiChecker } from './openapi.js';
 import { REPOSITORY_PATH, sandboxInfo } from './sandbox.js';
 
 export const TOKEN = { id: 'test-client.access', secret: 'test-secret-0123456789abcdef' } as const;
@@ -73,6 +74,12 @@ export interface ApiResponse {
   readonly headers: Headers;
 }
 
+let checker: OpenApiChecker | null = null;
+const openApi = (): OpenApiChecker => {
+  checker ??= OpenApiChecker.fromFile();
+  return checker;
+};
+
 export class Api {
   constructor(readonly url: string) {}
 
@@ -87,6 +94,9 @@ export class Api {
     if (options.signal !== undefined) init.signal = options.signal;
     const response = await fetch(`${this.url}${path}`, init);
     const text = await response.text();
+    // Every answer the tier receives is checked against the published contract (docs/openapi.json).
+    const problems = openApi().problems(method, path, response.status, response.headers, text);
+    if (problems.length > 0) throw new Error(`the answer is not what docs/openapi.json says: ${problems.join('; ')}`);
     let body: Record<string, unknown> = {};
     try {
       body = JSON.parse(text) as Record<string, unknown>;

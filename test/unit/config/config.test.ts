@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -286,13 +286,17 @@ describe('configuration', () => {
 
 describe('the bundle', () => {
   it('--version names the version and the commit it was built from', () => {
-    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    // The version is the git tag (scripts/build.mjs); untagged, 0.0.0-dev+<commit>.
     const r = spawnSync(process.execPath, ['dist/agent.js', '--version'], { encoding: 'utf8', timeout: 10_000 });
     assert.equal(r.status, 0, r.stderr);
-    assert.match(
-      r.stdout,
-      new RegExp(`^dreichor-deploy-agent ${version.replace(/\./g, '\\.')} \\([0-9a-f]{12}(-modified)?\\)\\n$`),
-    );
+    const m = /^dreichor-deploy-agent (\S+) \(([0-9a-f]{12})(-modified)?\)\n$/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    const described = spawnSync('git', ['describe', '--tags', '--match', 'v[0-9]*'], { encoding: 'utf8' });
+    const expected =
+      described.status === 0
+        ? described.stdout.trim().replace(/^v/, '')
+        : `0.0.0-dev+${m[2]}${m[3] === undefined ? '' : '.modified'}`;
+    assert.equal(m[1], expected);
   });
 
   it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
