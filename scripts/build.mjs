@@ -51,7 +51,7 @@ const stubs = {
   },
 };
 await build({
-  // src/main.ts: the agent in the main thread, one supply-chain check in a worker thread (one file).
+  // src/main.ts: the agent, or (started by the agent) one supply-chain check in a process of its own.
   entryPoints: ['src/main.ts'],
   outfile: 'dist/agent.js',
   bundle: true,
@@ -79,7 +79,7 @@ await build({
   keepNames: true,
   charset: 'ascii',
   logLevel: 'warning',
-  // verify-worker.ts reads import.meta.url to tell source (tests) from the bundle, where it is empty.
+  // verify-process.ts reads import.meta.url to tell source (tests) from the bundle, where it is empty.
   logOverride: { 'empty-import-meta': 'silent' },
 });
 // The project is ESM; the bundle is CommonJS, and says so for when it runs from inside dist/.

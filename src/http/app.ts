@@ -24,7 +24,7 @@ import { stopRoute } from '../routes/stop.js';
 import { AuditLog, type AuditOpenOptions } from '../state/audit.js';
 import { DeployJournal, type DeployPhase } from '../state/journal.js';
 import { StateStore } from '../state/state.js';
-import { createVerifierInWorker } from '../supply-chain/verify-worker.js';
+import { createVerifierInProcess } from '../supply-chain/verify-process.js';
 import { contentTypeProblem } from './content-type.js';
 import { requestLogging } from './http-log.js';
 import { RefusalThrottle } from './refusals.js';
@@ -189,8 +189,8 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     journal,
     logger,
     // IMAGE_VERIFICATION: null with "none"; otherwise the check before every pull (supply-chain/),
-    // in a worker thread terminated after it, so its libraries' memory is given back.
-    verifier: createVerifierInWorker(config.imageVerification),
+    // in a child process that exits after it, so its libraries' memory is given back.
+    verifier: createVerifierInProcess(config.imageVerification),
     ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
   });
   deployer.startReconciler();

@@ -7,16 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import { type AttestationPolicy, verificationPolicy } from '../../../src/config/verification.js';
 import { AgentError } from '../../../src/errors.js';
 import { createImageVerifier } from '../../../src/supply-chain/verifier.js';
-import { createVerifierInWorker, type VerifyJob, verifyInWorker } from '../../../src/supply-chain/verify-worker.js';
+import { createVerifierInProcess, type VerifyJob, verifyInChild } from '../../../src/supply-chain/verify-process.js';
 import { SigstoreMock } from '../../support/sigstore-mock.js';
 
 /**
- * The supply-chain check through its worker thread (verify-worker.ts): the same AgentError as the
- * check run in the agent's thread, and a worker that lives no longer than the deploy. The checks
- * themselves are in attestation.test.ts; a verified deploy through the worker is in
+ * The supply-chain check through its child process (verify-process.ts): the same AgentError as the
+ * check run in the agent's thread, and a process that lives no longer than the deploy. The checks
+ * themselves are in attestation.test.ts; a verified deploy through the child process is in
  * test/integration/supply-chain.test.ts.
  */
-const dir = mkdtempSync(join(tmpdir(), 'dreichor-verify-worker-'));
+const dir = mkdtempSync(join(tmpdir(), 'dreichor-verify-process-'));
 let mock: SigstoreMock;
 let policy: AttestationPolicy;
 /** A registry that accepts connections and never answers; it records when each one closes. */
@@ -61,9 +61,9 @@ const failure = (e: unknown) => {
   return { status: e.status, reason: e.reason, code: e.code };
 };
 
-describe('the supply-chain check in a worker thread', () => {
+describe('the supply-chain check in a process of its own', () => {
   it('is not started with IMAGE_VERIFICATION=none', () => {
-    assert.equal(createVerifierInWorker({ mode: 'none' }), null);
+    assert.equal(createVerifierInProcess({ mode: 'none' }), null);
   });
 
   it('refuses with the same 502 as in the agent thread when the registry cannot be read', async () => {
@@ -74,25 +74,25 @@ describe('the supply-chain check in a worker thread', () => {
       });
     });
     const j = job(`127.0.0.1:${port}/dreichor/runtime`);
-    const viaWorker = await verifyInWorker(j, new AbortController().signal).catch((e: unknown) => e);
-    assert.equal(failure(viaWorker).status, 502);
-    assert.deepEqual(failure(viaWorker), failure(await inThread(j)));
+    const viaChild = await verifyInChild(j, new AbortController().signal).catch((e: unknown) => e);
+    assert.equal(failure(viaChild).status, 502);
+    assert.deepEqual(failure(viaChild), failure(await inThread(j)));
   });
 
   it('refuses with the same 503 as in the agent thread when the trusted root does not load', async () => {
     const broken: AttestationPolicy = { ...policy, trustedRoots: [{ tlogs: [{ publicKey: { rawBytes: 42 } }] }] };
     const j = job('127.0.0.1:1/dreichor/runtime', broken);
-    const viaWorker = await verifyInWorker(j, new AbortController().signal).catch((e: unknown) => e);
-    assert.equal(failure(viaWorker).status, 503);
-    assert.equal(failure(viaWorker).code, 'image_unverified');
-    assert.deepEqual(failure(viaWorker), failure(await inThread(j)));
+    const viaChild = await verifyInChild(j, new AbortController().signal).catch((e: unknown) => e);
+    assert.equal(failure(viaChild).status, 503);
+    assert.equal(failure(viaChild).code, 'image_unverified');
+    assert.deepEqual(failure(viaChild), failure(await inThread(j)));
   });
 
-  it("ends with the deploy: an abort rejects with the abort's reason and terminates the worker, its connections closed", async () => {
+  it("ends with the deploy: an abort rejects with the abort's reason and ends the process, its connections closed", async () => {
     const port = (silent.address() as { port: number }).port;
     const deploy = new AbortController();
     const started = Date.now();
-    const pending = verifyInWorker(job(`127.0.0.1:${port}/dreichor/runtime`), deploy.signal).catch((e: unknown) => e);
+    const pending = verifyInChild(job(`127.0.0.1:${port}/dreichor/runtime`), deploy.signal).catch((e: unknown) => e);
     // The check has reached the registry: its connection is open and will never be answered.
     while (sockets.size === 0 && Date.now() - started < 10_000) await new Promise((r) => setTimeout(r, 20));
     assert.ok(sockets.size > 0, 'the check connected to the registry');
@@ -108,6 +108,6 @@ describe('the supply-chain check in a worker thread', () => {
     const deploy = new AbortController();
     const reason = new AgentError(499, 'the caller went away', { code: 'caller_gone' });
     deploy.abort(reason);
-    await assert.rejects(verifyInWorker(job('127.0.0.1:1/x'), deploy.signal), (e) => e === reason);
+    await assert.rejects(verifyInChild(job('127.0.0.1:1/x'), deploy.signal), (e) => e === reason);
   });
 });
