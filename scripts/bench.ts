@@ -156,6 +156,7 @@ async function main(): Promise<void> {
       env,
       swaps: SWAPS,
       settleMs: QUICK ? 500 : 3000,
+      load: { connections: CONNECTIONS, seconds: LOAD_SECONDS, headers: HEADERS },
     });
     // A rollback is a deploy of the previous image, which image retention keeps on the host: no pull.
     // Beside it, a swap to a new image that is already on the host (pulled beforehand), the same
@@ -188,7 +189,9 @@ async function main(): Promise<void> {
       body: JSON.stringify({ image: `${repository}:v1` }),
     });
     const afterLoad = rssMiB(agent.child.pid ?? 0);
-    const bareServer = await startBareServer(node, dir, body);
+    // The floor on the same terms as the agent: production's Node.js with the unit's flags (until 2026-12 it ran
+    // without them, while the agent had them: see the notes on the status ratio).
+    const bareServer = await startBareServer(node, dir, body, unitNodeFlags());
     stops.push(() => bareServer.stop());
     await sleep(QUICK ? 200 : 1000);
     const bareIdle = rssMiB(bareServer.pid);

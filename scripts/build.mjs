@@ -66,7 +66,8 @@ const stubs = {
   },
 };
 await build({
-  entryPoints: ['src/agent.ts'],
+  // src/main.ts: the agent, or (started by the agent) one supply-chain check in a process of its own.
+  entryPoints: ['src/main.ts'],
   outfile: join(out, 'agent.js'),
   bundle: true,
   platform: 'node',
@@ -75,8 +76,14 @@ await build({
   define: { __AGENT_VERSION__: JSON.stringify(version), __AGENT_COMMIT__: JSON.stringify(commit) },
   format: 'cjs',
   // docker-modem loads ssh2 for ssh:// engines, which the configuration refuses; body-parser loads
-  // iconv-lite for charsets the agent refuses. See the stubs.
-  alias: { ssh2: './build/ssh2-refused.cjs', 'iconv-lite': './build/iconv-utf8-only.cjs' },
+  // iconv-lite for charsets the agent refuses; mime-types indexes every media type for an agent that
+  // answers JSON; pino loads thread-stream for transports the agent does not use. See the stubs.
+  alias: {
+    ssh2: './build/ssh2-refused.cjs',
+    'iconv-lite': './build/iconv-utf8-only.cjs',
+    'mime-db': './build/mime-db-subset.cjs',
+    'thread-stream': './build/thread-stream-refused.cjs',
+  },
   plugins: [stubs],
   legalComments: 'none',
   // Memory: V8 keeps the bundle's source for lazy compilation, and a single non-ASCII character in a
@@ -87,6 +94,8 @@ await build({
   keepNames: true,
   charset: 'ascii',
   logLevel: 'warning',
+  // verify-process.ts reads import.meta.url to tell source (tests) from the bundle, where it is empty.
+  logOverride: { 'empty-import-meta': 'silent' },
 });
 // The project is ESM; the bundle is CommonJS, and says so for when it runs from inside dist/.
 await writeFile(join(out, 'package.json'), '{ "type": "commonjs" }\n');

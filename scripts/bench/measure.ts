@@ -116,11 +116,15 @@ export async function startAgentOn(
   return { agent, startupMs: performance.now() - started };
 }
 
-/** A bare node:http server answering `body` to everything: the floor for the agent's status. */
+/**
+ * A bare node:http server answering `body` to everything: the floor for the agent's status and its
+ * memory. `flags`: Node.js flags, the unit's for a floor on the same terms as the agent.
+ */
 export async function startBareServer(
   node: string,
   dir: string,
   body: string,
+  flags: readonly string[] = [],
 ): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const script = join(dir, 'bare-status-server.cjs');
   writeFileSync(
@@ -132,7 +136,7 @@ export async function startBareServer(
       "server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'));",
     ].join('\n'),
   );
-  const child = spawn(node, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(node, [...flags, script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<string>((resolve) => child.stdout?.once('data', (c: Buffer) => resolve(c.toString().trim())));
   return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, stop: () => stopChild(child, 5_000) };
 }
@@ -165,21 +169,22 @@ const latency = (text: string, percent: string): number => {
   return m === null ? Number.NaN : Number(m[1]) * (UNIT_MS[m[2] ?? 'ms'] ?? 1);
 };
 
-/** wrk -t1 -c<connections> -d<seconds>s against `url`, with a Lua script for the method, headers and body. */
+/** wrk -t<threads> -c<connections> -d<seconds>s against `url`, with a Lua script for the method, headers and body. */
 export async function wrk(
   dir: string,
   url: string,
   connections: number,
   seconds: number,
   request: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  threads = 1,
 ): Promise<WrkResult> {
-  const lua = join(dir, `wrk-${Date.now()}.lua`);
+  const lua = join(dir, `wrk-${Date.now()}-${Math.random().toString(36).slice(2)}.lua`);
   const lines = [`wrk.method = ${JSON.stringify(request.method ?? 'GET')}`];
   for (const [k, v] of Object.entries(request.headers ?? {}))
     lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
   if (request.body !== undefined) lines.push(`wrk.body = ${JSON.stringify(request.body)}`);
   writeFileSync(lua, `${lines.join('\n')}\n`);
-  const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', lua, url], {
+  const { stdout } = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-s', lua, url], {
     timeout: (seconds + 30) * 1000,
   });
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);

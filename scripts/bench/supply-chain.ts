@@ -1,16 +1,20 @@
 /**
- * The supply chain's cost, beside the same agent without it: idle memory of an agent configured with
- * IMAGE_VERIFICATION=github-attestation that has not deployed yet (sigstore is loaded on the first
- * deploy), and image swaps that verify an attestation (public-good: Rekor entry and SCT) on the
- * loopback registry, interleaved with swaps of an agent without verification. Goal: at most 1.2×.
+ * The two configurations production can run, side by side on the same engine and registry:
+ * IMAGE_VERIFICATION=none and github-attestation (public-good: Rekor entry and SCT, on the loopback
+ * registry). Idle memory before the first deploy; image swaps, interleaved (goal: verified at most
+ * 1.2x); memory after the verified deploys and again after the status load (goal: at most 100 MiB);
+ * and the cost of running each check in a process of its own (goal: under 0.1x of a swap).
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { verificationPolicy } from '../../src/config/verification.js';
+import { VERIFY_CHILD_ARGUMENT } from '../../src/supply-chain/verify-process.js';
 import type { AgentProcess } from '../../test/support/agent-process.js';
 import { attachBundle } from '../../test/support/cosign.js';
 import { docker, freePort, REPOSITORY_PATH, type SandboxInfo } from '../../test/support/sandbox.js';
 import { githubClaims, provenanceStatement, SigstoreMock } from '../../test/support/sigstore-mock.js';
-import { median, rssMiB, sleep, startAgentOn } from './measure.js';
+import { median, rssMiB, sleep, startAgentOn, wrk } from './measure.js';
 
 export interface SupplyChainFigures {
   /** RSS of the verifying agent before its first deploy, and of the plain agent measured the same way. */
@@ -19,6 +23,16 @@ export interface SupplyChainFigures {
   /** Request to answer of swaps (ms): the plain agent and the verifying agent, interleaved. */
   readonly plain: number[];
   readonly verified: number[];
+  /** RSS after the deploys above, and after the status load that follows them. */
+  readonly afterDeploys: { readonly plain: number; readonly verified: number };
+  readonly afterLoad: { readonly plain: number; readonly verified: number };
+  /** Status under the same load: requests a second, each agent. */
+  readonly statusRps: { readonly plain: number; readonly verified: number };
+  /**
+   * A check's process from spawn to answer (ms) when the registry refuses at once (a closed port):
+   * the cost of a fresh process per deploy (Node.js, the verifier's code, the trusted root), alone.
+   */
+  readonly checkStart: number[];
 }
 
 async function manifestDigest(info: SandboxInfo, tag: string): Promise<string> {
@@ -40,6 +54,8 @@ export async function measureSupplyChain(options: {
   readonly env: Readonly<Record<string, string>>;
   readonly swaps: number;
   readonly settleMs: number;
+  /** The status load, as the bench's own (wrk -c, seconds) with the service token's headers. */
+  readonly load: { readonly connections: number; readonly seconds: number; readonly headers: Record<string, string> };
 }): Promise<SupplyChainFigures> {
   const { info, node, swaps } = options;
   const repository = `${info.registry}/${REPOSITORY_PATH}`;
@@ -52,6 +68,12 @@ export async function measureSupplyChain(options: {
     }
     const root = join(options.dir, 'trusted_root.jsonl');
     writeFileSync(root, mock.trustedRootLines());
+    const policy = {
+      SIGSTORE_TRUSTED_ROOT_FILE: root,
+      ATTESTATION_REPOSITORY: 'ceerkle/dreichor-trading',
+      ATTESTATION_SIGNER_WORKFLOW: 'ceerkle/dreichor-trading/.github/workflows/build.yml',
+      ATTESTATION_SOURCE_REFS: 'refs/heads/main',
+    };
     const agentEnv = async (name: string, extra: Record<string, string>): Promise<Record<string, string>> => {
       const dir = join(options.dir, name);
       for (const d of ['audit', 'snap', 'state']) mkdirSync(join(dir, d), { recursive: true });
@@ -68,16 +90,7 @@ export async function measureSupplyChain(options: {
     const plain = (await startAgentOn(node, await agentEnv('plain', { IMAGE_VERIFICATION: 'none' }))).agent;
     agents.push(plain);
     const verifying = (
-      await startAgentOn(
-        node,
-        await agentEnv('verified', {
-          IMAGE_VERIFICATION: 'github-attestation',
-          SIGSTORE_TRUSTED_ROOT_FILE: root,
-          ATTESTATION_REPOSITORY: 'ceerkle/dreichor-trading',
-          ATTESTATION_SIGNER_WORKFLOW: 'ceerkle/dreichor-trading/.github/workflows/build.yml',
-          ATTESTATION_SOURCE_REFS: 'refs/heads/main',
-        }),
-      )
+      await startAgentOn(node, await agentEnv('verified', { IMAGE_VERIFICATION: 'github-attestation', ...policy }))
     ).agent;
     agents.push(verifying);
     await sleep(options.settleMs);
@@ -103,7 +116,17 @@ export async function measureSupplyChain(options: {
         list.push(performance.now() - t0);
       }
     }
-    return { idleVerified, idlePlain, ...figures };
+    await sleep(options.settleMs);
+    const rss = (agent: AgentProcess) => rssMiB(agent.child.pid ?? 0);
+    const afterDeploys = { plain: rss(plain), verified: rss(verifying) };
+    const { connections, seconds, headers } = options.load;
+    const loaded = async (agent: AgentProcess) =>
+      (await wrk(options.dir, `${agent.api.url}/v1/status`, connections, seconds, { headers })).rps;
+    const statusRps = { plain: await loaded(plain), verified: await loaded(verifying) };
+    await sleep(options.settleMs);
+    const afterLoad = { plain: rss(plain), verified: rss(verifying) };
+    const checkStart = await checkStarts(node, root, policy, swaps);
+    return { idleVerified, idlePlain, ...figures, afterDeploys, afterLoad, statusRps, checkStart };
   } finally {
     for (const agent of agents) {
       await agent.api.stop().catch(() => undefined);
@@ -113,22 +136,61 @@ export async function measureSupplyChain(options: {
   }
 }
 
+/**
+ * Starts `count` check processes from the bundle (dist/agent.js), one after the other, as the agent
+ * does, each with a job whose registry refuses at once: what a verified deploy pays for its fresh
+ * process (Node.js, the verifier's code, the trusted root), beside the swap it is part of.
+ */
+async function checkStarts(node: string, root: string, env: Record<string, string>, count: number): Promise<number[]> {
+  const policy = verificationPolicy({ IMAGE_VERIFICATION: 'github-attestation', ...env, SIGSTORE_TRUSTED_ROOT_FILE: root });
+  const job = {
+    policy,
+    request: { repository: '127.0.0.1:1/bench/refused', tagDigest: `sha256:${'0'.repeat(64)}`, index: false, credentials: null },
+  };
+  const times: number[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const t0 = performance.now();
+    const child = spawn(node, [resolve('dist/agent.js'), VERIFY_CHILD_ARGUMENT], {
+      env: {},
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
+    const reply = await new Promise<unknown>((done, fail) => {
+      child.once('message', done);
+      child.once('exit', (code) => fail(new Error(`the check process exited (${code}) without an answer`)));
+      child.send(job);
+    });
+    times.push(performance.now() - t0);
+    child.kill('SIGKILL');
+    const status = (reply as { status?: unknown }).status;
+    if (status !== 502) throw new Error(`the check process answered ${JSON.stringify(reply).slice(0, 300)}`);
+  }
+  return times;
+}
+
 export function renderSupplyChain(f: SupplyChainFigures, swaps: number): string {
   const plain = median(f.plain);
   const verified = median(f.verified);
   const ratio = verified / plain;
+  const check = median(f.checkStart);
+  const mib = (x: number) => `${x.toFixed(1)} MiB`;
+  const bound = (x: number) => (x <= 100 ? '✓' : '✗');
   return [
     '',
-    `## (f) Supply chain: verification beside none, medians of ${swaps}, interleaved`,
+    `## (f) The two configurations: IMAGE_VERIFICATION=none and github-attestation, medians of ${swaps}, interleaved`,
     '',
-    'Two agents on the same engine and registry: one with `IMAGE_VERIFICATION=none`, one with `github-attestation` (public-good: a Rekor entry with its inclusion proof and an SCT; the bundle found through the `sha256-` tag, as on GHCR; @sigstore/mock keys). Each swap pulls for real.',
+    "Two agents on the same engine and registry: one with `IMAGE_VERIFICATION=none`, one with `github-attestation` (public-good: a Rekor entry with its inclusion proof and an SCT; the bundle found through the `sha256-` tag, as on GHCR; @sigstore/mock keys). Each swap pulls for real. Memory is each agent's RSS, after its deploys and again after the status load (wrk, as in (a)).",
     '',
     '| | without verification | with verification | ratio | goal |',
     '|---|---|---|---|---|',
     `| swap, request to answer | ${plain.toFixed(0)} ms | ${verified.toFixed(0)} ms | ${ratio.toFixed(2)}× | ≤ 1.2× ${ratio <= 1.2 ? '✓' : '✗'} |`,
-    `| idle RSS, before the first deploy | ${f.idlePlain.toFixed(1)} MiB | ${f.idleVerified.toFixed(1)} MiB | ${(f.idleVerified / f.idlePlain).toFixed(2)}× | no higher ${f.idleVerified <= f.idlePlain + 1 ? '✓' : '✗'} |`,
+    `| idle RSS, before the first deploy | ${mib(f.idlePlain)} | ${mib(f.idleVerified)} | ${(f.idleVerified / f.idlePlain).toFixed(2)}× | no higher ${f.idleVerified <= f.idlePlain + 1 ? '✓' : '✗'} |`,
+    `| RSS after the deploys | ${mib(f.afterDeploys.plain)} | ${mib(f.afterDeploys.verified)} | ${(f.afterDeploys.verified / f.afterDeploys.plain).toFixed(2)}× | ≤ 100 MiB ${bound(f.afterDeploys.verified)} |`,
+    `| RSS after the deploys and the status load | ${mib(f.afterLoad.plain)} | ${mib(f.afterLoad.verified)} | ${(f.afterLoad.verified / f.afterLoad.plain).toFixed(2)}× | ≤ 100 MiB ${bound(Math.max(f.afterLoad.plain, f.afterLoad.verified))} |`,
+    `| status under that load | ${Math.round(f.statusRps.plain).toLocaleString('en')}/s | ${Math.round(f.statusRps.verified).toLocaleString('en')}/s | ${(f.statusRps.verified / f.statusRps.plain).toFixed(2)}× | |`,
+    `| a check's own process, spawn to answer (registry refusing at once) | | ${check.toFixed(0)} ms | ${(check / verified).toFixed(3)}× of a verified swap | < 0.1× ${check < 0.1 * verified ? '✓' : '✗'} |`,
     '',
-    'The sigstore libraries are imported on the first deploy that verifies, so an agent that has not deployed holds none of them (the bundle carries their source, about 180 KB more of it).',
+    "Each check runs in a process of its own, started from the bundle and ended once it has answered (src/supply-chain/verify-process.ts): the sigstore libraries and the parsed trusted root live only as long as the check, so the verifying agent's memory after its deploys is the plain agent's. The last row is what that costs per deploy: a fresh Node.js process, the verifier's code and the trusted root, every time.",
     '',
   ].join('\n');
 }

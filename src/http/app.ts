@@ -23,7 +23,7 @@ import { stopRoute } from '../routes/stop.js';
 import type { AuditLog, AuditOpenOptions } from '../state/audit.js';
 import type { DeployPhase } from '../state/journal.js';
 import { openAgentState } from '../state/open-state.js';
-import { createImageVerifier } from '../supply-chain/verifier.js';
+import { createVerifierInProcess } from '../supply-chain/verify-process.js';
 import { CONNECTION_LIMITS, manageConnections } from './connections.js';
 import { contentTypeProblem } from './content-type.js';
 import { createHeaderGuard, type HeaderGuard } from './header-guard.js';
@@ -203,8 +203,9 @@ export async function startAgent(config: Config, options: StartOptions = {}): Pr
     audit,
     journal,
     logger,
-    // IMAGE_VERIFICATION: null with "none"; otherwise the check before every pull (supply-chain/).
-    verifier: createImageVerifier(config.imageVerification),
+    // IMAGE_VERIFICATION: null with "none"; otherwise the check before every pull (supply-chain/),
+    // in a child process that exits after it, so its libraries' memory is given back.
+    verifier: createVerifierInProcess(config.imageVerification),
     ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
   });
   deployer.startReconciler();
