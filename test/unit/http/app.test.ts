@@ -1,0 +1,122 @@
+/**
+ * The HTTP refusals through the real app (createApp, every middleware in its order) with the scripted
+ * engine, on an ephemeral loopback port: what the integration tier proves against a real engine, here
+ * in a fraction of a second, so that a slip in a body schema or the Content-Type check fails the fast tier.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { createApp } from '../../../src/http/app.js';
+import { RefusalThrottle } from '../../../src/http/refusals.js';
+import { AuditLog } from '../../../src/state/audit.js';
+import { FakeEngine } from '../../support/fake-engine.js';
+import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
+
+const NAME = 'dreichor-runtime-dev';
+const AUTH = { 'cf-access-client-id': 'client.access', 'cf-access-client-secret': 'a-secret-of-enough-length' };
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+describe('the HTTP app: refusals before anything acts', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dreichor-app-'));
+  const engine = new FakeEngine();
+  let server: Server;
+  let audit: AuditLog;
+  let base = '';
+
+  before(async () => {
+    engine.seed(NAME);
+    const config = unitConfig(dir);
+    const { deployer } = await unitDeployer(config, engine);
+    audit = await AuditLog.open(join(dir, 'app-audit.jsonl'));
+    const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason));
+    const app = createApp({ config, deployer, audit, refusals, logger: pino({ level: 'silent' }), verifyJwt: null });
+    server = createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Sends one request; returns the status, the reason, and the engine calls it caused. */
+  const send = async (path: string, headers: Record<string, string>, body: string | undefined, method = 'POST') => {
+    const before = engine.calls.length;
+    const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+    const json = (await res.json()) as { reason?: string };
+    return { status: res.status, reason: json.reason ?? '', engineCalls: engine.calls.slice(before) };
+  };
+  const deployBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ image: `${UNIT_REPOSITORY}:v2`, ...extra });
+
+  it('refuses a body that is not declared JSON with 415, on deploy and stop, before the engine is asked', async () => {
+    for (const [path, body] of [
+      ['/v1/deploy', deployBody()],
+      ['/v1/stop', '{}'],
+    ] as const) {
+      for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded', 'application/jsonp']) {
+        const r = await send(path, { ...AUTH, 'content-type': type }, body);
+        assert.equal(r.status, 415, `${path} as ${type}: ${r.reason}`);
+        assert.match(r.reason, /Content-Type must be application\/json/);
+        assert.deepEqual(r.engineCalls, [], `${path} as ${type} reached the engine`);
+      }
+      const none = await send(path, AUTH, body);
+      assert.equal(none.status, 415, `${path} without a Content-Type`);
+      const utf16 = await send(path, { ...AUTH, 'content-type': 'application/json; charset=utf-16' }, body);
+      assert.equal(utf16.status, 415, `${path} declared UTF-16`);
+      assert.match(utf16.reason, /UTF-8/);
+    }
+  });
+
+  it('refuses a deploy body with any field beyond image and environment with 400 naming the field', async () => {
+    for (const extra of [{ name: 'other' }, { env: ['A=1'] }, { volumes: ['/:/host'] }, { command: ['sh'] }]) {
+      const r = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, deployBody(extra));
+      assert.equal(r.status, 400, `${JSON.stringify(extra)}: ${r.reason}`);
+      assert.match(r.reason, /fields the agent does not accept/);
+      assert.ok(r.reason.includes(JSON.stringify(Object.keys(extra)[0])), r.reason);
+      assert.deepEqual(r.engineCalls, [], `${JSON.stringify(extra)} reached the engine`);
+    }
+  });
+
+  it('refuses a stop body with any field beyond environment with 400 naming the field, and stops nothing', async () => {
+    for (const extra of [{ force: true }, { container: NAME }, { environment: 'dev', all: true }]) {
+      const r = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify(extra));
+      assert.equal(r.status, 400, `${JSON.stringify(extra)}: ${r.reason}`);
+      assert.match(r.reason, /fields the agent does not accept/);
+      assert.deepEqual(r.engineCalls, [], `${JSON.stringify(extra)} reached the engine`);
+    }
+    assert.equal([...engine.containers.values()].find((c) => c.name === NAME)?.running, true);
+  });
+
+  it('refuses without credentials (401) and other methods (405), and a body of the wrong types (400)', async () => {
+    assert.equal((await send('/v1/deploy', JSON_TYPE, deployBody())).status, 401);
+    assert.equal((await send('/v1/stop', { ...JSON_TYPE, 'cf-access-client-id': 'client.access' }, '{}')).status, 401);
+    assert.equal((await send('/v1/deploy', AUTH, undefined, 'GET')).status, 405);
+    assert.equal((await send('/v1/nothing', AUTH, undefined, 'GET')).status, 404);
+    const wrongType = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ image: 5 }));
+    assert.equal(wrongType.status, 400);
+    assert.match(wrongType.reason, /^image: /);
+    const wrongEnv = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, deployBody({ environment: 'prod' }));
+    assert.equal(wrongEnv.status, 409, wrongEnv.reason);
+    assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
+  });
+
+  // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
+  // come from the checks they name, not from a harness that refuses everything.
+  it('accepts the same requests when they are right: a deploy, then a stop', async () => {
+    const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
+    assert.equal(deployed.status, 200, deployed.reason);
+    const stopped = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'dev' }));
+    assert.equal(stopped.status, 200, stopped.reason);
+    assert.equal(
+      [...engine.containers.values()].some((c) => c.running),
+      false,
+    );
+  });
+});
