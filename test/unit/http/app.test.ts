@@ -4,17 +4,17 @@
  * in a fraction of a second, so that a slip in a body schema or the Content-Type check fails the fast tier.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
+import type { Deployer } from '../../../src/deploy/deployer.js';
 import { createApp } from '../../../src/http/app.js';
 import { RefusalThrottle } from '../../../src/http/refusals.js';
 import { AuditLog } from '../../../src/state/audit.js';
 import { FakeEngine } from '../../support/fake-engine.js';
+import { tempDir } from '../../support/temp-dir.js';
 import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
 
 const NAME = 'dreichor-runtime-dev';
@@ -22,16 +22,17 @@ const AUTH = { 'cf-access-client-id': 'client.access', 'cf-access-client-secret'
 const JSON_TYPE = { 'content-type': 'application/json' };
 
 describe('the HTTP app: refusals before anything acts', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dreichor-app-'));
+  const dir = tempDir('app');
   const engine = new FakeEngine();
   let server: Server;
   let audit: AuditLog;
+  let deployer: Deployer;
   let base = '';
 
   before(async () => {
     engine.seed(NAME);
     const config = unitConfig(dir);
-    const { deployer } = await unitDeployer(config, engine);
+    ({ deployer } = await unitDeployer(config, engine));
     audit = await AuditLog.open(join(dir, 'app-audit.jsonl'));
     const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason));
     const app = createApp({ config, deployer, audit, refusals, logger: pino({ level: 'silent' }), verifyJwt: null });
@@ -42,8 +43,8 @@ describe('the HTTP app: refusals before anything acts', () => {
   after(async () => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await deployer.shutdown();
     await audit.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** Sends one request; returns the status, the reason, and the engine calls it caused. */
