@@ -4,6 +4,7 @@
  * in a fraction of a second, so that a slip in a body schema or the Content-Type check fails the fast tier.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -105,6 +106,35 @@ describe('the HTTP app: refusals before anything acts', () => {
     assert.match(wrongType.reason, /^image: /);
     const wrongEnv = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, deployBody({ environment: 'prod' }));
     assert.equal(wrongEnv.status, 409, wrongEnv.reason);
+    assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
+  });
+
+  it('says which field is wrong and why, and audits a refused deploy with the image it named', async () => {
+    const reason = async (path: string, body: string) => (await send(path, { ...AUTH, ...JSON_TYPE }, body)).reason;
+    assert.equal(await reason('/v1/deploy', JSON.stringify({ image: 5 })), 'image: is required and must be a string');
+    assert.equal(await reason('/v1/deploy', '{}'), 'image: is required and must be a string');
+    assert.equal(await reason('/v1/deploy', JSON.stringify({ image: 'x'.repeat(513) })), 'image: must be at most 512 characters');
+    assert.equal(await reason('/v1/deploy', deployBody({ environment: 7 })), 'environment: must be a string');
+    assert.equal(await reason('/v1/stop', JSON.stringify({ environment: 7 })), 'environment: must be a string');
+    assert.match(await reason('/v1/stop', '[]'), /^request body: /);
+    const long = 'k'.repeat(100);
+    assert.equal(
+      await reason('/v1/stop', JSON.stringify({ [long]: 1, b: 2 })),
+      `request body has fields the agent does not accept: "${'k'.repeat(64)}", "b"`,
+    );
+    const mismatch = `prod-${'x'.repeat(40)}`;
+    assert.equal(
+      await reason('/v1/deploy', deployBody({ environment: mismatch })),
+      `this is the dev agent but the request is for environment "${mismatch.slice(0, 32)}"`,
+    );
+    // The audit line of that refusal names the image the request asked for.
+    const lines = readFileSync(join(dir, 'app-audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const refused = lines.filter((l) => l['status'] === 409);
+    assert.ok(refused.length > 0, 'the 409 has no audit line');
+    assert.equal(refused.at(-1)?.['image'], `${UNIT_REPOSITORY}:v2`);
     assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
   });
 
