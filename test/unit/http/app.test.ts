@@ -138,6 +138,38 @@ describe('the HTTP app: refusals before anything acts', () => {
     assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
   });
 
+  it('a caller that leaves during the pull abandons the deploy at once: nothing is created', async () => {
+    const release = engine.hold('pull');
+    try {
+      const leave = new AbortController();
+      const answer = fetch(`${base}/v1/deploy`, {
+        method: 'POST',
+        headers: { ...AUTH, ...JSON_TYPE },
+        body: deployBody(),
+        signal: leave.signal,
+      }).catch(() => 'left');
+      for (const until = Date.now() + 5_000; !engine.calls.some((c) => c.startsWith('pull')) && Date.now() < until; ) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.ok(
+        engine.calls.some((c) => c.startsWith('pull')),
+        'the deploy never reached its pull',
+      );
+      const left = performance.now();
+      leave.abort();
+      assert.equal(await answer, 'left');
+      while (deployer.busy && performance.now() - left < 5_000) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(
+        performance.now() - left < 1_500,
+        `the deploy went on ${Math.round(performance.now() - left)} ms after its caller left`,
+      );
+      assert.ok(!engine.calls.some((c) => c.startsWith('create')), 'a container was created for a caller that left');
+    } finally {
+      release();
+      engine.calls.length = 0;
+    }
+  });
+
   // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
   // come from the checks they name, not from a harness that refuses everything.
   it('accepts the same requests when they are right: a deploy, then a stop', async () => {
