@@ -9,7 +9,10 @@ const GROUPS = [
   { mutate: ['src/http/**/*.ts'], tests: ['test/unit/http/*.test.ts', 'test/unit/auth.test.ts'] },
   { mutate: ['src/routes/**/*.ts'], tests: ['test/unit/http/*.test.ts'] },
   { mutate: ['src/policy/**/*.ts'], tests: ['test/unit/policy/*.test.ts'] },
-  { mutate: ['src/supply-chain/**/*.ts'], tests: ['test/unit/supply-chain/*.test.ts'] },
+  {
+    mutate: ['src/supply-chain/**/*.ts'],
+    tests: ['test/unit/supply-chain/*.test.ts', 'test/unit/config/verification.test.ts'],
+  },
   { mutate: ['src/state/audit*.ts'], tests: ['test/unit/state/audit*.test.ts'] },
   {
     mutate: ['src/deploy/{image-fetch,start-check,stop-sequence,lock,retention}.ts'],
