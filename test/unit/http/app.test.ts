@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -168,6 +168,60 @@ describe('the HTTP app: refusals before anything acts', () => {
       release();
       engine.calls.length = 0;
     }
+  });
+
+  it('status: 200 with the runtime for a client, by the fast path or the ordinary chain; refused as the others are', async () => {
+    /** node:http, because fetch sends no body with a GET. */
+    const raw = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+      new Promise<{ status: number; type: string; id: string; json: Record<string, unknown> }>((resolve, reject) => {
+        const req = request(
+          `${base}${path}`,
+          {
+            method,
+            headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+            agent: false,
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                type: String(res.headers['content-type']),
+                id: String(res.headers['x-request-id'] ?? ''),
+                json: (text === '' ? { empty: true } : JSON.parse(text)) as Record<string, unknown>,
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    for (const path of ['/v1/status', '/v1/status?verbose=1']) {
+      const ok = await raw('GET', path, { ...AUTH, ...JSON_TYPE });
+      assert.equal(ok.status, 200, `${path}: ${JSON.stringify(ok.json)}`);
+      assert.equal(ok.type, 'application/json; charset=utf-8');
+      assert.match(ok.id, /^[0-9a-f-]{36}$/);
+      assert.equal(ok.json['running'], true, path);
+    }
+    assert.equal((await raw('GET', '/v1/status', JSON_TYPE)).status, 401);
+    assert.equal((await raw('GET', '/v1/status', { ...JSON_TYPE, 'cf-access-client-id': 'client.access' })).status, 401);
+    assert.equal((await raw('GET', '/v1/status', { ...AUTH, 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await raw('POST', '/v1/status', { ...AUTH, ...JSON_TYPE }, '{}')).status, 405);
+    const extra = await raw('GET', '/v1/status', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ force: true }));
+    assert.equal(extra.status, 400, JSON.stringify(extra));
+    assert.match(String(extra.json['reason']), /fields the agent does not accept: "force"/, JSON.stringify(extra));
+    const own = await raw('GET', '/v1/status', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'dev' }));
+    assert.equal(own.status, 200);
+    assert.equal(own.json['running'], true);
+    assert.deepEqual(
+      engine.calls.filter((c) => !c.startsWith('inspectContainer')),
+      [],
+      'status only looks',
+    );
   });
 
   // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
