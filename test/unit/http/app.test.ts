@@ -127,12 +127,15 @@ describe('the HTTP app: refusals before anything acts', () => {
       await reason('/v1/deploy', deployBody({ environment: mismatch })),
       `this is the dev agent but the request is for environment "${mismatch.slice(0, 32)}"`,
     );
+    const stopElsewhere = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'prod' }));
+    assert.equal(stopElsewhere.status, 409, 'a stop meant for another environment');
+    assert.equal(stopElsewhere.reason, 'this is the dev agent but the request is for environment "prod"');
     // The audit line of that refusal names the image the request asked for.
     const lines = readFileSync(join(dir, 'app-audit.jsonl'), 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const refused = lines.filter((l) => l['status'] === 409);
+    const refused = lines.filter((l) => l['status'] === 409 && l['endpoint'] === '/v1/deploy');
     assert.ok(refused.length > 0, 'the 409 has no audit line');
     assert.equal(refused.at(-1)?.['image'], `${UNIT_REPOSITORY}:v2`);
     assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
