@@ -135,7 +135,7 @@ export function identityProblem(id: GitHubIdentity, policy: AttestationPolicy): 
   if (!githubUrlIs(id.repository, policy.repository, '')) {
     return `built from repository ${quote(id.repository)}, not ATTESTATION_REPOSITORY`;
   }
-  if (id.ref === null || !refAllowed(id.ref, policy.sourceRefs)) {
+  if (id.ref === null || id.ref === '' || !refAllowed(id.ref, policy.sourceRefs)) {
     return `built from ref ${quote(id.ref)}, which ATTESTATION_SOURCE_REFS does not allow`;
   }
   return null;

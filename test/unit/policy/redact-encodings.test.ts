@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createRedactor, type NamedSecret, runtimeSecrets } from '../../../src/policy/redact.js';
+import { propertyRuns } from '../../support/sampling.js';
 
 // The encoders below are written from each library's documented behaviour, not from the redactor's.
 const hex4 = (unit: number): string => unit.toString(16).padStart(4, '0');
@@ -116,7 +117,7 @@ const secretOf = (chars: readonly string[], minLength: number) =>
   fc.string({ unit: fc.constantFrom(...chars), minLength, maxLength: 40 });
 const anySecret = (minLength: number) =>
   fc.oneof(secretOf(ASCII, minLength), secretOf(UNICODE, minLength), secretOf([...ASCII, ...UNICODE], minLength));
-const RUNS = { numRuns: 200 };
+const RUNS = propertyRuns(200);
 
 describe('property: no encoding of a secret survives, whatever surrounds it', () => {
   for (const [name, encode] of ENCODINGS) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createRedactor, runtimeSecrets, tail } from '../../../src/policy/redact.js';
+import { propertyRuns } from '../../support/sampling.js';
 
 const ENV = {
   DATABASE_URL: 'postgres://trader:S3cr3t-pa55w0rd@db.internal:5432/dreichor',
@@ -69,7 +70,7 @@ describe('masking secrets in text from the runtime', () => {
           if (secret.length > 16) assert.ok(!out.includes(secret.slice(0, 16)) && !out.includes(secret.slice(-16)), out);
         },
       ),
-      { numRuns: 300 },
+      propertyRuns(300),
     );
   });
 });

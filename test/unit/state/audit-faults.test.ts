@@ -67,9 +67,10 @@ describe('audit log faults', () => {
   it('a disk that fills in the middle of a line (a real tmpfs): 503 ENOSPC, cut back, and writes again once there is room', async () => {
     const mountPoint = mkdtempSync(join(root, 'full-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountPoint]);
+    let log: AuditLog | undefined;
     try {
       const file = join(mountPoint, 'audit.jsonl');
-      const log = await AuditLog.open(file);
+      log = await AuditLog.open(file);
       // Leave 100 bytes in the file's last page, then fill every other page: the next line starts
       // in the room that is left and cannot be finished.
       await log.append(auditEvent(0, ''));
@@ -99,7 +100,14 @@ describe('audit log faults', () => {
         [0, 1, 2, 3],
       );
     } finally {
-      execFileSync('umount', [mountPoint]);
+      // Also when an assertion failed: the open log holds the mount busy, so it is closed first; a
+      // mount still busy is detached (lazily) rather than left behind.
+      await log?.close().catch(() => undefined);
+      try {
+        execFileSync('umount', [mountPoint], { stdio: 'ignore' });
+      } catch {
+        execFileSync('umount', ['--lazy', mountPoint]);
+      }
     }
   });
 

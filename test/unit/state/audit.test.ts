@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AuditLog, verifyAuditLog } from '../../../src/state/audit.js';
 import { auditEvent } from '../../support/audit-files.js';
+import { tempDir } from '../../support/temp-dir.js';
 
 const event = (n: number) => auditEvent(n);
 
 async function writeLog(lines: number): Promise<string> {
-  const file = join(mkdtempSync(join(tmpdir(), 'dreichor-audit-test-')), 'audit.jsonl');
+  const file = join(tempDir('audit-test'), 'audit.jsonl');
   const log = await AuditLog.open(file);
   for (let i = 0; i < lines; i += 1) await log.append(event(i));
   await log.close();
@@ -66,7 +66,7 @@ describe('audit log', () => {
   });
 
   it('the audit-verify command of the built agent says which line, with its exit code', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'dreichor-audit-cli-')), 'audit.jsonl');
+    const file = join(tempDir('audit-cli'), 'audit.jsonl');
     const run = () => spawnSync(process.execPath, ['dist/agent.js', 'audit-verify', file], { encoding: 'utf8', timeout: 10_000 });
     return writeLog(3).then((source) => {
       writeFileSync(file, readFileSync(source, 'utf8'));

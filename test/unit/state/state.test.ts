@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { StateStore } from '../../../src/state/state.js';
+import { propertyRuns } from '../../support/sampling.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dreichor-state-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -43,7 +44,7 @@ describe('the record of tag digests', () => {
         for (const [i, tag] of tags.entries()) assert.equal(reopened.recordedDigest(tag), digest(String(i % 10)), tag);
         assert.equal(reopened.recordedDigest('never-deployed'), null);
       }),
-      { numRuns: 80 },
+      propertyRuns(80),
     );
   });
 

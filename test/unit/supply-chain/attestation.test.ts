@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type AttestationPolicy, verificationPolicy } from '../../../src/config/verification.js';
 import { AttestationVerifier } from '../../../src/supply-chain/attestation.js';
 import { githubClaims, type Instance, provenanceStatement, SigstoreMock } from '../../support/sigstore-mock.js';
+import { tempDir } from '../../support/temp-dir.js';
 
 /**
  * The attestation checks on real bundles: signed through @sigstore/mock's Fulcio, Rekor and TSA on
@@ -14,7 +14,7 @@ import { githubClaims, type Instance, provenanceStatement, SigstoreMock } from '
  */
 const DIGEST = `sha256:${'1'.repeat(64)}`;
 const OTHER = `sha256:${'2'.repeat(64)}`;
-const dir = mkdtempSync(join(tmpdir(), 'dreichor-attestation-'));
+const dir = tempDir('attestation');
 
 let mock: SigstoreMock;
 let n = 0;

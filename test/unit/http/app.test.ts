@@ -1,0 +1,242 @@
+/**
+ * The HTTP refusals through the real app (createApp, every middleware in its order) with the scripted
+ * engine, on an ephemeral loopback port: what the integration tier proves against a real engine, here
+ * in a fraction of a second, so that a slip in a body schema or the Content-Type check fails the fast tier.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { Deployer } from '../../../src/deploy/deployer.js';
+import { createApp } from '../../../src/http/app.js';
+import { RefusalThrottle } from '../../../src/http/refusals.js';
+import { AuditLog } from '../../../src/state/audit.js';
+import { FakeEngine } from '../../support/fake-engine.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
+
+const NAME = 'dreichor-runtime-dev';
+const AUTH = { 'cf-access-client-id': 'client.access', 'cf-access-client-secret': 'a-secret-of-enough-length' };
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+describe('the HTTP app: refusals before anything acts', () => {
+  const dir = tempDir('app');
+  const engine = new FakeEngine();
+  let server: Server;
+  let audit: AuditLog;
+  let deployer: Deployer;
+  let base = '';
+
+  before(async () => {
+    engine.seed(NAME);
+    const config = unitConfig(dir);
+    ({ deployer } = await unitDeployer(config, engine));
+    audit = await AuditLog.open(join(dir, 'app-audit.jsonl'));
+    const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason));
+    const app = createApp({ config, deployer, audit, refusals, logger: pino({ level: 'silent' }), verifyJwt: null });
+    server = createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await deployer.shutdown();
+    await audit.close();
+  });
+
+  /** Sends one request; returns the status, the reason, and the engine calls it caused. */
+  const send = async (path: string, headers: Record<string, string>, body: string | undefined, method = 'POST') => {
+    const before = engine.calls.length;
+    const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+    const json = (await res.json()) as { reason?: string };
+    return { status: res.status, reason: json.reason ?? '', engineCalls: engine.calls.slice(before) };
+  };
+  const deployBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ image: `${UNIT_REPOSITORY}:v2`, ...extra });
+
+  it('refuses a body that is not declared JSON with 415, on deploy and stop, before the engine is asked', async () => {
+    for (const [path, body] of [
+      ['/v1/deploy', deployBody()],
+      ['/v1/stop', '{}'],
+    ] as const) {
+      for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded', 'application/jsonp']) {
+        const r = await send(path, { ...AUTH, 'content-type': type }, body);
+        assert.equal(r.status, 415, `${path} as ${type}: ${r.reason}`);
+        assert.match(r.reason, /Content-Type must be application\/json/);
+        assert.deepEqual(r.engineCalls, [], `${path} as ${type} reached the engine`);
+      }
+      const none = await send(path, AUTH, body);
+      assert.equal(none.status, 415, `${path} without a Content-Type`);
+      const utf16 = await send(path, { ...AUTH, 'content-type': 'application/json; charset=utf-16' }, body);
+      assert.equal(utf16.status, 415, `${path} declared UTF-16`);
+      assert.match(utf16.reason, /UTF-8/);
+    }
+  });
+
+  it('refuses a deploy body with any field beyond image and environment with 400 naming the field', async () => {
+    for (const extra of [{ name: 'other' }, { env: ['A=1'] }, { volumes: ['/:/host'] }, { command: ['sh'] }]) {
+      const r = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, deployBody(extra));
+      assert.equal(r.status, 400, `${JSON.stringify(extra)}: ${r.reason}`);
+      assert.match(r.reason, /fields the agent does not accept/);
+      assert.ok(r.reason.includes(JSON.stringify(Object.keys(extra)[0])), r.reason);
+      assert.deepEqual(r.engineCalls, [], `${JSON.stringify(extra)} reached the engine`);
+    }
+  });
+
+  it('refuses a stop body with any field beyond environment with 400 naming the field, and stops nothing', async () => {
+    for (const extra of [{ force: true }, { container: NAME }, { environment: 'dev', all: true }]) {
+      const r = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify(extra));
+      assert.equal(r.status, 400, `${JSON.stringify(extra)}: ${r.reason}`);
+      assert.match(r.reason, /fields the agent does not accept/);
+      assert.deepEqual(r.engineCalls, [], `${JSON.stringify(extra)} reached the engine`);
+    }
+    assert.equal([...engine.containers.values()].find((c) => c.name === NAME)?.running, true);
+  });
+
+  it('refuses without credentials (401) and other methods (405), and a body of the wrong types (400)', async () => {
+    assert.equal((await send('/v1/deploy', JSON_TYPE, deployBody())).status, 401);
+    assert.equal((await send('/v1/stop', { ...JSON_TYPE, 'cf-access-client-id': 'client.access' }, '{}')).status, 401);
+    assert.equal((await send('/v1/deploy', AUTH, undefined, 'GET')).status, 405);
+    assert.equal((await send('/v1/nothing', AUTH, undefined, 'GET')).status, 404);
+    const wrongType = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ image: 5 }));
+    assert.equal(wrongType.status, 400);
+    assert.match(wrongType.reason, /^image: /);
+    const wrongEnv = await send('/v1/deploy', { ...AUTH, ...JSON_TYPE }, deployBody({ environment: 'prod' }));
+    assert.equal(wrongEnv.status, 409, wrongEnv.reason);
+    assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
+  });
+
+  it('says which field is wrong and why, and audits a refused deploy with the image it named', async () => {
+    const reason = async (path: string, body: string) => (await send(path, { ...AUTH, ...JSON_TYPE }, body)).reason;
+    assert.equal(await reason('/v1/deploy', JSON.stringify({ image: 5 })), 'image: is required and must be a string');
+    assert.equal(await reason('/v1/deploy', '{}'), 'image: is required and must be a string');
+    assert.equal(await reason('/v1/deploy', JSON.stringify({ image: 'x'.repeat(513) })), 'image: must be at most 512 characters');
+    assert.equal(await reason('/v1/deploy', deployBody({ environment: 7 })), 'environment: must be a string');
+    assert.equal(await reason('/v1/stop', JSON.stringify({ environment: 7 })), 'environment: must be a string');
+    assert.match(await reason('/v1/stop', '[]'), /^request body: /);
+    const long = 'k'.repeat(100);
+    assert.equal(
+      await reason('/v1/stop', JSON.stringify({ [long]: 1, b: 2 })),
+      `request body has fields the agent does not accept: "${'k'.repeat(64)}", "b"`,
+    );
+    const mismatch = `prod-${'x'.repeat(40)}`;
+    assert.equal(
+      await reason('/v1/deploy', deployBody({ environment: mismatch })),
+      `this is the dev agent but the request is for environment "${mismatch.slice(0, 32)}"`,
+    );
+    const stopElsewhere = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'prod' }));
+    assert.equal(stopElsewhere.status, 409, 'a stop meant for another environment');
+    assert.equal(stopElsewhere.reason, 'this is the dev agent but the request is for environment "prod"');
+    // The audit line of that refusal names the image the request asked for.
+    const lines = readFileSync(join(dir, 'app-audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const refused = lines.filter((l) => l['status'] === 409 && l['endpoint'] === '/v1/deploy');
+    assert.ok(refused.length > 0, 'the 409 has no audit line');
+    assert.equal(refused.at(-1)?.['image'], `${UNIT_REPOSITORY}:v2`);
+    assert.deepEqual(engine.calls, [], 'a refused request reached the engine');
+  });
+
+  it('a caller that leaves during the pull abandons the deploy at once: nothing is created', async () => {
+    const release = engine.hold('pull');
+    try {
+      const leave = new AbortController();
+      const answer = fetch(`${base}/v1/deploy`, {
+        method: 'POST',
+        headers: { ...AUTH, ...JSON_TYPE },
+        body: deployBody(),
+        signal: leave.signal,
+      }).catch(() => 'left');
+      for (const until = Date.now() + 5_000; !engine.calls.some((c) => c.startsWith('pull')) && Date.now() < until; ) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.ok(
+        engine.calls.some((c) => c.startsWith('pull')),
+        'the deploy never reached its pull',
+      );
+      const left = performance.now();
+      leave.abort();
+      assert.equal(await answer, 'left');
+      while (deployer.busy && performance.now() - left < 5_000) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(
+        performance.now() - left < 1_500,
+        `the deploy went on ${Math.round(performance.now() - left)} ms after its caller left`,
+      );
+      assert.ok(!engine.calls.some((c) => c.startsWith('create')), 'a container was created for a caller that left');
+    } finally {
+      release();
+      engine.calls.length = 0;
+    }
+  });
+
+  it('status: 200 with the runtime for a client, by the fast path or the ordinary chain; refused as the others are', async () => {
+    /** node:http, because fetch sends no body with a GET. */
+    const raw = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+      new Promise<{ status: number; type: string; id: string; json: Record<string, unknown> }>((resolve, reject) => {
+        const req = request(
+          `${base}${path}`,
+          {
+            method,
+            headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+            agent: false,
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                type: String(res.headers['content-type']),
+                id: String(res.headers['x-request-id'] ?? ''),
+                json: (text === '' ? { empty: true } : JSON.parse(text)) as Record<string, unknown>,
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    for (const path of ['/v1/status', '/v1/status?verbose=1']) {
+      const ok = await raw('GET', path, { ...AUTH, ...JSON_TYPE });
+      assert.equal(ok.status, 200, `${path}: ${JSON.stringify(ok.json)}`);
+      assert.equal(ok.type, 'application/json; charset=utf-8');
+      assert.match(ok.id, /^[0-9a-f-]{36}$/);
+      assert.equal(ok.json['running'], true, path);
+    }
+    assert.equal((await raw('GET', '/v1/status', JSON_TYPE)).status, 401);
+    assert.equal((await raw('GET', '/v1/status', { ...JSON_TYPE, 'cf-access-client-id': 'client.access' })).status, 401);
+    assert.equal((await raw('GET', '/v1/status', { ...AUTH, 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await raw('POST', '/v1/status', { ...AUTH, ...JSON_TYPE }, '{}')).status, 405);
+    const extra = await raw('GET', '/v1/status', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ force: true }));
+    assert.equal(extra.status, 400, JSON.stringify(extra));
+    assert.match(String(extra.json['reason']), /fields the agent does not accept: "force"/, JSON.stringify(extra));
+    const own = await raw('GET', '/v1/status', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'dev' }));
+    assert.equal(own.status, 200);
+    assert.equal(own.json['running'], true);
+    assert.deepEqual(
+      engine.calls.filter((c) => !c.startsWith('inspectContainer')),
+      [],
+      'status only looks',
+    );
+  });
+
+  // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
+  // come from the checks they name, not from a harness that refuses everything.
+  it('accepts the same requests when they are right: a deploy, then a stop', async () => {
+    const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
+    assert.equal(deployed.status, 200, deployed.reason);
+    const stopped = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'dev' }));
+    assert.equal(stopped.status, 200, stopped.reason);
+    assert.equal(
+      [...engine.containers.values()].some((c) => c.running),
+      false,
+    );
+  });
+});
