@@ -58,7 +58,10 @@ export const deployAnswerSchema = z
     container_name: z.string(),
     image: z.string().describe('The image deployed, as requested.'),
     environment: z.string(),
-    image_digest: z.string().describe('The digest that runs: sha256:<64 hex>.'),
+    image_digest: z
+      .string()
+      .describe("The manifest that runs: sha256:<64 hex> (of an image index, the one for the engine's platform)."),
+    tag_digest: z.string().describe('What the tag resolved to: image_digest, or the image index it was chosen from.'),
     container_id: z.string(),
     started_at: z.string().nullable().describe('When the engine started the container (ISO 8601).'),
     previous_image: z

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
-import { AgentError } from '../errors.js';
 import type { StatusBody } from '../deploy/status-view.js';
+import { AgentError } from '../errors.js';
 import { contentTypeProblem } from '../http/content-type.js';
 import type { HeaderGuard } from '../http/header-guard.js';
 import { requestFields } from '../http/http-log.js';
@@ -128,6 +128,8 @@ const leftoverSchema = z.strictObject({
   next_attempt_at: z.string().nullable().describe('ISO 8601.'),
 });
 
+const notOursSchema = z.strictObject({ id: z.string(), name: z.string(), state: z.string(), why: z.string() });
+
 /** The 200 answer of status (StatusBody). */
 export const statusAnswerSchema = z
   .strictObject({
@@ -135,7 +137,12 @@ export const statusAnswerSchema = z
     environment: z.string(),
     running: z.boolean(),
     image: z.string().optional().describe('When running.'),
-    image_digest: z.string().nullable().optional().describe('When running.'),
+    image_digest: z.string().nullable().optional().describe('When running: the manifest that runs.'),
+    tag_digest: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('When running: what its tag resolved to (image_digest, or the image index it was chosen from).'),
     started_at: z.string().optional().describe('When running (ISO 8601).'),
     provenance: provenanceSchema
       .nullable()
@@ -153,10 +160,23 @@ export const statusAnswerSchema = z
       .nullable()
       .describe('The last image deployed successfully before the current one: deploy it to roll back.'),
     leftovers: z.array(leftoverSchema).describe('Containers that will never run again and are not removed yet.'),
+    not_ours: z
+      .array(notOursSchema)
+      .describe("Containers that look like leftovers but are not provably this agent's: never touched."),
     audit_head: z.string().describe('The hash of the last audit line.'),
+    audit_intact: z
+      .boolean()
+      .nullable()
+      .describe('Whether the audit log is whole (chain verified at start, same file, head as recorded); null while checking.'),
+    audit_problem: z.string().nullable().describe('What is wrong with the audit log, when audit_intact is false.'),
     image_retention: z.number().int().describe('IMAGE_RETENTION: how many deployed images are kept; 0: all.'),
     inspected_at: z.string().describe('When the engine was asked (ISO 8601).'),
     inspection_age_ms: z.number().describe("How old the engine's answer was when this one was built."),
+    access_keys_age_seconds: z
+      .number()
+      .nullable()
+      .optional()
+      .describe('With the Access JWT check on: how old the signing keys in use are (null before the first fetch).'),
   })
   .describe("What runs, from the engine's own inspection, and what the agent is doing.");
 

@@ -15,7 +15,7 @@ const jobSchema = z.object({
   request: z.strictObject({
     repository: z.string(),
     tagDigest: z.string(),
-    index: z.boolean(),
+    runDigest: z.string(),
     credentials: z.custom<VerifyRequest['credentials']>((c) => c === null || typeof c === 'object'),
   }),
 });

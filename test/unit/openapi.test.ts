@@ -32,6 +32,7 @@ describe('docs/openapi.json', () => {
     image: 'ghcr.io/x/runtime:v1',
     environment: 'dev',
     image_digest: `sha256:${'a'.repeat(64)}`,
+    tag_digest: `sha256:${'a'.repeat(64)}`,
     container_id: 'c1',
     started_at: null,
     previous_image: null,

@@ -11,7 +11,15 @@ import type { ContainerInfo } from '../../../src/engine/engine-port.js';
 import { AgentError } from '../../../src/errors.js';
 import { FakeEngine } from '../../support/fake-engine.js';
 
-const TIMING = { answerReserveMs: 50, marginSeconds: 0.1, killSlackMs: 50, pollMs: 20, stopPatienceMs: 100 };
+const TIMING = {
+  answerReserveMs: 50,
+  marginSeconds: 0.1,
+  killSlackMs: 50,
+  pollMs: 20,
+  stopPatienceMs: 100,
+  stopSlackMs: 100,
+  killMs: 100,
+};
 const CHECK_SECONDS = 0.2;
 
 /** The scripted engine, with what the container does over time: its state at each inspection. */

@@ -107,6 +107,7 @@ describe('github-attestation: the source ref (OID .14) must be there, and allowe
   it('the pure check: no ref, or an empty one, fails; any other check failing first is named instead', () => {
     const id: GitHubIdentity = {
       issuer: 'https://token.actions.githubusercontent.com',
+      legacyIssuer: null,
       san: 'https://github.com/ceerkle/dreichor-trading/.github/workflows/build.yml@refs/heads/main',
       repository: 'https://github.com/ceerkle/dreichor-trading',
       commit: 'a'.repeat(40),

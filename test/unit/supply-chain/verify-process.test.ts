@@ -50,7 +50,7 @@ after(async () => {
 const DIGEST = `sha256:${'1'.repeat(64)}`;
 const job = (repository: string, p: AttestationPolicy = policy): VerifyJob & { policy: AttestationPolicy } => ({
   policy: p,
-  request: { repository, tagDigest: DIGEST, index: false, credentials: null },
+  request: { repository, tagDigest: DIGEST, runDigest: DIGEST, credentials: null },
 });
 const inThread = async (j: VerifyJob & { policy: AttestationPolicy }): Promise<unknown> =>
   createImageVerifier(j.policy)
