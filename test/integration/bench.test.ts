@@ -18,7 +18,7 @@ describe('the benchmark', () => {
         'status p99 at 50 connections',
         'status throughput ≥ 0.25× the bare floor',
         'bare node:http',
-        'idle memory < 60 MiB',
+        'idle memory ≤ 1.25× the bare floor',
         'memory after the status load',
         'downtime ≤ 1.15× the engine start call',
         'swap faster than the docker CLI',

@@ -9,7 +9,9 @@ import {
   eventually,
   image,
   maxRunningDuring,
+  readAudit,
   repository,
+  type StandIn,
   startTestAgent,
   type TestAgent,
 } from '../support/harness.js';
@@ -30,9 +32,8 @@ async function assertUntouched(t: TestAgent, old: EngineContainer): Promise<void
   assert.equal(all.length, 1, `exactly one container, found ${all.map((c) => c.Names.join()).join(', ')}`);
 }
 
-function lastOutcome(t: TestAgent): Record<string, unknown> | undefined {
-  return t
-    .auditLines()
+function lastOutcome(t: { readonly config: { readonly stateDir: string } }): Record<string, unknown> | undefined {
+  return readAudit(t.config.stateDir)
     .filter((l) => l['endpoint'] === '/v1/deploy')
     .at(-1);
 }
@@ -61,20 +62,15 @@ describe('a failed or refused deploy leaves the running container untouched', ()
   async function withStalledPull(
     tag: string,
     overrides: Record<string, string>,
-    body: (agent: TestAgent, ref: string, held: () => number) => Promise<void>,
+    body: (agent: StandIn, ref: string, held: () => number) => Promise<void>,
   ): Promise<void> {
     const stalling = await startStallingRegistry(sandboxInfo().registry);
-    let agent: TestAgent | undefined;
     try {
       await publishImage(sandboxInfo(), tag);
-      agent = await startTestAgent({
-        CONTAINER_NAME: t.config.containerName,
-        IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`,
-        ...overrides,
-      });
-      await body(agent, `${stalling.host}/${REPOSITORY_PATH}:${tag}`, () => stalling.held());
+      await t.standIn({ IMAGE_REPOSITORY: `${stalling.host}/${REPOSITORY_PATH}`, ...overrides }, (agent) =>
+        body(agent, `${stalling.host}/${REPOSITORY_PATH}:${tag}`, () => stalling.held()),
+      );
     } finally {
-      await agent?.agent.close();
       await stalling.close();
     }
     await assertUntouched(t, old);
@@ -124,13 +120,10 @@ describe('a failed or refused deploy leaves the running container untouched', ()
     );
     await assertUntouched(t, running);
     // The record survives a restart of the agent: the same refusal from a fresh process state.
-    const again = await startTestAgent({ CONTAINER_NAME: t.config.containerName, STATE_DIR: t.config.stateDir });
-    try {
+    await t.standIn({}, async (again) => {
       const res2 = await again.api.deploy(image('moving'));
       assert.equal(res2.status, 409, res2.text);
-    } finally {
-      await again.agent.close();
-    }
+    });
     await assertUntouched(t, running);
     old = running;
   });
@@ -147,14 +140,11 @@ describe('a failed or refused deploy leaves the running container untouched', ()
       },
     ];
     for (const { override, reason } of cases) {
-      const other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, ...override });
-      try {
+      await t.standIn(override, async (other) => {
         const res = await other.api.deploy(image('v2'));
         assert.equal(res.status, 502, res.text);
         assert.match(String(res.body['reason']), reason);
-      } finally {
-        await other.agent.close();
-      }
+      });
       await assertUntouched(t, old);
     }
   });
@@ -217,16 +207,13 @@ describe('a failed or refused deploy leaves the running container untouched', ()
     const info = sandboxInfo();
     const authRepository = `${info.authRegistry}/${REPOSITORY_PATH}`;
     for (const creds of [{ REGISTRY_USERNAME: AUTH_USER, REGISTRY_PASSWORD: 'wrong-password' }, {}]) {
-      const other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: authRepository, ...creds });
-      try {
+      await t.standIn({ IMAGE_REPOSITORY: authRepository, ...creds }, async (other) => {
         const res = await other.api.deploy(`${authRepository}:v1`);
         assert.equal(res.status, 502, res.text);
         assert.match(String(res.body['reason']), /registry refused the credentials/);
         assert.ok(!res.text.includes('wrong-password'));
-        assert.ok(!JSON.stringify(other.auditLines()).includes('wrong-password'), 'no credential in the audit log');
-      } finally {
-        await other.agent.close();
-      }
+        assert.ok(!JSON.stringify(readAudit(other.config.stateDir)).includes('wrong-password'), 'no credential in the audit log');
+      });
       await assertUntouched(t, old);
     }
   });

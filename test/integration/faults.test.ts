@@ -132,14 +132,11 @@ describe('engine faults', () => {
       assert.equal((await t.api.deploy(image('v1'))).status, 200);
       const old = await engine.inspect(t.config.containerName);
       const closed = `127.0.0.1:${await freePort()}/dreichor/runtime`;
-      const other = await startTestAgent({ CONTAINER_NAME: t.config.containerName, IMAGE_REPOSITORY: closed });
-      try {
+      await t.standIn({ IMAGE_REPOSITORY: closed }, async (other) => {
         const res = await other.api.deploy(`${closed}:v1`);
         assert.equal(res.status, 502, res.text);
         assert.match(String(res.body['reason']), /connection refused/);
-      } finally {
-        await other.agent.close();
-      }
+      });
       const now = await engine.inspect(t.config.containerName);
       assert.equal(now?.Id, old?.Id);
       assert.equal(now?.State.StartedAt, old?.State.StartedAt);

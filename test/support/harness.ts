@@ -59,12 +59,20 @@ export function testEnv(
     DOCKER_HOST: sandboxInfo().dockerHost,
     IMAGE_VERIFICATION: 'none',
   };
-  const env = { ...base };
-  for (const [key, value] of Object.entries(overrides)) {
-    if (value === undefined) delete env[key];
-    else env[key] = value;
+  return { env: withChanges(base, overrides), folders };
+}
+
+/** An environment with changes applied: a value replaces, undefined unsets. */
+function withChanges(
+  env: Readonly<Record<string, string>>,
+  changes: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const changed = { ...env };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === undefined) delete changed[key];
+    else changed[key] = value;
   }
-  return { env, folders };
+  return changed;
 }
 
 export interface ApiResponse {
@@ -128,6 +136,18 @@ export interface TestAgent {
   /** Closes the agent, removes its containers and folders. */
   cleanup(): Promise<void>;
   auditLines(): Record<string, unknown>[];
+  /**
+   * Runs `body` with another agent for this runtime, on this agent's state with `changes` to its
+   * environment; this agent is closed meanwhile and started again afterwards (agent and api then
+   * reach the new process state).
+   */
+  standIn(changes: Readonly<Record<string, string | undefined>>, body: (other: StandIn) => Promise<void>): Promise<void>;
+}
+
+export interface StandIn {
+  readonly agent: RunningAgent;
+  readonly api: Api;
+  readonly config: Config;
 }
 
 export async function startTestAgent(
@@ -136,19 +156,40 @@ export async function startTestAgent(
 ): Promise<TestAgent> {
   const { env, folders } = testEnv(overrides, options.environment);
   const config = loadConfig(env);
-  const agent = await startAgent(config, { logger: pino({ level: process.env['TEST_LOG'] ?? 'silent' }), port: 0, ...options });
+  const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+  const launch = (c: Config) => startAgent(c, { logger, port: 0, ...options });
+  let agent = await launch(config);
+  let api = new Api(agent.url);
   return {
-    agent,
+    get agent() {
+      return agent;
+    },
+    get api() {
+      return api;
+    },
     config,
     env,
     folders,
-    api: new Api(agent.url),
     cleanup: async () => {
       await agent.close();
       await removeContainersNamed(config.containerName);
       rmSync(folders.root, { recursive: true, force: true });
     },
     auditLines: () => readAudit(config.stateDir),
+    async standIn(changes, body) {
+      // One agent per STATE_DIR, and a runtime that carries this agent's labels is never taken over
+      // from an empty state: the stand-in runs on this agent's own state while this one is closed.
+      await agent.close();
+      const other = loadConfig(withChanges(env, changes));
+      const stand = await launch(other);
+      try {
+        await body({ agent: stand, api: new Api(stand.url), config: other });
+      } finally {
+        await stand.close();
+        agent = await launch(config);
+        api = new Api(agent.url);
+      }
+    },
   };
 }
 
