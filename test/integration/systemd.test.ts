@@ -224,7 +224,11 @@ describe('the shipped units under a real systemd', () => {
 
   it('the hardening holds: moved outside its state folder without ReadWritePaths=, the agent cannot write and does not start', async () => {
     // As the README says: STATE_DIR moved in the environment file, the folder granted in a drop-in.
+    // Its state moves with it: an empty folder beside a runtime that carries the agent's labels is
+    // lost state, which the agent refuses.
+    await machine.must(['systemctl', 'stop', unit('dev')]);
     await machine.must(['install', '-d', '-m', '0700', '-o', 'dreichor-deploy-dev', '/srv/dreichor-dev-state']);
+    await machine.must(['cp', '-a', '/var/lib/dreichor/dev/deploy-agent/.', '/srv/dreichor-dev-state/']);
     fillIn('dev', { STATE_DIR: '/srv/dreichor-dev-state' });
     await machine.exec(['systemctl', 'restart', unit('dev')]);
     await eventually('the agent refuses to start', 20_000, async () =>
@@ -239,8 +243,12 @@ describe('the shipped units under a real systemd', () => {
     await machine.must(['systemctl', 'reset-failed', unit('dev')]);
     await machine.must(['systemctl', 'restart', unit('dev')]);
     await eventually('the agent answers', 20_000, async () => (await api.dev.status().catch(() => null))?.status === 200);
-    assert.equal(statSync(inRoot('/srv/dreichor-dev-state/audit.jsonl')).size, 0, 'its audit log is in the granted folder');
+    const moved = statSync(inRoot('/srv/dreichor-dev-state/audit.jsonl')).size;
+    assert.equal((await api.dev.deploy(image('v1'))).status, 200);
+    assert.ok(statSync(inRoot('/srv/dreichor-dev-state/audit.jsonl')).size > moved, 'its audit log is in the granted folder');
 
+    await machine.must(['systemctl', 'stop', unit('dev')]);
+    await machine.must(['cp', '-a', '/srv/dreichor-dev-state/.', '/var/lib/dreichor/dev/deploy-agent/']);
     fillIn('dev', { STATE_DIR: '/var/lib/dreichor/dev/deploy-agent' });
     writeFileSync(join(dropIn, 'state.conf'), '');
     await machine.must(['systemctl', 'daemon-reload']);
