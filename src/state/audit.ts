@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants, lstat, open } from 'node:fs/promises';
-import { AgentError, describe } from '../errors.js';
+import { AgentError, describe, stateRefusal } from '../errors.js';
 import { chainSchema, GENESIS, seal } from './audit-chain.js';
 import { moveTornTail, readTail } from './audit-tail.js';
 import { parseJsonOrNull } from './files.js';
@@ -116,7 +116,7 @@ export class AuditLog {
   static async open(path: string, options: AuditOpenOptions = {}): Promise<AuditLog> {
     const file = await (options.openFile ?? openForAppend)(path).catch((error: unknown) => {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP') throw new Error(`${path} is a symbolic link; the audit log must be a regular file`);
+      if (code === 'ELOOP') throw stateRefusal(`${path} is a symbolic link; the audit log must be a regular file`);
       throw new Error(`${path} cannot be opened (${code ?? describe(error)})`, { cause: error });
     });
     const log = new AuditLog(path, file);
@@ -124,10 +124,10 @@ export class AuditLog {
     try {
       const stat = await file.stat();
       const { size } = stat;
-      if (stat.isFile !== undefined && !stat.isFile()) throw new Error(`${path} is not a regular file`);
+      if (stat.isFile !== undefined && !stat.isFile()) throw stateRefusal(`${path} is not a regular file`);
       const uid = process.getuid?.();
       if (stat.uid !== undefined && uid !== undefined && stat.uid !== uid)
-        throw new Error(`${path} is owned by uid ${stat.uid}, not by the agent's user (uid ${uid})`);
+        throw stateRefusal(`${path} is owned by uid ${stat.uid}, not by the agent's user (uid ${uid})`);
       if (stat.dev !== undefined && stat.ino !== undefined) log.identity = { dev: stat.dev, ino: stat.ino };
       const { goodLength, lastLine } = await readTail(file, size, path);
       if (lastLine !== null) {

@@ -302,7 +302,10 @@ function serialise(state: State): string {
  * downgrade) refuses too, rather than guess; an older one is migrated (see migrate).
  */
 function parseState(file: string, text: string, expected: Owner | null): { state: State; version: number } {
-  const damaged = (why: string): Error => new Error(`${file} is damaged (${why}); restore it from a backup`);
+  const damaged = (why: string): Error =>
+    stateRefusal(
+      `${file} is damaged (${why}); restore it from a backup, or move it aside and rebuild it from the audit log: node agent.js state-rebuild`,
+    );
   const json = parseJsonOrNull(text);
   if (json === null) throw damaged('not JSON');
   const version = readSchemaVersion(file, json, 'state');
