@@ -143,6 +143,24 @@ describe('hostile state', () => {
     }
   });
 
+  it('a state.json of a newer schema (a downgrade): exit 2 naming the file and both versions', async () => {
+    const { env, folders } = testEnv({ PORT: String(await freePort()) });
+    const dir = env['STATE_DIR'] ?? '';
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      const file = join(dir, 'state.json');
+      writeFileSync(file, JSON.stringify({ version: 99, tags: {}, last_deploy: null }), { mode: 0o600 });
+      const again = run(env);
+      assert.equal(again.status, 2, again.stderr);
+      assert.match(
+        again.stderr,
+        new RegExp(`${file} was written by a newer agent \\(state schema 99; this agent knows schema \\d+ at most\\)`),
+      );
+    } finally {
+      rmSync(folders.root, { recursive: true, force: true });
+    }
+  });
+
   it('a valid state.json of 153 MB: refused at once, naming the file and its size', async () => {
     const s = await deployedThenStopped();
     try {
