@@ -78,6 +78,8 @@ export interface AuditOpenOptions {
   readonly openFile?: (path: string) => Promise<AuditFile>;
   /** Told once when the log is found damaged (replaced, deleted, truncated, a broken chain). */
   readonly onDamage?: (problem: string) => void;
+  /** Told what could not be recorded in the log itself (a torn line's repair on a full disk): the agent's logger. */
+  readonly onUnrecorded?: (message: string) => void;
 }
 
 /** Refusals before authentication written one by one in any minute (refusals.ts counts the rest). */
@@ -101,6 +103,9 @@ export class AuditLog {
   private damage: string | null = null;
   private verified = false;
   private onDamage: (problem: string) => void = () => undefined;
+  private onUnrecorded: (message: string) => void = (message) => {
+    process.stderr.write(`dreichor-deploy-agent: ${message}\n`);
+  };
 
   private constructor(
     readonly path: string,
@@ -121,6 +126,7 @@ export class AuditLog {
     });
     const log = new AuditLog(path, file);
     if (options.onDamage !== undefined) log.onDamage = options.onDamage;
+    if (options.onUnrecorded !== undefined) log.onUnrecorded = options.onUnrecorded;
     try {
       const stat = await file.stat();
       const { size } = stat;
@@ -167,8 +173,8 @@ export class AuditLog {
       outcome: 'repaired',
       reason: `the last line of ${this.path} was torn (${torn}); ${where}, and the chain goes on from the last whole line`,
     }).catch((error: unknown) => {
-      process.stderr.write(
-        `dreichor-deploy-agent: ${this.path}: a torn last line was found; ${where}; the repair could not be recorded (${describe(error)})\n`,
+      this.onUnrecorded(
+        `${this.path}: a torn last line was found; ${where}; the repair could not be recorded (${describe(error)})`,
       );
     });
   }
