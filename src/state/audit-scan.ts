@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { ChainVerifier, type VerifyResult } from './audit-verify.js';
 import { parseJsonOrNull } from './files.js';
-import { type AuditHead, DEPLOYMENTS_KEPT, type Deployment, DIGEST, type LastDeploy } from './state.js';
+import { type AuditHead, DEPLOYMENTS_KEPT, type Deployment, DIGEST, type LastDeploy } from './state-file.js';
 
 /**
  * One streaming pass over the audit log, in constant memory but for what it collects: the chain's

@@ -1,9 +1,40 @@
 import { randomUUID } from 'node:crypto';
 import { constants, lstat, open } from 'node:fs/promises';
-import { AgentError, describe } from '../errors.js';
+import { AgentError, describe, stateRefusal } from '../errors.js';
 import { chainSchema, GENESIS, seal } from './audit-chain.js';
+import {
+  type AuditEvent,
+  type AuditFile,
+  type AuditOpenOptions,
+  type OutcomeRecord,
+  outcomeLine,
+  type PrunedRecord,
+  prunedLine,
+  type RefusalSummary,
+  type RequestRecord,
+  refusalsCountedLine,
+  refusalsCountingLine,
+} from './audit-records.js';
 import { moveTornTail, readTail } from './audit-tail.js';
 import { parseJsonOrNull } from './files.js';
+
+export { GENESIS, seal, sha256 } from './audit-chain.js';
+export {
+  type AuditEvent,
+  type AuditFile,
+  type AuditOpenOptions,
+  type Outcome,
+  type OutcomeRecord,
+  REFUSALS_AUDITED_PER_MINUTE,
+  type RefusalSummary,
+  type RequestRecord,
+} from './audit-records.js';
+export { ChainVerifier, type VerifyResult, verifyAuditFile, verifyAuditLog } from './audit-verify.js';
+
+// Security: O_NOFOLLOW, so a link put in the log's place is refused rather than followed (and its
+// target truncated by the torn-line repair); O_NONBLOCK, so a FIFO put there cannot hang the start.
+const openForAppend = (path: string): Promise<AuditFile> =>
+  open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
 
 /**
  * The agent's audit log: one JSON line per mutating request (and per start-up recovery), appended and
@@ -13,81 +44,6 @@ import { parseJsonOrNull } from './files.js';
  * (see verifyAuditLog). Rewriting the whole tail cannot be detected from the file alone: the head
  * hash is reported by GET /v1/status so it can be recorded elsewhere.
  */
-export interface AuditEvent {
-  readonly request_id: string;
-  readonly client_id: string | null;
-  readonly endpoint: string;
-  readonly image: string | null;
-  readonly outcome: string;
-  readonly status?: number;
-  readonly reason: string | null;
-  readonly duration_ms?: number;
-  readonly [extra: string]: unknown;
-}
-
-/** How a deploy or stop request ended. */
-export type Outcome = 'deployed' | 'stopped' | 'failed' | 'refused' | 'abandoned';
-
-/** Who asked for what. */
-export interface RequestRecord {
-  readonly requestId: string;
-  /** The token that authenticated the request; null when none did. */
-  readonly clientId: string | null;
-  readonly endpoint: string;
-  readonly image: string | null;
-}
-
-export interface OutcomeRecord extends RequestRecord {
-  readonly outcome: Outcome;
-  readonly status: number;
-  readonly reason: string | null;
-  readonly durationMs: number;
-  /** The client id an unauthenticated request claimed: forensics only, never trusted. */
-  readonly claimedClientId?: string | null;
-  /** What built the deployed image, when IMAGE_VERIFICATION verified it (supply-chain/provenance.ts). */
-  readonly provenance?: object;
-  /** A deploy that answered 200: its tag's digest and the image's (state-rebuild restores from them). */
-  readonly digests?: { readonly tag: string; readonly image: string };
-}
-
-/** Refusals before authentication that were counted rather than written one by one. */
-export interface RefusalSummary {
-  readonly count: number;
-  readonly first: string;
-  readonly last: string;
-  readonly statuses: Readonly<Record<string, number>>;
-  readonly endpoints: Readonly<Record<string, number>>;
-}
-
-export { GENESIS, seal, sha256 } from './audit-chain.js';
-export { ChainVerifier, type VerifyResult, verifyAuditFile, verifyAuditLog } from './audit-verify.js';
-
-/** The few file operations the log needs: a FileHandle has them; tests inject failing ones. */
-export interface AuditFile {
-  write(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesWritten: number }>;
-  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  sync(): Promise<void>;
-  truncate(length: number): Promise<void>;
-  /** The open file's identity and owner (a FileHandle's stat); injected files may give the size only. */
-  stat(): Promise<{ size: number; dev?: number; ino?: number; uid?: number; isFile?: () => boolean }>;
-  close(): Promise<void>;
-}
-
-export interface AuditOpenOptions {
-  /** Opens the log file for reading and appending. Tests inject short writes and failed fsyncs. */
-  readonly openFile?: (path: string) => Promise<AuditFile>;
-  /** Told once when the log is found damaged (replaced, deleted, truncated, a broken chain). */
-  readonly onDamage?: (problem: string) => void;
-}
-
-/** Refusals before authentication written one by one in any minute (refusals.ts counts the rest). */
-export const REFUSALS_AUDITED_PER_MINUTE = 10;
-
-// Security: O_NOFOLLOW, so a link put in the log's place is refused rather than followed (and its
-// target truncated by the torn-line repair); O_NONBLOCK, so a FIFO put there cannot hang the start.
-const openForAppend = (path: string): Promise<AuditFile> =>
-  open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
-
 export class AuditLog {
   private seq = 0;
   private head = GENESIS;
@@ -101,6 +57,9 @@ export class AuditLog {
   private damage: string | null = null;
   private verified = false;
   private onDamage: (problem: string) => void = () => undefined;
+  private onUnrecorded: (message: string) => void = (message) => {
+    process.stderr.write(`dreichor-deploy-agent: ${message}\n`);
+  };
 
   private constructor(
     readonly path: string,
@@ -116,18 +75,19 @@ export class AuditLog {
   static async open(path: string, options: AuditOpenOptions = {}): Promise<AuditLog> {
     const file = await (options.openFile ?? openForAppend)(path).catch((error: unknown) => {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP') throw new Error(`${path} is a symbolic link; the audit log must be a regular file`);
+      if (code === 'ELOOP') throw stateRefusal(`${path} is a symbolic link; the audit log must be a regular file`);
       throw new Error(`${path} cannot be opened (${code ?? describe(error)})`, { cause: error });
     });
     const log = new AuditLog(path, file);
     if (options.onDamage !== undefined) log.onDamage = options.onDamage;
+    if (options.onUnrecorded !== undefined) log.onUnrecorded = options.onUnrecorded;
     try {
       const stat = await file.stat();
       const { size } = stat;
-      if (stat.isFile !== undefined && !stat.isFile()) throw new Error(`${path} is not a regular file`);
+      if (stat.isFile !== undefined && !stat.isFile()) throw stateRefusal(`${path} is not a regular file`);
       const uid = process.getuid?.();
       if (stat.uid !== undefined && uid !== undefined && stat.uid !== uid)
-        throw new Error(`${path} is owned by uid ${stat.uid}, not by the agent's user (uid ${uid})`);
+        throw stateRefusal(`${path} is owned by uid ${stat.uid}, not by the agent's user (uid ${uid})`);
       if (stat.dev !== undefined && stat.ino !== undefined) log.identity = { dev: stat.dev, ino: stat.ino };
       const { goodLength, lastLine } = await readTail(file, size, path);
       if (lastLine !== null) {
@@ -167,8 +127,8 @@ export class AuditLog {
       outcome: 'repaired',
       reason: `the last line of ${this.path} was torn (${torn}); ${where}, and the chain goes on from the last whole line`,
     }).catch((error: unknown) => {
-      process.stderr.write(
-        `dreichor-deploy-agent: ${this.path}: a torn last line was found; ${where}; the repair could not be recorded (${describe(error)})\n`,
+      this.onUnrecorded(
+        `${this.path}: a torn last line was found; ${where}; the repair could not be recorded (${describe(error)})`,
       );
     });
   }
@@ -235,19 +195,7 @@ export class AuditLog {
 
   /** How a deploy or stop request ended, or why it was refused: on disk before the answer is sent. */
   outcome(r: OutcomeRecord): Promise<void> {
-    return this.append({
-      request_id: r.requestId,
-      client_id: r.clientId,
-      ...(r.claimedClientId === undefined || r.claimedClientId === null ? {} : { claimed_client_id: r.claimedClientId }),
-      endpoint: r.endpoint,
-      image: r.image,
-      outcome: r.outcome,
-      status: r.status,
-      reason: r.reason,
-      duration_ms: r.durationMs,
-      ...(r.digests === undefined ? {} : { tag_digest: r.digests.tag, image_digest: r.digests.image }),
-      ...(r.provenance === undefined ? {} : { provenance: r.provenance }),
-    });
+    return this.append(outcomeLine(r));
   }
 
   /** What start-up recovery found and did. */
@@ -276,46 +224,20 @@ export class AuditLog {
 
   /** Refusals before authentication are counted from now on; their summary line follows. */
   refusalsCounting(first: string, endpoint: string, status: number): Promise<void> {
-    return this.append({
-      request_id: randomUUID(),
-      client_id: null,
-      endpoint: 'refusals',
-      image: null,
-      outcome: 'refusals-counting',
-      reason: `more than ${REFUSALS_AUDITED_PER_MINUTE} refusals before authentication in a minute: from ${first} on they are counted, and a summary line with their count follows`,
-      first,
-      first_endpoint: endpoint,
-      first_status: status,
-    });
+    return this.append(refusalsCountingLine(first, endpoint, status));
   }
 
   /**
    * An image that image retention removed from the host (retention.ts): the reference it removed,
    * its digest, and why it was no longer kept.
    */
-  pruned(r: { readonly image: string; readonly digest: string; readonly reason: string }): Promise<void> {
-    return this.append({
-      request_id: randomUUID(),
-      client_id: null,
-      endpoint: 'image-retention',
-      image: r.image,
-      digest: r.digest,
-      outcome: 'pruned',
-      reason: r.reason,
-    });
+  pruned(r: PrunedRecord): Promise<void> {
+    return this.append(prunedLine(r));
   }
 
   /** A summary of refusals before authentication beyond the rate (see refusals.ts). */
   refusalsCounted(r: RefusalSummary, reason: string): Promise<void> {
-    return this.append({
-      request_id: randomUUID(),
-      client_id: null,
-      endpoint: 'refusals',
-      image: null,
-      outcome: 'refusals-counted',
-      reason,
-      ...r,
-    });
+    return this.append(refusalsCountedLine(r, reason));
   }
 
   /**

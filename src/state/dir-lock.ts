@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { realpath } from 'node:fs/promises';
+import { realpath, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { stateRefusal } from '../errors.js';
@@ -55,7 +55,11 @@ export async function lockStateDir(dir: string): Promise<DirLock> {
   server.unref();
   // Anyone connecting learns nothing and is hung up on.
   server.on('connection', (socket) => socket.destroy());
-  await writeFileAtomic(join(dir, PID_FILE), `${process.pid}\n`);
+  // Only the refusal's message reads it: a full disk must not keep the agent from starting (its stop
+  // must work), so a pid that cannot be written is left out rather than left stale.
+  await writeFileAtomic(join(dir, PID_FILE), `${process.pid}\n`).catch(() =>
+    rm(join(dir, PID_FILE), { force: true }).catch(() => undefined),
+  );
   return { dir, release: () => close(server) };
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { constants, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { stateRefusal } from '../errors.js';
 
 /** The file helpers the agent's own state needs: atomic replacement, and reading what may be absent. */
 
@@ -46,15 +47,15 @@ export async function readTextOrNull(file: string, maxBytes = MAX_STATE_FILE_BYT
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    if (code === 'ELOOP') throw new Error(`${file} is a symbolic link; the agent's state files must be regular files`);
+    if (code === 'ELOOP') throw stateRefusal(`${file} is a symbolic link; the agent's state files must be regular files`);
     throw new Error(`${file} cannot be read (${code ?? String(error)})`, { cause: error });
   }
   try {
     const stat = await handle.stat();
-    if (stat.isDirectory()) throw new Error(`${file} is a directory (EISDIR), not the agent's file`);
-    if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+    if (stat.isDirectory()) throw stateRefusal(`${file} is a directory (EISDIR), not the agent's file`);
+    if (!stat.isFile()) throw stateRefusal(`${file} is not a regular file`);
     if (stat.size > maxBytes)
-      throw new Error(`${file} is ${stat.size} bytes, more than the ${maxBytes} bytes any state file of the agent can be`);
+      throw stateRefusal(`${file} is ${stat.size} bytes, more than the ${maxBytes} bytes any state file of the agent can be`);
     return await handle.readFile('utf8');
   } finally {
     await handle.close();

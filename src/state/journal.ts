@@ -75,13 +75,13 @@ export class DeployJournal {
     if (text === null) return null;
     const json = parseJsonOrNull(text);
     readSchemaVersion(this.file, json, 'journal');
+    // The owner first, from whatever the file holds: another agent's journal refuses even when the
+    // rest of it does not parse.
+    const mismatch = ownerMismatch(this.file, ownerOf(json), this.owner);
+    if (mismatch !== null) throw stateRefusal(mismatch);
     const parsed = recordSchema.safeParse(json);
     if (parsed.success) {
-      const { version: _version, environment, container_name, ...record } = parsed.data;
-      const found =
-        environment !== undefined && container_name !== undefined ? { environment, containerName: container_name } : null;
-      const mismatch = ownerMismatch(this.file, found, this.owner);
-      if (mismatch !== null) throw stateRefusal(mismatch);
+      const { version: _version, environment: _environment, container_name: _name, ...record } = parsed.data;
       return record;
     }
     // A record that does not parse (garbage, ids that are not the engine's) still means an operation
@@ -101,4 +101,13 @@ export class DeployJournal {
   async clear(): Promise<void> {
     await rm(this.file, { force: true });
   }
+}
+
+/** The environment and fixed name a journal names, when it names both. */
+function ownerOf(json: unknown): Owner | null {
+  if (typeof json !== 'object' || json === null) return null;
+  const { environment, container_name } = json as { environment?: unknown; container_name?: unknown };
+  return typeof environment === 'string' && typeof container_name === 'string'
+    ? { environment, containerName: container_name }
+    : null;
 }

@@ -67,6 +67,7 @@ export async function openAgentState(dir: string, owner: Owner, options: OpenSta
     };
     const opened = await AuditLog.open(auditFile, {
       onDamage,
+      onUnrecorded: (message) => logger.error({ file: auditFile }, message),
       ...(options.openAuditFile === undefined ? {} : { openFile: options.openAuditFile }),
     });
     audit = opened;

@@ -83,6 +83,7 @@ export interface ApiResponse {
 }
 
 let checker: OpenApiChecker | null = null;
+const OTHER_BUILD = process.env['DREICHOR_AGENT_ENTRY'] !== undefined;
 const openApi = (): OpenApiChecker => {
   checker ??= OpenApiChecker.fromFile();
   return checker;
@@ -102,8 +103,9 @@ export class Api {
     if (options.signal !== undefined) init.signal = options.signal;
     const response = await fetch(`${this.url}${path}`, init);
     const text = await response.text();
-    // Every answer the tier receives is checked against the published contract (docs/openapi.json).
-    const problems = openApi().problems(method, path, response.status, response.headers, text);
+    // Every answer the tier receives is checked against the published contract (docs/openapi.json),
+    // unless the tests run another build (DREICHOR_AGENT_ENTRY: an older agent, to see a test fail on it).
+    const problems = OTHER_BUILD ? [] : openApi().problems(method, path, response.status, response.headers, text);
     if (problems.length > 0) throw new Error(`the answer is not what docs/openapi.json says: ${problems.join('; ')}`);
     let body: Record<string, unknown> = {};
     try {

@@ -132,6 +132,22 @@ describe('audit log faults', () => {
     }
   });
 
+  it('a torn last line whose repair line cannot be written: the log still opens, and the logger is told', async () => {
+    const file = freshFile();
+    const log = await AuditLog.open(file);
+    for (let i = 0; i < 2; i += 1) await log.append(auditEvent(i));
+    await log.close();
+    appendFileSync(file, '{"time":"2026-11-23T08:00:00.000Z","request_id":"r');
+    const told: string[] = [];
+    const reopened = await AuditLog.open(file, {
+      openFile: faultyAuditFile({ failWritesAfter: 0 }),
+      onUnrecorded: (message) => told.push(message),
+    });
+    await reopened.close();
+    assert.equal(told.length, 1);
+    assert.match(told[0] ?? '', /a torn last line was found; .*the repair could not be recorded \(.*EIO/);
+  });
+
   it('a last whole line that is not an audit line is damage, not a torn write: refused', async () => {
     const file = freshFile();
     writeFileSync(file, 'this was edited by hand\n');
