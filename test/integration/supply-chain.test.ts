@@ -178,7 +178,7 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     }
   });
 
-  it('works the same from the bundle (dist/agent.js), where sigstore is loaded on the first deploy', async () => {
+  it('works the same from the bundle (dist/agent.js), where sigstore is loaded only in the verification process', async () => {
     const p = await publish();
     const port = await freePort();
     const { env, folders } = testEnv({ ...policy(), PORT: String(port) });
