@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ARCHITECTURE, MEDIA, RegistryWriter } from '../support/cosign.js';
@@ -32,11 +32,14 @@ async function publishIndex(tag: string, own: string, foreign: string): Promise<
 
 describe('tag identity', () => {
   let t: TestAgent;
+  let firstRoot = '';
   before(async () => {
     t = await startTestAgent();
+    firstRoot = t.folders.root; // its STATE_DIR outlives it: the restarts below take it over
   });
   after(async () => {
     await t.cleanup();
+    rmSync(firstRoot, { recursive: true, force: true });
   });
 
   it('a pin that is not what its tag is: 409 naming both digests, nothing recorded, the runtime untouched', async () => {
@@ -161,13 +164,11 @@ describe('tag identity', () => {
       assert.equal(res.status, 409, res.text);
       assert.ok(String(res.body['reason']).includes(first) && String(res.body['reason']).includes(second));
       assert.equal((await engine.inspect(t.config.containerName))?.Id, running?.Id, 'the runtime was not touched');
-      // And after a restart, from the state file alone.
-      const again = await startTestAgent({ CONTAINER_NAME: t.config.containerName, STATE_DIR: t.config.stateDir });
-      try {
-        assert.equal((await again.api.deploy(image(tag))).status, 409);
-      } finally {
-        await again.agent.close();
-      }
+      // And after a restart, from the state file alone (one agent per STATE_DIR: this one stops first;
+      // the restarted one serves the tests that follow, and its clean-up removes the runtime).
+      await t.agent.close();
+      t = await startTestAgent({ CONTAINER_NAME: t.config.containerName, STATE_DIR: t.config.stateDir });
+      assert.equal((await t.api.deploy(image(tag))).status, 409);
     });
   }
 });
