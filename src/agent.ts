@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'audit-verify') await auditVerify(process.argv[3]);
   if (process.argv[2] === 'state-rebuild' && process.argv.length === 3) await stateRebuild();
   if (process.argv[2] === 'verify-release') {
-    // Loaded only for this command: the agent itself loads Sigstore's code on its first deploy.
+    // Loaded only for this command: the agent loads Sigstore's code only in a deploy's verification process.
     const { verifyReleaseCommand } = await import('./supply-chain/release.js');
     const { code, text } = verifyReleaseCommand(process.argv.slice(3));
     (code === 0 ? process.stdout : process.stderr).write(`${text}\n`);

@@ -332,11 +332,6 @@ export class Deployer {
     return this.reconciler.leftovers;
   }
 
-  /** The digest `tag` was first deployed at here (its audit line carries it). */
-  recordedDigest(tag: string): string | null {
-    return this.deps.store.recordedDigest(tag);
-  }
-
   get busy(): Operation | null {
     return this.lock.busy;
   }

@@ -69,6 +69,9 @@ export async function fetchImage(deps: FetchDeps, image: ImageReference, signal:
             tagDigest: resolved.digest,
             credentials: auth,
             engine: resolved.index ? await engine.platform(signal) : null,
+            // With IMAGE_VERIFICATION=none the agent reads the registry only for an index, itself:
+            // an operator must be able to tell that from a verification failure.
+            ...(verifying ? {} : { purpose: "to choose the tag's image for the engine's platform from its image index" }),
           },
           signal,
         )

@@ -43,9 +43,8 @@ export function deployRoute(
       callerGone: callerGone.signal,
       receivedAt: context?.startedAt ?? Date.now(),
     });
-    // The tag's digest as recorded (immutable tags: the one it pointed at now), for the audit line.
-    const tagDigest = deployer.recordedDigest(image.tag);
-    if (context !== undefined && tagDigest !== null) context.digests = { tag: tagDigest, image: result.image_digest };
+    // The audit line keeps apart what the tag resolved to (an image index, maybe) and what runs.
+    if (context !== undefined) context.digests = { tag: result.tag_digest, image: result.image_digest };
     await reply(res, 200, result);
     afterDeployed();
   };

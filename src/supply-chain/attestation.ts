@@ -12,7 +12,8 @@ import { readSigningTimeStrictly } from './timestamp-time.js';
 /**
  * IMAGE_VERIFICATION=github-attestation: a Sigstore bundle, as actions/attest-build-provenance
  * stores it beside the image, verified offline with sigstore-js against the configured trusted
- * root(s). Loaded only when this mode is configured, on the first deploy (see index.ts).
+ * root(s). Loaded only when this mode is configured, in the check's own child process (verifier.ts,
+ * verify-process.ts), never in the agent's heap.
  *
  * Security, the threats each check answers: a bundle signed by anyone (certificate chain to the
  * root's Fulcio, signature over the DSSE envelope); a back-dated or unlogged signature (the

@@ -176,11 +176,19 @@ export async function runnableOf(client: RegistryClient, tagDigest: string, engi
  * manifest for the engine's platform, else the tag's own manifest; with its config's digest.
  */
 export function chooseRunnable(
-  request: { repository: string; tagDigest: string; credentials: RegistryCredentials | null; engine: Platform | null },
+  request: {
+    repository: string;
+    tagDigest: string;
+    credentials: RegistryCredentials | null;
+    engine: Platform | null;
+    /** Why the registry is read, as its failures say (RegistryTarget.purpose). */
+    purpose?: string;
+  },
   signal: AbortSignal,
 ): Promise<Runnable> {
   const repository = parseRepository(request.repository);
   if (repository === null) throw new AgentError(500, 'internal error: IMAGE_REPOSITORY does not parse');
-  const client = new RegistryClient({ host: repository.domain, path: repository.path, credentials: request.credentials }, signal);
+  const target = { host: repository.domain, path: repository.path, credentials: request.credentials };
+  const client = new RegistryClient(request.purpose === undefined ? target : { ...target, purpose: request.purpose }, signal);
   return runnableOf(client, request.tagDigest, request.engine);
 }

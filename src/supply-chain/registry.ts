@@ -19,6 +19,8 @@ export interface RegistryTarget {
   /** The repository path within the registry. */
   readonly path: string;
   readonly credentials: RegistryCredentials | null;
+  /** Why the agent reads it, as its failures say: "for verification" unless given. */
+  readonly purpose?: string;
 }
 
 export interface Fetched {
@@ -38,14 +40,21 @@ export const isLoopback = (hostname: string): boolean =>
 const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** The registry failed to answer (502), or did not answer in time (504). `what` names the registry. */
-const unreachable = (what: string, detail: string, status: 502 | 504 = 502): AgentError =>
+const unreachable = (what: string, detail: string, status: 502 | 504 = 502, purpose = 'for verification'): AgentError =>
   new AgentError(
     status,
-    `the registry could not be read for verification (${what}: ${detail}); nothing was pulled, the running container was not touched`,
+    `the registry could not be read ${purpose} (${what}: ${detail}); nothing was pulled, the running container was not touched`,
     {
       code: 'registry_refused',
     },
   );
+
+/** OpenSSL's answer when what it reached speaks plain HTTP, not TLS. */
+const PLAIN_HTTP_ANSWERS: ReadonlySet<string> = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_HTTP_REQUEST',
+]);
 
 const isTimeout = (error: unknown): boolean => error instanceof Error && error.name === 'TimeoutError';
 
@@ -117,7 +126,7 @@ export class RegistryClient {
     }
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw unreachable(this.at(`GET ${path}`), `HTTP ${response.status}`);
+      throw this.unreachable(this.at(`GET ${path}`), `HTTP ${response.status}`);
     }
     const bytes = await this.read(response, maxBytes, path);
     const mediaType = response.headers.get('content-type')?.split(';')[0]?.trim() ?? null;
@@ -134,10 +143,14 @@ export class RegistryClient {
       if (![301, 302, 303, 307, 308].includes(response.status)) return response;
       await response.body?.cancel();
       const location = response.headers.get('location');
-      if (location === null) throw unreachable(this.at(`GET ${path}`), 'a redirect without a location');
-      url = checkedUrl(new URL(location, url), this.at(`GET ${path}`));
+      if (location === null) throw this.unreachable(this.at(`GET ${path}`), 'a redirect without a location');
+      url = checkedUrl(new URL(location, url), this.at(`GET ${path}`), this.target.purpose);
     }
-    throw unreachable(this.at(`GET ${path}`), 'too many redirects');
+    throw this.unreachable(this.at(`GET ${path}`), 'too many redirects');
+  }
+
+  private unreachable(what: string, detail: string, status: 502 | 504 = 502): AgentError {
+    return unreachable(what, detail, status, this.target.purpose);
   }
 
   private async fetch(url: URL, headers: Record<string, string>, what: string): Promise<Response> {
@@ -170,9 +183,18 @@ export class RegistryClient {
   private failure(error: unknown, what: string): unknown {
     // The deploy abandoned (caller gone, time up): its own reason wins over ours (see Abandon).
     if (this.signal.aborted) return this.signal.reason;
-    if (isTimeout(error)) return unreachable(what, `no complete answer within ${this.requestTimeoutMs / 1000} s`, 504);
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-    return unreachable(what, cause.slice(0, 200));
+    if (isTimeout(error)) return this.unreachable(what, `no complete answer within ${this.requestTimeoutMs / 1000} s`, 504);
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : null;
+    const code = (cause as { code?: unknown } | null)?.code;
+    // A registry the engine reaches over plain HTTP (daemon.json's "insecure-registries") is spoken
+    // to over HTTPS here: say why it fails, not OpenSSL's record-layer complaint.
+    if (typeof code === 'string' && PLAIN_HTTP_ANSWERS.has(code)) {
+      return this.unreachable(
+        what,
+        `it answers plain HTTP, not HTTPS (${code}); the agent reads a registry over HTTPS only, plain HTTP only on loopback (localhost, 127.0.0.0/8, [::1]), whatever the engine's insecure-registries allow`,
+      );
+    }
+    return this.unreachable(what, (cause?.message ?? String(error)).slice(0, 200));
   }
 
   /** What is being done, naming the registry: `<host>, GET /v2/…`. */
@@ -187,38 +209,38 @@ export class RegistryClient {
     const parsed = parseChallenge(challenge ?? '');
     if (parsed?.scheme === 'basic') {
       if (basic === null)
-        throw unreachable(this.at('authentication'), 'the registry asks for credentials and none are configured');
+        throw this.unreachable(this.at('authentication'), 'the registry asks for credentials and none are configured');
       this.authorization = basic;
       return;
     }
     if (parsed?.scheme !== 'bearer' || parsed.params['realm'] === undefined) {
-      throw unreachable(this.at('authentication'), 'the registry answered 401 without a usable challenge');
+      throw this.unreachable(this.at('authentication'), 'the registry answered 401 without a usable challenge');
     }
-    const realm = checkedUrl(new URL(parsed.params['realm']), this.at('token request'));
+    const realm = checkedUrl(new URL(parsed.params['realm']), this.at('token request'), this.target.purpose);
     if (parsed.params['service'] !== undefined) realm.searchParams.set('service', parsed.params['service']);
     // Pull scope, whatever the challenge asks: the agent only reads.
     realm.searchParams.set('scope', `repository:${this.target.path}:pull`);
     const response = await this.fetch(realm, basic === null ? {} : { Authorization: basic }, this.at('token request'));
     if (response.status !== 200) {
       await response.body?.cancel();
-      throw unreachable(this.at('token request'), `HTTP ${response.status}`);
+      throw this.unreachable(this.at('token request'), `HTTP ${response.status}`);
     }
     const bytes = await this.read(response, MAX_TOKEN_BYTES * 2, 'token request');
     let answer: z.infer<typeof tokenAnswer>;
     try {
       answer = tokenAnswer.parse(JSON.parse(bytes.toString('utf8')));
     } catch {
-      throw unreachable(this.at('token request'), 'the answer holds no token');
+      throw this.unreachable(this.at('token request'), 'the answer holds no token');
     }
     this.authorization = `Bearer ${'token' in answer ? answer.token : answer.access_token}`;
   }
 }
 
 /** HTTPS, or plain HTTP to loopback; never credentials in a URL. */
-function checkedUrl(url: URL, what: string): URL {
-  if (url.username !== '' || url.password !== '') throw unreachable(what, 'a URL carrying credentials');
+function checkedUrl(url: URL, what: string, purpose: string | undefined): URL {
+  if (url.username !== '' || url.password !== '') throw unreachable(what, 'a URL carrying credentials', 502, purpose);
   if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))) return url;
-  throw unreachable(what, `refusing ${url.protocol} to ${url.hostname}: https only (plain http to loopback only)`);
+  throw unreachable(what, `refusing ${url.protocol} to ${url.hostname}: https only (plain http to loopback only)`, 502, purpose);
 }
 
 /** Reads a body up to `maxBytes`. Security: a registry cannot make the agent hold an unbounded answer. */

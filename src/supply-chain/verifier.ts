@@ -10,8 +10,11 @@ import { RegistryClient } from './registry.js';
  * pull, under the deploy's abort signal. It resolves with the provenance of what may run, or throws
  * an AgentError: 422 naming the check that failed, 502 when the registry cannot be read.
  *
- * The verifier of the configured mode (attestation.ts with sigstore-js, or cosign.ts) is imported on
- * the first deploy, not at start: an agent that has not deployed yet holds none of it in memory.
+ * Where it runs: in the child process verify-process.ts starts for each deploy (verify-child.ts calls
+ * createImageVerifier there), never in the agent's own heap. That child imports only the configured
+ * mode's verifier (attestation.ts with sigstore-js, or cosign.ts, which needs no sigstore), checks one
+ * deploy and exits, giving all of it back. A verifier that cannot be set up (a trusted root that does
+ * not load) answers the deploy with a 503 naming it.
  */
 export interface VerifyRequest {
   /** The configured IMAGE_REPOSITORY: `host/path`. */
@@ -43,7 +46,7 @@ export function createImageVerifier(policy: VerificationPolicy): ImageVerifier |
         ? import('./attestation.js').then((m) => new m.AttestationVerifier(policy))
         : import('./cosign.js').then((m) => new m.CosignKeyVerifier(policy))
     ).catch((error: unknown) => {
-      loaded = null; // a broken trusted root is reported on every deploy, not cached as a success
+      loaded = null; // where one verifier serves several checks (unit tests), a failed set-up is not kept
       throw new AgentError(
         503,
         `the image verifier could not be set up (${describeSetup(policy.mode, error)}); nothing was deployed`,

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { attachBundle, cosignBundle, cosignKey, pushLegacySignature, RegistryWriter } from '../support/cosign.js';
-import { engine, image, startTestAgent, type TestAgent } from '../support/harness.js';
+import { engine, image, repository, startTestAgent, type TestAgent } from '../support/harness.js';
+import { deployOnlyVerified, pushHonestIndex, pushHostileIndexes } from '../support/hostile-index.js';
 import { publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
 import { Verifiers, verifiersBin } from '../support/verifiers.js';
 
@@ -153,6 +154,46 @@ describe('oracle: cosign-key, the agent against cosign 3 itself', { skip }, () =
     }
     const unsigned = await publish();
     assert.equal((await bothJudge('unsigned', unsigned, keys.pub)).status, 422);
+  });
+
+  it('an index that hides an unsigned image beside one signed by `cosign sign --key`: exactly the signed manifest runs, or 4xx untouched; cosign agrees which one is signed', async () => {
+    const platform = await engine.platform();
+    const writer = new RegistryWriter(sandboxInfo().registry, REPOSITORY_PATH);
+    const repo = repository();
+    // v1's manifest for the engine's platform, signed by cosign 3 (its default bundle); an unsigned one.
+    const signed = await writer.platformManifest((await publish()).digest, platform);
+    const unsigned = await writer.platformManifest((await publish()).digest, platform);
+    const made = await sign(`${repo}@${signed.digest}`, keys.key);
+    assert.ok(made.ok, made.output);
+    // The oracle on which manifest is signed: the one, not the other.
+    const signedVerdict = await cosignVerify(`${repo}@${signed.digest}`, keys.pub);
+    assert.ok(signedVerdict.ok, signedVerdict.output);
+    assert.equal((await cosignVerify(`${repo}@${unsigned.digest}`, keys.pub)).ok, false, 'cosign: the other is unsigned');
+
+    // An honest index over the signed manifest: it runs, by its own digest; the tag keeps the index.
+    const honest = await pushHonestIndex(writer, signed, unsigned, platform);
+    const r = await t.api.deploy(`${repo}:${honest.tag}`);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body['image_digest'], signed.digest);
+    assert.equal(r.body['tag_digest'], honest.digest);
+    const provenance = r.body['provenance'] as Record<string, unknown>;
+    assert.equal(provenance['subject_digest'], signed.digest);
+    assert.equal(provenance['verified_by'], 'cosign-key');
+    const running = await engine.inspect(t.config.containerName);
+    assert.equal(running?.Config.Image, `${repo}@${signed.digest}`, 'created from the manifest, never the index');
+    assert.equal(running?.Image, await engine.imageId(`${repo}@${signed.digest}`));
+    const line = t.auditLines().find((l) => l['request_id'] === r.headers.get('x-request-id') && l['outcome'] === 'deployed');
+    assert.equal(line?.['tag_digest'], honest.digest, JSON.stringify(line));
+    assert.equal(line?.['image_digest'], signed.digest, JSON.stringify(line));
+    const subject = await cosignVerify(`${repo}@${String(provenance['subject_digest'])}`, keys.pub);
+    assert.ok(subject.ok, `cosign accepts the digest the provenance names: ${subject.output}`);
+
+    // The issue's two hostile shapes: refused (or the signed manifest runs), the runtime untouched.
+    for (const index of await pushHostileIndexes(writer, signed, unsigned, platform, /no signature found for sha256:/)) {
+      await deployOnlyVerified(t, repo, index, signed.digest);
+      const onIndex = await cosignVerify(`${repo}@${index.digest}`, keys.pub);
+      assert.equal(onIndex.ok, false, `cosign: the index itself (${index.name}) carries no signature`);
+    }
   });
 
   it('agrees with cosign on every crafted signature (node:crypto), or names why it differs', async () => {

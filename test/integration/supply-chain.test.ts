@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnAgent } from '../support/agent-process.js';
-import { ARCHITECTURE, attachBundle, MEDIA, RegistryWriter } from '../support/cosign.js';
+import { attachBundle, MEDIA, RegistryWriter } from '../support/cosign.js';
 import { engine, image, removeContainersNamed, startTestAgent, type TestAgent, TOKEN, testEnv } from '../support/harness.js';
+import { deployOnlyVerified, pushHonestIndex, pushHostileIndexes } from '../support/hostile-index.js';
 import { RegistryStandIn } from '../support/registry-standin.js';
 import { freePort, publishImage, REPOSITORY_PATH, sandboxInfo } from '../support/sandbox.js';
 import { type GitHubClaims, githubClaims, type Instance, provenanceStatement, SigstoreMock } from '../support/sigstore-mock.js';
@@ -177,7 +178,7 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     }
   });
 
-  it('works the same from the bundle (dist/agent.js), where sigstore is loaded on the first deploy', async () => {
+  it('works the same from the bundle (dist/agent.js), where sigstore is loaded only in the verification process', async () => {
     const p = await publish();
     const port = await freePort();
     const { env, folders } = testEnv({ ...policy(), PORT: String(port) });
@@ -228,12 +229,13 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     const writer = new RegistryWriter(registry, REPOSITORY_PATH);
     /** A one-platform index (as docker/build-push-action pushes) over a new image, under a tag of its own. */
     const indexOver = async (p: Published) => {
-      const m = await writer.platformManifest(p.digest, ARCHITECTURE);
+      const platform = await engine.platform();
+      const m = await writer.platformManifest(p.digest, platform);
       const indexType = m.mediaType === MEDIA.oci ? MEDIA.ociIndex : MEDIA.dockerList;
       const index = {
         schemaVersion: 2,
         mediaType: indexType,
-        manifests: [{ ...m, platform: { os: 'linux', architecture: ARCHITECTURE } }],
+        manifests: [{ ...m, platform: { os: platform.os, architecture: platform.architecture } }],
       };
       const tag = `${p.tag}-index`;
       return { tag, digest: await writer.manifest(tag, index, indexType), manifest: m.digest };
@@ -265,74 +267,27 @@ describe('supply chain: GitHub attestations before anything runs', () => {
   it('an index that hides an unsigned image beside an attested one: exactly the attested manifest runs, or 4xx untouched', async () => {
     const registry = sandboxInfo().registry;
     const writer = new RegistryWriter(registry, REPOSITORY_PATH);
+    const platform = await engine.platform();
     // v1's manifest for this platform, attested as attest-build-provenance does; and an unsigned one.
-    const v1 = await writer.platformManifest((await publish(null)).digest, ARCHITECTURE);
+    const v1 = await writer.platformManifest((await publish(null)).digest, platform);
     await attachBundle(registry, REPOSITORY_PATH, v1.digest, await mock.attest(provenanceStatement(v1.digest), githubClaims()));
-    const unsigned = await writer.platformManifest((await publish(null)).digest, ARCHITECTURE);
-    const indexType = v1.mediaType === MEDIA.oci ? MEDIA.ociIndex : MEDIA.dockerList;
-    const alias = ({ amd64: 'x86_64', arm64: 'aarch64' } as Record<string, string>)[ARCHITECTURE] ?? ARCHITECTURE;
-    let k = 0;
-    const pushIndex = async (entries: object[]): Promise<Published> => {
-      k += 1;
-      const tag = `sc-${process.pid}-hostile-${k}`;
-      const index = { schemaVersion: 2, mediaType: indexType, manifests: entries };
-      return { tag, digest: await writer.manifest(tag, index, indexType) };
-    };
-    const linux = (architecture: string, variant?: string) => ({
-      os: 'linux',
-      architecture,
-      ...(variant === undefined ? {} : { variant }),
-    });
-    // The issue's two shapes: the attested manifest under a variant this engine does not run, the
-    // unsigned one for the engine's platform; and the unsigned one first under an alias of the platform.
-    const shapes = [
-      [
-        { ...v1, platform: linux(ARCHITECTURE, 'v9') },
-        { ...unsigned, platform: linux(ARCHITECTURE) },
-      ],
-      [
-        { ...unsigned, platform: linux(alias) },
-        { ...v1, platform: linux(ARCHITECTURE) },
-      ],
-    ];
-    // What the agent decides (platform.ts): the unsigned manifest is the engine's; two equal matches are refused.
-    const expected = [/image not verified: no attestation found for .*sha256/, /match the engine's platform .* equally/];
-    for (const [i, entries] of shapes.entries()) {
-      const p = await pushIndex(entries);
-      const before = await engine.inspect(t.config.containerName);
-      const r = await t.api.deploy(image(p.tag));
-      assert.ok(r.status === 200 || (r.status >= 400 && r.status < 500), r.text);
-      const after = await engine.inspect(t.config.containerName);
-      if (r.status === 200) {
-        // Only the attested manifest may run, by its own digest, with its provenance.
-        assert.equal(after?.Config.Image, `${image(p.tag).split(':').slice(0, -1).join(':')}@${v1.digest}`);
-        assert.equal(after?.Image, await engine.imageId(after?.Config.Image ?? ''));
-        assert.equal((r.body['provenance'] as Record<string, unknown>)['subject_digest'], v1.digest);
-        continue;
-      }
-      assert.match(String(r.body['reason']), expected[i] ?? /./);
-      assert.equal(after?.Id, before?.Id, `${r.text}: the running container is the same`);
-      assert.equal(after?.State.StartedAt, before?.State.StartedAt, 'and was not restarted');
-      assert.equal(after?.Image, before?.Image, 'and runs the same image');
-      assert.equal(tagsOf(t)[p.tag], undefined, 'the tag was not recorded');
-      assert.equal(t.auditLines().at(-1)?.['provenance'], undefined);
+    const unsigned = await writer.platformManifest((await publish(null)).digest, platform);
+    const repository = image('x').slice(0, -2);
+    const unsignedRefusal = /image not verified: no attestation found for .*sha256/;
+    for (const index of await pushHostileIndexes(writer, v1, unsigned, platform, unsignedRefusal)) {
+      await deployOnlyVerified(t, repository, index, v1.digest);
     }
 
     // The attested manifest for the engine's platform, beside entries never chosen (another variant,
     // an attestation manifest, another platform): it runs, by its digest; the tag keeps the index.
-    const p = await pushIndex([
-      { ...unsigned, platform: linux(ARCHITECTURE, 'v9') },
-      { ...v1, platform: linux(ARCHITECTURE) },
-      { ...unsigned, platform: { os: 'unknown', architecture: 'unknown' } },
-      { ...unsigned, platform: linux(ARCHITECTURE === 's390x' ? 'ppc64le' : 's390x') },
-    ]);
+    const p = await pushHonestIndex(writer, v1, unsigned, platform);
     const r = await t.api.deploy(image(p.tag));
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body['image_digest'], v1.digest);
     assert.equal(r.body['tag_digest'], p.digest);
     assert.equal((r.body['provenance'] as Record<string, unknown>)['subject_digest'], v1.digest);
     const running = await engine.inspect(t.config.containerName);
-    const ref = `${image(p.tag).split(':').slice(0, -1).join(':')}@${v1.digest}`;
+    const ref = `${repository}@${v1.digest}`;
     assert.equal(running?.Config.Image, ref, 'created from the manifest, never the index');
     assert.equal(running?.Image, await engine.imageId(ref), "the engine's image is the verified manifest's");
     assert.equal(running?.Config.Labels['io.dreichor.image-digest'], v1.digest);
@@ -341,6 +296,10 @@ describe('supply chain: GitHub attestations before anything runs', () => {
     const status = await t.api.status();
     assert.equal(status.body['image_digest'], v1.digest);
     assert.equal(status.body['tag_digest'], p.digest);
+    // The audit line keeps the two apart too: the tag's digest is the index's, the image's is what runs.
+    const line = t.auditLines().find((l) => l['request_id'] === r.headers.get('x-request-id') && l['outcome'] === 'deployed');
+    assert.equal(line?.['tag_digest'], p.digest, JSON.stringify(line));
+    assert.equal(line?.['image_digest'], v1.digest, JSON.stringify(line));
   });
 
   it("verifies a rollback again, under today's policy", async () => {

@@ -73,7 +73,7 @@ describe('tag identity', () => {
     // What docker/build-push-action pushes with provenance on: the image for this platform, and an
     // attestation manifest (an in-toto layer, platform unknown/unknown) referring to it.
     const writer = new RegistryWriter(sandboxInfo().registry, REPOSITORY_PATH);
-    const own = await writer.platformManifest(await publishImage(sandboxInfo(), 'att-own'), ARCHITECTURE);
+    const own = await writer.platformManifest(await publishImage(sandboxInfo(), 'att-own'), await engine.platform());
     const statement = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [] }));
     const layer = await writer.blob(statement);
     const config = Buffer.from(

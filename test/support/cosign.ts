@@ -6,6 +6,8 @@
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { attachArtifactToImage, type Credentials } from '@sigstore/oci';
+import { chooseEntry, type Platform } from '../../src/supply-chain/platform.js';
+import { indexSchema } from '../../src/supply-chain/referrers.js';
 
 export interface CosignKey {
   readonly privateKey: KeyObject;
@@ -46,11 +48,6 @@ export interface Descriptor {
   readonly digest: string;
   readonly size: number;
 }
-interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-}
-
 /** This machine's architecture as registries name it. */
 export const ARCHITECTURE = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
 
@@ -99,11 +96,12 @@ export class RegistryWriter {
   }
 
   /**
-   * The image manifest this platform (linux/`architecture`) runs from what was pushed as `digest`:
-   * that manifest itself (the classic image store pushes one), or its entry for the platform when the
-   * push was an index (the containerd store of Docker 28 pushes an OCI index).
+   * The image manifest an engine of `platform` runs from what was pushed as `digest`: that manifest
+   * itself (the classic image store pushes one), or, when the push was an index (the containerd store
+   * of Docker 28 pushes an OCI index), the entry the agent itself chooses (src/supply-chain/platform.ts),
+   * so that a test and the agent cannot disagree on which manifest runs.
    */
-  async platformManifest(digest: string, architecture: string): Promise<Descriptor> {
+  async platformManifest(digest: string, platform: Platform): Promise<Descriptor> {
     const res = await fetch(`http://${this.host}/v2/${this.path}/manifests/${digest}`, {
       headers: this.headers({ Accept: [MEDIA.docker, MEDIA.oci, MEDIA.dockerList, MEDIA.ociIndex].join(', ') }),
       signal: AbortSignal.timeout(10_000),
@@ -111,9 +109,8 @@ export class RegistryWriter {
     const body = Buffer.from(await res.arrayBuffer());
     const mediaType = res.headers.get('content-type') ?? MEDIA.docker;
     if (mediaType !== MEDIA.dockerList && mediaType !== MEDIA.ociIndex) return { digest, size: body.byteLength, mediaType };
-    const list = JSON.parse(body.toString('utf8')) as { manifests: (Descriptor & { platform?: Platform })[] };
-    const entry = list.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === architecture);
-    if (entry === undefined) throw new Error(`no linux/${architecture} manifest in the index ${digest}`);
+    const list = indexSchema.parse(JSON.parse(body.toString('utf8')));
+    const entry = chooseEntry(digest, list.manifests, platform);
     return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
   }
 

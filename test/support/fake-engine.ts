@@ -34,8 +34,6 @@ export class FakeEngine implements Port.EnginePort {
   tagDigest = `sha256:${'a'.repeat(64)}`;
   /** Whether the tag names an image index; then a pin may be one of its manifests. */
   tagIsIndex = false;
-  /** Digests the engine cannot pull as an image (an attestation manifest in an index, say). */
-  readonly unpullable = new Set<string>();
   /** The platform the engine reports (GET /version, /info). */
   enginePlatform: Port.EnginePlatform = { os: 'linux', architecture: 'amd64', variant: '' };
   /** The image id of what a digest (or a tag) names; every other reference is one default image. */
@@ -153,9 +151,6 @@ export class FakeEngine implements Port.EnginePort {
 
   async pull(repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
     await this.enter('pull', tagOrDigest, signal);
-    if (this.unpullable.has(tagOrDigest)) {
-      throw new AgentError(502, `the pull failed: unsupported media type for ${tagOrDigest}`, { code: 'registry_refused' });
-    }
     this.pulls.push({ reference: `${repository}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`, at: Date.now() });
     return { digest: tagOrDigest };
   }

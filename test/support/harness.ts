@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config/config.js';
+import { enginePlatform } from '../../src/engine/engine-platform.js';
 import { type RunningAgent, type StartOptions, startAgent } from '../../src/http/app.js';
+import { normalize, type Platform } from '../../src/supply-chain/platform.js';
 import { OpenApiChecker } from './openapi.js';
 import { REPOSITORY_PATH, sandboxInfo } from './sandbox.js';
 
@@ -284,6 +286,12 @@ export const engineAt = (socket: string | (() => string)) => {
         `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ name: [prefix] }))}`,
       );
       return (body as EngineSummary[]).filter((c) => c.Names.some((n) => n.startsWith(`/${prefix}`)));
+    },
+    /** The engine's platform, read as the agent reads it (src/engine/engine-platform.ts). */
+    async platform(): Promise<Platform> {
+      const version = await engineRequest(at(), 'GET', '/version');
+      const info = await engineRequest(at(), 'GET', '/info');
+      return normalize(enginePlatform(version.body, info.body));
     },
     async imageId(ref: string): Promise<string | null> {
       const { status, body } = await engineRequest(at(), 'GET', `/images/${encodeURIComponent(ref)}/json`);

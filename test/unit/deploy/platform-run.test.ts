@@ -144,6 +144,37 @@ describe('an image index, resolved by the agent for the engine platform', () => 
     assert.equal(s.store.recordedDigest('v4'), null);
   });
 
+  it("a registry the agent cannot read for an index's platform choice: 502 naming it and why it was read, the runtime untouched", async () => {
+    // IMAGE_VERIFICATION=none: the registry is read by the agent only because the tag is an index.
+    const gone = await ScriptedRegistry.start();
+    const { index } = pushIndex('v6');
+    await gone.close();
+    n += 1;
+    const config = unitConfig(join(root, `d${n}`), {
+      IMAGE_REPOSITORY: gone.repository,
+      STOP_TIMEOUT_SECONDS: '1',
+      START_CHECK_SECONDS: '1',
+      DEPLOY_TIMEOUT_SECONDS: '20',
+    });
+    const engine = new FakeEngine();
+    const { deployer, store } = await unitDeployer(config, engine);
+    const old = engine.seed(NAME);
+    engine.tagDigest = index.digest;
+    engine.tagIsIndex = true;
+    const ref = parseImageReference(`${gone.repository}:v6`, { repository: gone.repository, environment: 'dev' });
+    const error = await refusal(deployer.deploy(ref, context()));
+    assert.equal(error.status, 502, error.reason);
+    assert.match(
+      error.reason,
+      new RegExp(
+        `^the registry could not be read to choose the tag's image for the engine's platform from its image index \\(${gone.host.replaceAll('.', '\\.')}, GET /v2/`,
+      ),
+    );
+    assert.doesNotMatch(error.reason, /verification/, 'IMAGE_VERIFICATION=none: nothing is being verified');
+    assert.deepEqual(engine.touched(old.id), []);
+    assert.equal(store.recordedDigest('v6'), null);
+  });
+
   it("the engine's image of the created container is not the manifest's config: removed, 502, the runtime untouched", async () => {
     const s = await setup();
     const { wanted, other, index } = pushIndex('v5');

@@ -90,6 +90,27 @@ describe('the registry client', () => {
     assert.ok(!isLoopback('registry.example.invalid') && isLoopback('127.0.0.1') && isLoopback('localhost'));
   });
 
+  it('names a registry that answers plain HTTP where the agent speaks HTTPS (one not on loopback): 502, and why', async () => {
+    // The agent speaks HTTPS to every registry but a loopback one. "[::ffff:127.0.0.1]" is loopback
+    // to the kernel but not a name isLoopback lists, so this plain-HTTP registry is spoken to as one
+    // elsewhere would be (an engine's "insecure-registries" entry, say), with nothing leaving the machine.
+    const host = `[::ffff:127.0.0.1]:${registry.host.split(':')[1]}`;
+    assert.equal(isLoopback(new URL(`http://${host}`).hostname), false, 'the premise: not loopback to the agent');
+    const elsewhere = new RegistryClient(
+      { host, path: 'dreichor/runtime', credentials: null, purpose: 'to choose the image' },
+      AbortSignal.timeout(10_000),
+    );
+    await assert.rejects(elsewhere.manifest('v1', ['application/json'], 1024), (e: unknown) => {
+      assert.ok(e instanceof AgentError, String(e));
+      assert.equal(e.status, 502);
+      assert.match(
+        e.reason,
+        /^the registry could not be read to choose the image \(\[::ffff:127\.0\.0\.1\]:\d+, GET \/v2\/dreichor\/runtime\/manifests\/v1: it answers plain HTTP, not HTTPS \(ERR_SSL_[A-Z_]+\); the agent reads a registry over HTTPS only, plain HTTP only on loopback/,
+      );
+      return true;
+    });
+  });
+
   it('refuses what is not its digest, and answers over the size limit (422)', async () => {
     await assert.rejects(client().manifest(`sha256:${'e'.repeat(64)}`, ['application/json'], 1024), /tampered/);
     await assert.rejects(client().manifest('big', ['application/json'], 1024), /more than the 1024 allowed/);
