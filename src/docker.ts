@@ -1,20 +1,18 @@
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { engineHttpStatus, registryFailure, translate } from './engine/docker-errors.js';
 import {
-  containerImagesSchema,
-  containerInspectSchema,
-  containerListSchema,
-  contentOf,
-  createAnswerSchema,
-  distributionSchema,
-  INDEX_MEDIA_TYPES,
-  imageDeleteSchema,
-  imageEventSchema,
-  imageInspectSchema,
-  pullEventSchema,
-} from './engine/docker-schemas.js';
-import { demultiplex, jsonLines } from './engine/docker-stream.js';
+  containerImageUsesOf,
+  containerInfoOf,
+  containerSummariesOf,
+  imageInfoOf,
+  imageRemovalOf,
+  tagResolutionOf,
+} from './engine/docker-answers.js';
+import { createBody } from './engine/docker-create.js';
+import { registryFailure, translate } from './engine/docker-errors.js';
+import { createAnswerSchema } from './engine/docker-schemas.js';
+import { logTail, type PullProgress, readImageEvents, readPull } from './engine/docker-stream.js';
+import { type CallOptions, callEngine } from './engine/engine-call.js';
 import { enginePlatform, needsVariant, versionSchema } from './engine/engine-platform.js';
 import type {
   ContainerImageUse,
@@ -36,13 +34,10 @@ import type { Redactor } from './policy/redact.js';
 /**
  * The Docker engine, behind the few operations the agent needs (see EnginePort). This is the only
  * module that imports dockerode. Every call has a deadline; the engine's known answers (304 "already
- * stopped", 404 "no such container") become ordinary results here.
+ * stopped", 404 "no such container") become ordinary results here. What needs no dockerode is beside
+ * it in src/engine/: the call with its deadline, the answers read, the streams, the create body.
  */
 
-// An engine timestamp for "never": "0001-01-01T00:00:00Z".
-const never = (t: string | undefined): string | null => (t === undefined || t.startsWith('0001-') ? null : t);
-/** How much of a container's log tail is masked and kept; the reasons quote less. */
-const LOG_CHARS_MASKED = 16 * 1024;
 const short = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
 
 export interface EngineOptions {
@@ -54,16 +49,6 @@ export interface EngineOptions {
    * error messages. Security: a runtime's log lines can carry its DATABASE_URL.
    */
   readonly redact?: Redactor;
-}
-
-interface CallOptions<K> {
-  readonly timeoutMs?: number;
-  /** Ends the call sooner: the caller gone, the deploy's time running out. */
-  readonly outer?: AbortSignal | undefined;
-  /** Engine statuses that are answers, not failures: 404 "no such container" is "gone". */
-  readonly known?: Readonly<Record<number, K>>;
-  /** Turns the engine's refusal (its message) into a more precise error. */
-  readonly refused?: (message: string) => AgentError;
 }
 
 export class Engine implements EnginePort {
@@ -94,14 +79,11 @@ export class Engine implements EnginePort {
         refused: (message) => registryFailure(what, message, tag),
       },
     );
-    const parsed = distributionSchema.safeParse(raw);
-    if (!parsed.success) throw new AgentError(502, `the engine's answer to the ${what} has no manifest digest`);
-    return { digest: parsed.data.Descriptor.digest, index: INDEX_MEDIA_TYPES.has(parsed.data.Descriptor.mediaType) };
+    return tagResolutionOf(raw, what);
   }
 
   /**
-   * The engine reports pull failures (unknown tag, denied pull, broken layer) as events inside a 200
-   * stream, so every event is checked; any error event fails the pull. Aborted when `signal` fires,
+   * Pull failures come as events in a 200 stream (docker-stream.ts). Aborted when `signal` fires,
    * which also cancels the engine's download because the stream is closed.
    */
   async pull(
@@ -122,27 +104,16 @@ export class Engine implements EnginePort {
         refused: (message) => registryFailure(what, message),
       },
     )) as Readable;
-    let digest: string | null = null;
-    let failure: string | null = null;
+    let progress: PullProgress;
     try {
-      for await (const event of jsonLines(stream, signal)) {
-        const parsed = pullEventSchema.safeParse(event);
-        if (!parsed.success) continue;
-        const { status, error, errorDetail } = parsed.data;
-        if (error !== undefined || errorDetail?.message !== undefined) {
-          failure = errorDetail?.message ?? error ?? 'unknown error';
-          break;
-        }
-        const match = status === undefined ? null : /^Digest: (sha256:[0-9a-f]{64})$/.exec(status);
-        if (match?.[1] !== undefined) digest = match[1];
-      }
+      progress = await readPull(stream, signal);
     } catch (error) {
       throw translate(what, error, signal, 0, this.redact);
     } finally {
       stream.destroy();
     }
-    if (failure !== null) throw registryFailure(what, this.redact(failure));
-    return { digest };
+    if (progress.failure !== null) throw registryFailure(what, this.redact(progress.failure));
+    return { digest: progress.digest };
   }
 
   platform(outer?: AbortSignal): Promise<EnginePlatform> {
@@ -169,14 +140,7 @@ export class Engine implements EnginePort {
       outer: signal,
       known: { 404: null },
     });
-    if (raw === null) return null;
-    const image = imageInspectSchema.parse(raw);
-    const test = image.Config?.Healthcheck?.Test ?? [];
-    return {
-      id: image.Id,
-      content: contentOf(image.Id, image.Descriptor?.digest, raw),
-      hasHealthcheck: test.length > 0 && test[0] !== 'NONE',
-    };
+    return raw === null ? null : imageInfoOf(raw);
   }
 
   async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null> {
@@ -188,21 +152,7 @@ export class Engine implements EnginePort {
         known: { 404: null },
       },
     );
-    if (raw === null) return null;
-    const c = containerInspectSchema.parse(raw);
-    return {
-      id: c.Id,
-      name: c.Name.replace(/^\//, ''),
-      image: c.Config.Image,
-      running: c.State.Running,
-      status: c.State.Status,
-      exitCode: c.State.ExitCode,
-      startedAt: never(c.State.StartedAt),
-      health: c.State.Health?.Status ?? null,
-      labels: c.Config.Labels,
-      imageId: c.Image,
-      restartPolicy: c.HostConfig?.RestartPolicy?.Name ?? '',
-    };
+    return raw === null ? null : containerInfoOf(raw);
   }
 
   async networkExists(name: string, outer?: AbortSignal): Promise<boolean> {
@@ -227,9 +177,7 @@ export class Engine implements EnginePort {
       (signal) => this.docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: signal }),
       { outer },
     );
-    return containerListSchema
-      .parse(raw)
-      .map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels }));
+    return containerSummariesOf(raw);
   }
 
   async listContainers(outer?: AbortSignal): Promise<ContainerImageUse[]> {
@@ -238,7 +186,7 @@ export class Engine implements EnginePort {
       (signal) => this.docker.listContainers({ all: true, abortSignal: signal }),
       { outer },
     );
-    return containerImagesSchema.parse(raw).map((c) => ({ id: c.Id, imageId: c.ImageID, labels: c.Labels }));
+    return containerImageUsesOf(raw);
   }
 
   async removeImage(reference: string, outer?: AbortSignal): Promise<ImageRemoval> {
@@ -248,9 +196,7 @@ export class Engine implements EnginePort {
       (signal) => this.docker.getImage(reference).remove({ force: false, noprune: false, abortSignal: signal }),
       { outer, known: { 404: 'gone', 409: 'in-use' } as const },
     );
-    if (raw === 'gone' || raw === 'in-use') return raw;
-    const answer = imageDeleteSchema.safeParse(raw);
-    return answer.success && answer.data.some((d) => d.Deleted !== undefined) ? 'deleted' : 'untagged';
+    return raw === 'gone' || raw === 'in-use' ? raw : imageRemovalOf(raw);
   }
 
   async disableRestart(id: string, outer?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'> {
@@ -265,24 +211,7 @@ export class Engine implements EnginePort {
   async create(spec: CreateSpec, outer?: AbortSignal): Promise<string> {
     const raw = await this.call(
       `create of container ${spec.name}`,
-      (signal) =>
-        this.docker
-          .createContainer({
-            name: spec.name,
-            Image: spec.image,
-            Env: [...spec.env],
-            Labels: { ...spec.labels },
-            StopTimeout: spec.stopTimeoutSeconds,
-            HostConfig: {
-              NetworkMode: spec.networkMode,
-              Mounts: spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: false })),
-              // Explicit: the engine never restarts the runtime on its own; only a deploy starts it.
-              RestartPolicy: { Name: 'no' },
-              LogConfig: { Type: 'json-file', Config: { 'max-size': '50m', 'max-file': '3' } },
-            },
-            abortSignal: signal,
-          })
-          .then((c) => ({ Id: c.id })),
+      (signal) => this.docker.createContainer({ ...createBody(spec), abortSignal: signal }).then((c) => ({ Id: c.id })),
       { outer },
     );
     return createAnswerSchema.parse(raw).Id;
@@ -338,20 +267,13 @@ export class Engine implements EnginePort {
       { outer },
     )) as Readable;
     const signal = AbortSignal.any([AbortSignal.timeout(this.callTimeoutMs), ...(outer === undefined ? [] : [outer])]);
-    const pulled: string[] = [];
     try {
-      for await (const event of jsonLines(stream, signal)) {
-        const parsed = imageEventSchema.safeParse(event);
-        if (!parsed.success) throw new AgentError(502, 'the engine sent an image event the agent cannot read');
-        const id = parsed.data.Actor?.ID ?? parsed.data.id;
-        if (id !== undefined) pulled.push(id);
-      }
+      return await readImageEvents(stream, signal);
     } catch (error) {
       throw translate('read of recent image events', error, signal, this.callTimeoutMs, this.redact);
     } finally {
       stream.destroy();
     }
-    return pulled;
   }
 
   async remove(id: string, outer?: AbortSignal): Promise<'removed' | 'gone'> {
@@ -383,41 +305,15 @@ export class Engine implements EnginePort {
         this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: lines, abortSignal: signal }),
       { outer },
     );
-    const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
-    // Only the end is ever shown (a reason quotes 2,000 characters): masking a runtime's megabytes of
-    // output would hold the event loop for seconds. The cut may split a secret; the redactor masks
-    // a piece of one at either edge of the text.
-    const text = demultiplex(buffer).trimEnd();
-    return this.redact(text.length > LOG_CHARS_MASKED ? text.slice(-LOG_CHARS_MASKED) : text);
+    return this.redact(logTail(raw));
   }
 
-  /**
-   * Runs one engine call with a deadline, and an optional outer signal. The signal is handed to
-   * dockerode to cancel the request, and also raced, because a few dockerode calls do not forward
-   * it: a hung engine must never hang the agent.
-   */
-  private async call<T, K = never>(
+  /** One engine call, with a deadline: see engine-call.ts. */
+  private call<T, K = never>(
     what: string,
     fn: (signal: AbortSignal) => Promise<T>,
     options: CallOptions<K> = {},
   ): Promise<T | K> {
-    const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = options.outer === undefined ? timeout : AbortSignal.any([timeout, options.outer]);
-    let onAbort: () => void = () => undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([fn(signal), aborted]);
-    } catch (error) {
-      const status = signal.aborted ? null : engineHttpStatus(error);
-      if (status !== null && options.known !== undefined && Object.hasOwn(options.known, status))
-        return options.known[status] as K;
-      throw translate(what, error, signal, timeoutMs, this.redact, options.refused);
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+    return callEngine(what, fn, options, { timeoutMs: this.callTimeoutMs, redact: this.redact });
   }
 }

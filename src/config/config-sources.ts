@@ -16,8 +16,8 @@ export const AGENT_OWNED_RUNTIME_VARIABLES = [
 
 /**
  * Where the configuration's values come from (the environment, ENV_FILE, the secret files) and the
- * files and folders it names (RUNTIME_ENV_FILE, the state and runtime folders). config.ts validates
- * the values; this module reads them and checks how the paths relate.
+ * files and folders it names (RUNTIME_ENV_FILE, the state and runtime folders). config-schema.ts and
+ * config.ts validate the values; this module reads them and checks how the paths relate.
  */
 
 /** A configuration problem, reported at start as one line naming the variable. */

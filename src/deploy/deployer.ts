@@ -5,9 +5,10 @@ import type { EnginePort } from '../engine/engine-port.js';
 import { AgentError, describe } from '../errors.js';
 import type { ImageReference } from '../policy/image.js';
 import type { AuditLog } from '../state/audit.js';
-import type { DeployJournal, DeployPhase, JournalRecord } from '../state/journal.js';
+import type { DeployJournal, DeployPhase } from '../state/journal.js';
 import type { StateStore } from '../state/state.js';
 import type { ImageVerifier } from '../supply-chain/verifier.js';
+import { DeployProgress, type Ids } from './deploy-progress.js';
 import { diskRefusal, recordAccepted, remember, withWarnings } from './deploy-records.js';
 import { checkCreatedImage, fetchImage } from './image-fetch.js';
 import { type Operation, OperationLock } from './lock.js';
@@ -17,13 +18,14 @@ import { containerSpec, retiredName } from './runtime-spec.js';
 import { startCheck } from './start-check.js';
 import { iso, type StatusBody, StatusView } from './status-view.js';
 import { emergencyStop } from './stop-sequence.js';
-import { Abandon, deadline, TIMING, type Timing, until } from './time-bound.js';
+import { Abandon, deadline, TIMING, type Timing } from './time-bound.js';
 
 /**
  * The deploy and stop sequences. This is where atomicity is decided; read `runDeploy` top to bottom.
  * What serves them lives beside this file: the lock (lock.ts), the status (status-view.ts), the
- * record and clean-up of what an interrupted or failed operation left (reconciler.ts), the runtime
- * container's shape (runtime-spec.ts) and the stop itself (stop-sequence.ts).
+ * record and clean-up of what an interrupted or failed operation left (reconciler.ts), the phase
+ * journaled before each step (deploy-progress.ts), the runtime container's shape (runtime-spec.ts)
+ * and the stop itself (stop-sequence.ts).
  *
  * The point of no return is the stop of the old container. Everything before it (tag look-up, pull,
  * create) can fail or be abandoned and leaves the old container running, untouched. After it, only
@@ -50,26 +52,22 @@ export interface DeployerDeps {
   readonly reconcilerTiming?: Partial<ReconcilerTiming>;
 }
 
-type Ids = Pick<JournalRecord, 'old_container_id' | 'new_container_id' | 'old_image'>;
-
 export class Deployer {
   private readonly deps: DeployerDeps;
   private readonly timing: Timing;
-  private readonly onPhase: (phase: DeployPhase) => Promise<void>;
   private readonly lock: OperationLock;
   private readonly view: StatusView;
   private readonly reconciler: Reconciler;
-  /** The phase of the deploy in progress, for status. */
-  private progress: { readonly phase: DeployPhase; readonly since: string } | null = null;
+  private readonly progress: DeployProgress;
 
   constructor(deps: DeployerDeps) {
     this.deps = deps;
     this.timing = { ...TIMING, ...deps.timing };
-    this.onPhase = deps.onPhase ?? (() => Promise.resolve());
+    this.progress = new DeployProgress(deps);
     // Whenever an operation starts or ends, what status shows changes: the last inspection is stale.
     this.lock = new OperationLock(() => {
       this.view.invalidate();
-      if (this.lock.busy === null) this.progress = null;
+      if (this.lock.busy === null) this.progress.clear();
     });
     const { config, engine, store, audit, journal, logger } = deps;
     this.reconciler = new Reconciler({
@@ -86,8 +84,8 @@ export class Deployer {
       ...deps,
       activity: () => ({
         operation: this.lock.busy,
-        phase: this.progress?.phase ?? null,
-        phaseSince: this.progress?.since ?? null,
+        phase: this.progress.current?.phase ?? null,
+        phaseSince: this.progress.current?.since ?? null,
       }),
       leftovers: () => this.reconciler.leftovers,
       notOurs: () => this.reconciler.notOurs,
@@ -148,7 +146,7 @@ export class Deployer {
       // 1. What the tag is now, asked of the registry; then pull exactly that, by digest. What only
       //    reads (the runtime network, the current container) is looked up meanwhile: the lock is
       //    held, so neither can change.
-      await this.enter('pulling', image, context, ids, null, bound);
+      await this.progress.enter('pulling', image, context, ids, null, bound);
       // After the journal: an agent killed between the two still leaves this request accounted for.
       await recordAccepted(this.deps.audit, context, image.reference);
       const abortOnFailure = <T>(lookup: Promise<T>): Promise<T> =>
@@ -178,7 +176,7 @@ export class Deployer {
       staged = await engine.create(spec, before.signal);
       await checkCreatedImage(engine, staged, fetched, before.signal);
       const created = { ...ids, old_container_id: current?.id ?? null, new_container_id: staged };
-      await this.enter('created', image, context, created, null, bound);
+      await this.progress.enter('created', image, context, created, null, bound);
       before.signal.throwIfAborted();
       await store.recordTag(image.tag, fetched.tagDigest).catch((error: unknown) => {
         throw diskRefusal("the tag's record", error);
@@ -199,7 +197,7 @@ export class Deployer {
       // 3. Stop the old container, and move it out of the fixed name. Never two running at once: the
       //    new one starts after. Downtime: a rename is metadata only, where a removal deletes the
       //    container's files, so the old container is removed only once the new one runs.
-      await this.enter('stopping', image, context, created, warnings, bound);
+      await this.progress.enter('stopping', image, context, created, warnings, bound);
       if (current !== null) {
         await engine.stop(current.id, config.stopTimeoutSeconds, bound);
         const aside = retiredName(config.containerName, current.id);
@@ -208,13 +206,13 @@ export class Deployer {
       }
 
       // 4. Give the new container the fixed name and start it; the old one is removed meanwhile.
-      await this.enter('starting', image, context, created, warnings, bound);
+      await this.progress.enter('starting', image, context, created, warnings, bound);
       await engine.rename(newId, config.containerName, bound);
       staged = null;
       await engine.start(newId, bound);
       const removal = retired === null ? Promise.resolve() : this.discard(retired, bound, warnings);
       retired = null;
-      await this.enter('checking', image, context, created, warnings, bound);
+      await this.progress.enter('checking', image, context, created, warnings, bound);
 
       // 5. Start check: it must stay running (or become healthy) before we say "deployed".
       const running = await startCheck(
@@ -244,44 +242,6 @@ export class Deployer {
     } finally {
       before.release();
     }
-  }
-
-  /**
-   * Journals the phase the deploy is entering, before it acts on it; status and the log show it.
-   * Before the point of no return (`warnings` null) a write the disk refuses ends the deploy, with
-   * nothing touched. After it, it is a warning: recovery copes with a journal one phase behind.
-   */
-  private async enter(
-    phase: DeployPhase,
-    image: ImageReference,
-    context: DeployContext,
-    ids: Ids,
-    warnings: string[] | null,
-    bound: AbortSignal,
-  ): Promise<void> {
-    this.progress = { phase, since: new Date().toISOString() };
-    this.deps.logger.info(
-      { requestId: context.requestId, phase, image: image.reference, elapsed_ms: Date.now() - context.receivedAt },
-      `deploy: ${phase}`,
-    );
-    const write = this.deps.journal.enter({
-      operation: 'deploy',
-      request_id: context.requestId,
-      image: image.reference,
-      phase,
-      ...ids,
-    });
-    if (warnings === null) {
-      await write.catch((error: unknown) => {
-        throw diskRefusal('the deploy journal', error);
-      });
-    } else {
-      await until(write, bound).catch((error: unknown) => {
-        this.deps.logger.error({ err: error, phase }, 'could not write the deploy journal; the deploy goes on');
-        warnings.push(`the deploy journal could not be written at "${phase}" (${describe(error)}); the deploy went on`);
-      });
-    }
-    await this.onPhase(phase);
   }
 
   /**

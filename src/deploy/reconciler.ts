@@ -3,8 +3,9 @@ import type { Config } from '../config/config.js';
 import type { ContainerInfo, ContainerSummary, EnginePort } from '../engine/engine-port.js';
 import { describe } from '../errors.js';
 import type { AuditLog } from '../state/audit.js';
-import type { DeployJournal, DeployPhase, JournalRecord } from '../state/journal.js';
+import type { DeployJournal } from '../state/journal.js';
 import type { StateStore } from '../state/state.js';
+import { recordInterruptedJournal } from './interrupted.js';
 import type { OperationLock } from './lock.js';
 import { notOursBecause } from './ownership.js';
 import { isLeftoverName, ownedBy } from './runtime-spec.js';
@@ -14,8 +15,8 @@ import { isLeftoverName, ownedBy } from './runtime-spec.js';
  * purpose so that neither can ever stand in the way of a deploy or, above all, of an emergency stop:
  *
  *  - `recordInterrupted`: the journal of an operation the agent was killed in is turned into its
- *    record (status, audit line) and its container ids are kept in the state. Disk only, no engine:
- *    it runs at start, before anything listens, and again before each deploy or stop.
+ *    record (status, audit line) and its container ids are kept in the state (interrupted.ts). Disk
+ *    only, no engine: it runs at start, before anything listens, and again before each deploy or stop.
  *  - the clean-up of leftovers (staged containers never started, replaced containers moved aside):
  *    per container, best effort, bounded, in the background, retried with backoff while anything is
  *    left, each failure logged and shown in the status. Nothing waits for it. Leftovers are found by
@@ -29,13 +30,6 @@ import { isLeftoverName, ownedBy } from './runtime-spec.js';
  * is an operator's decision. A leftover that runs (which the agent never does) is shown for an
  * operator; POST /v1/stop stops it.
  */
-const PHASES: Readonly<Record<DeployPhase, string>> = {
-  pulling: 'pulling the image (nothing was touched)',
-  created: 'the new container was created beside the old one (the old one was not touched)',
-  stopping: 'stopping the old container',
-  starting: 'starting the new container (the old one was already stopped and moved aside)',
-  checking: 'checking the new container after its start',
-};
 
 export interface ReconcilerTiming {
   /** First retry after a failed pass; doubled on each failure up to `maxBackoffMs`. */
@@ -114,37 +108,7 @@ export class Reconciler {
   }
 
   private async record(): Promise<void> {
-    const { journal, store, audit, logger } = this.deps;
-    const interrupted = await journal.read();
-    if (interrupted === null) return;
-    const last = store.lastDeploy;
-    if (last !== null && last.request_id === interrupted.request_id && last.outcome !== 'interrupted') {
-      // It ended and was recorded; only the journal's removal failed. Nothing was interrupted.
-      await journal.clear();
-      return;
-    }
-    const ids = [interrupted.old_container_id, interrupted.new_container_id].filter((id): id is string => id !== null);
-    const reason = describeInterrupted(interrupted);
-    logger.warn({ interrupted }, 'an operation was interrupted (the agent stopped in the middle of it)');
-    await store.setLeftovers([...store.leftovers, ...ids]);
-    if (interrupted.operation === 'deploy') {
-      const record = {
-        image: interrupted.image,
-        outcome: 'interrupted',
-        reason,
-        at: new Date().toISOString(),
-        request_id: interrupted.request_id,
-        image_digest: null,
-      } as const;
-      await store.setInterrupted(record, interrupted.since);
-    }
-    await audit.recovered({
-      requestId: interrupted.request_id,
-      image: interrupted.operation === 'deploy' ? interrupted.image : null,
-      reason,
-    });
-    await journal.clear();
-    this.soon();
+    if (await recordInterruptedJournal(this.deps)) this.soon();
   }
 
   /** At start-up: record what was interrupted (if the disk lets us) and clean up in the background. */
@@ -307,12 +271,3 @@ export class Reconciler {
 
 const toSummary = (c: ContainerInfo | null): ContainerSummary | null =>
   c === null ? null : { id: c.id, name: c.name, state: c.status, labels: c.labels };
-
-/** The record of an interrupted operation, in words, with the way back when there is one. */
-function describeInterrupted(r: JournalRecord): string {
-  if (r.operation === 'stop') {
-    return `stop ${r.request_id} was interrupted (the agent stopped in the middle of it); GET /v1/status shows what runs, POST /v1/stop again to be sure`;
-  }
-  const back = r.old_image === null ? '' : `; the last image deployed successfully before it was ${r.old_image}`;
-  return `deploy ${r.request_id} of ${r.image} was interrupted while ${PHASES[r.phase]}; the runtime container is left as it is (GET /v1/status shows it), leftovers are removed in the background${back}`;
-}

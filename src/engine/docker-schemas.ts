@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
-/** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts). */
+/** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts and its src/engine/ helpers). */
 
 const labelsSchema = z
   .record(z.string(), z.string())

@@ -1,6 +1,11 @@
 import type { Readable } from 'node:stream';
+import { AgentError } from '../errors.js';
+import { imageEventSchema, pullEventSchema } from './docker-schemas.js';
 
-/** Reading the Docker engine's streams: a pull's progress (JSON lines) and a container's logs. */
+/**
+ * Reading the Docker engine's streams: a pull's progress and the engine's event log (JSON lines), and
+ * a container's logs.
+ */
 
 /**
  * The JSON objects of a progress stream, one a line. A line that is not JSON becomes an error event,
@@ -29,12 +34,66 @@ export async function* jsonLines(stream: Readable, signal: AbortSignal): AsyncGe
   if (signal.aborted) throw signal.reason;
 }
 
+/** What a pull's progress said: the digest it pulled, or its first error event (the pull failed). */
+export interface PullProgress {
+  readonly digest: string | null;
+  readonly failure: string | null;
+}
+
+/**
+ * The engine reports pull failures (unknown tag, denied pull, broken layer) as events inside a 200
+ * stream, so every event is checked; any error event fails the pull.
+ */
+export async function readPull(stream: Readable, signal: AbortSignal): Promise<PullProgress> {
+  let digest: string | null = null;
+  let failure: string | null = null;
+  for await (const event of jsonLines(stream, signal)) {
+    const parsed = pullEventSchema.safeParse(event);
+    if (!parsed.success) continue;
+    const { status, error, errorDetail } = parsed.data;
+    if (error !== undefined || errorDetail?.message !== undefined) {
+      failure = errorDetail?.message ?? error ?? 'unknown error';
+      break;
+    }
+    const match = status === undefined ? null : /^Digest: (sha256:[0-9a-f]{64})$/.exec(status);
+    if (match?.[1] !== undefined) digest = match[1];
+  }
+  return { digest, failure };
+}
+
+/** The images named by a read of the engine's event log (GET /events, image events), in order. */
+export async function readImageEvents(stream: Readable, signal: AbortSignal): Promise<string[]> {
+  const pulled: string[] = [];
+  for await (const event of jsonLines(stream, signal)) {
+    const parsed = imageEventSchema.safeParse(event);
+    if (!parsed.success) throw new AgentError(502, 'the engine sent an image event the agent cannot read');
+    const id = parsed.data.Actor?.ID ?? parsed.data.id;
+    if (id !== undefined) pulled.push(id);
+  }
+  return pulled;
+}
+
 function parseProgress(line: string): unknown {
   try {
     return JSON.parse(line);
   } catch {
     return { error: `unreadable progress from the engine: ${line.slice(0, 200)}` };
   }
+}
+
+/** How much of a container's log tail is masked and kept; the reasons quote less. */
+const LOG_CHARS_MASKED = 16 * 1024;
+
+/**
+ * The end of a container's logs (GET /containers/{id}/logs), as text to be masked. Only the end is
+ * ever shown (a reason quotes 2,000 characters): masking a runtime's megabytes of output would hold
+ * the event loop for seconds. The cut may split a secret; the redactor masks a piece of one at either
+ * edge of the text.
+ */
+export function logTail(raw: unknown): string {
+  const buffer = Buffer.isBuffer(raw) ? raw : Buffer.from(typeof raw === 'string' ? raw : '');
+  const text = demultiplex(buffer).trimEnd();
+  return text.length > LOG_CHARS_MASKED ? text.slice(-LOG_CHARS_MASKED) : text;
 }
 
 /**
