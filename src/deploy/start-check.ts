@@ -42,9 +42,10 @@ export async function startCheck(deps: StartCheckDeps, run: StartCheckRun): Prom
     AbortSignal.timeout(Math.max(0, run.boundAt - deps.timing.killSlackMs - Date.now())),
   ]);
   const fail = (what: string) => startFailure(deps, run, what);
-  // The inspection after the last wait is the last one, whatever the clock's rounding says.
-  let lastRound = false;
   for (;;) {
+    // Only a look that began after START_CHECK_SECONDS is the last one: a look begun just before the
+    // end and answered just after it would let an exit at that very moment count as "started".
+    const lookedAt = Date.now();
     let c: ContainerInfo | null;
     try {
       c = await deps.engine.inspectContainer(run.id, checkBy);
@@ -55,13 +56,11 @@ export async function startCheck(deps: StartCheckDeps, run: StartCheckRun): Prom
     if (!c.running) throw await fail(`exited with code ${c.exitCode} during the start check`);
     if (run.hasHealthcheck && c.health === 'healthy') return c;
     if (run.hasHealthcheck && c.health === 'unhealthy') throw await fail('reported unhealthy');
-    const left = until - Date.now();
-    if (left <= 0 || lastRound) {
+    if (lookedAt > until) {
       if (run.hasHealthcheck) throw await fail(`did not become healthy within ${seconds} s`);
       return c;
     }
-    lastRound = left <= deps.timing.pollMs;
-    await sleep(Math.min(deps.timing.pollMs, left));
+    await sleep(Math.min(deps.timing.pollMs, Math.max(0, until - Date.now()) + 1));
   }
 }
 
