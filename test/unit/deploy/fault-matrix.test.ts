@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomUUID, sign } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -11,6 +11,8 @@ import { stopBoundMs } from '../../../src/deploy/stop-sequence.js';
 import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
 import { verifyAuditFile } from '../../../src/state/audit.js';
+import { createImageVerifier, type ImageVerifier } from '../../../src/supply-chain/verifier.js';
+import { cosignKey, simpleSigningPayload } from '../../support/cosign.js';
 import { type FakeContainer, FakeEngine } from '../../support/fake-engine.js';
 import {
   appliesTo,
@@ -19,11 +21,13 @@ import {
   type Fault,
   type Incarnation,
   incarnate,
+  isRegistryStep,
   type Plan,
   seedHistory,
 } from '../../support/fault-world.js';
 import { readAudit } from '../../support/harness.js';
 import { FULL, sampleOf, samplingNote } from '../../support/sampling.js';
+import { OCI_MANIFEST, ScriptedRegistry } from '../../support/scripted-registry.js';
 import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
 
 /**
@@ -65,14 +69,14 @@ const CALL_TIMEOUT_MS = 2_000;
 // Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding.
 const ANSWER_SLACK_MS = 250;
 const CONCURRENT_CASES = 4;
-const image = (tag: string) => parseImageReference(`${REPO}:${tag}`, { repository: REPO, environment: 'dev' });
+const image = (tag: string, repository = REPO) => parseImageReference(`${repository}:${tag}`, { repository, environment: 'dev' });
 const PREVIOUS = image('v1').reference;
 
 let n = 0;
-function freshConfig(): Config {
+function freshConfig(extra: Readonly<Record<string, string>> = {}): Config {
   n += 1;
   const dir = join(root, `c${n}`);
-  const loaded = unitConfig(dir);
+  const loaded = unitConfig(dir, extra);
   mkdirSync(loaded.stateDir, { recursive: true });
   return { ...loaded, stopTimeoutSeconds: 0.1, startCheckSeconds: 0.05, deployTimeoutSeconds: DEPLOY_TIMEOUT_MS / 1000 };
 }
@@ -82,6 +86,67 @@ interface Scenario {
   readonly kind: 'deploy' | 'stop';
   /** Puts the old runtime (and whatever else the scenario needs) on the engine. */
   seed(engine: FakeEngine): FakeContainer;
+  /**
+   * IMAGE_VERIFICATION=cosign-key against a registry of the case's own: the tag is an image index
+   * (or a single manifest), its manifest for the engine's platform signed by the key in cosign's
+   * legacy form. Every read of that registry is a step too, where it fails (500), hangs, or drips.
+   */
+  readonly verified?: 'index' | 'single';
+}
+
+/** The key the verified scenarios' images are signed with, as COSIGN_PUBLIC_KEY_FILE. */
+const signingKey = cosignKey();
+const keyFile = join(root, 'cosign.pub');
+writeFileSync(keyFile, signingKey.publicKeyPem);
+
+const signatures = new Map<string, string>();
+const signatureOf = (payload: Buffer): string => {
+  const key = payload.toString('utf8');
+  const made = signatures.get(key) ?? sign('sha256', payload, signingKey.privateKey).toString('base64');
+  signatures.set(key, made);
+  return made;
+};
+
+interface VerifiedWorld {
+  readonly registry: ScriptedRegistry;
+  readonly verifier: ImageVerifier | null;
+  readonly config: Config;
+}
+
+/** A registry holding tag v2, signed, and an engine that resolves v2 to it. */
+async function verifiedWorld(shape: 'index' | 'single', engine: FakeEngine): Promise<VerifiedWorld> {
+  const registry = await ScriptedRegistry.start();
+  const run = registry.image('v2', ...(shape === 'single' ? ['v2'] : []));
+  const tagDigest =
+    shape === 'index' ? registry.index([{ ...run, platform: { os: 'linux', architecture: 'amd64' } }], 'v2').digest : run.digest;
+  // The same bytes in every case (not the case's own registry port): the reads' names are the steps'.
+  const payload = simpleSigningPayload('registry.invalid/dreichor/runtime', run.digest);
+  const empty = registry.blob(Buffer.from('{}'));
+  registry.manifest(
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { ...empty, mediaType: 'application/vnd.oci.empty.v1+json' },
+      layers: [
+        {
+          ...registry.blob(payload),
+          mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+          annotations: { 'dev.cosignproject.cosign/signature': signatureOf(payload) },
+        },
+      ],
+    },
+    OCI_MANIFEST,
+    `${run.digest.replace(':', '-')}.sig`,
+  );
+  engine.tagDigest = tagDigest;
+  engine.tagIsIndex = shape === 'index';
+  engine.imageIds.set(run.digest, run.config);
+  const config = freshConfig({
+    IMAGE_REPOSITORY: registry.repository,
+    IMAGE_VERIFICATION: 'cosign-key',
+    COSIGN_PUBLIC_KEY_FILE: keyFile,
+  });
+  return { registry, verifier: createImageVerifier(config.imageVerification), config };
 }
 
 /**
@@ -94,6 +159,18 @@ const brakeExempt = (step: string): boolean => step === 'engine.kill';
 
 const SCENARIOS: readonly Scenario[] = [
   { name: "a deploy over the agent's own runtime", kind: 'deploy', seed: (e) => e.seed(NAME) },
+  {
+    name: 'a verified deploy (IMAGE_VERIFICATION=cosign-key) of an image index: every registry read is a step',
+    kind: 'deploy',
+    seed: (e) => e.seed(NAME),
+    verified: 'index',
+  },
+  {
+    name: 'a verified deploy (IMAGE_VERIFICATION=cosign-key) of a single manifest',
+    kind: 'deploy',
+    seed: (e) => e.seed(NAME),
+    verified: 'single',
+  },
   {
     name: 'a deploy whose new container exits at once (the start check fails)',
     kind: 'deploy',
@@ -181,15 +258,37 @@ async function outcomeOf(operation: Promise<unknown>, incarnation: Incarnation):
 }
 
 async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, cleanEnding: string | null): Promise<Case> {
-  const config = freshConfig();
-  await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
   const engine = new FakeEngine();
+  const world = scenario.verified === undefined ? null : await verifiedWorld(scenario.verified, engine);
+  try {
+    return await runCaseIn(world, engine, scenario, plan, pnr, cleanEnding);
+  } finally {
+    await world?.registry.close();
+  }
+}
+
+async function runCaseIn(
+  world: VerifiedWorld | null,
+  engine: FakeEngine,
+  scenario: Scenario,
+  plan: Plan | null,
+  pnr: number,
+  cleanEnding: string | null,
+): Promise<Case> {
+  const config = world?.config ?? freshConfig();
+  const target = image('v2', world?.registry.repository);
+  await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
   engine.callTimeoutMs = CALL_TIMEOUT_MS;
   const old = scenario.seed(engine);
   // What the scenario starts with may break invariant 1 itself (a leftover started by hand): judged from there.
   const seededRunning = engine.maxRunning;
   const disk: Disk = { full: false };
-  const options = { config, timing: TIMING, callTimeoutMs: CALL_TIMEOUT_MS };
+  const options = {
+    config,
+    timing: TIMING,
+    callTimeoutMs: CALL_TIMEOUT_MS,
+    ...(world === null ? {} : { verifier: world.verifier, registry: world.registry }),
+  };
   let agent = await incarnate(engine, disk, plan, options);
   const problems: string[] = [];
   const expect = (ok: boolean, what: string) => {
@@ -201,7 +300,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   const started = performance.now();
   const operation =
     scenario.kind === 'deploy'
-      ? agent.deployer.deploy(image('v2'), context(requestId, endpoint))
+      ? agent.deployer.deploy(target, context(requestId, endpoint))
       : agent.deployer.stop(context(requestId, endpoint));
   const outcome = await outcomeOf(operation, agent);
   const elapsed = performance.now() - started;
@@ -209,7 +308,9 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   const runningAtAnswer = engine.containers.get(old.id)?.running === true;
   const steps = [...agent.steps.names];
   agent.steps.plan = null;
-  const diskFault = disk.full || (plan?.fault === 'fail' && !steps[plan.at]?.startsWith('engine.'));
+  const planned = plan === null ? '' : (plan.step ?? steps[plan.at] ?? '');
+  const diskStep = (step: string) => !step.startsWith('engine.') && !isRegistryStep(step);
+  const diskFault = disk.full || (plan?.fault === 'fail' && diskStep(planned));
 
   // The HTTP layer's outcome line, as respond.ts writes it.
   if (outcome.kind !== 'killed') {
@@ -218,7 +319,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
         requestId,
         clientId: 'client.access',
         endpoint,
-        image: scenario.kind === 'deploy' ? image('v2').reference : null,
+        image: scenario.kind === 'deploy' ? target.reference : null,
         outcome: outcome.kind === 'resolved' ? (scenario.kind === 'deploy' ? 'deployed' : 'stopped') : 'failed',
         status: outcome.kind === 'resolved' ? 200 : 502,
         reason: null,
@@ -270,8 +371,23 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
         `a fault before the point of no return touched the old container: ${engine.touched(old.id).join(', ')}`,
       );
     }
-    const diskOnly =
-      plan !== null && (plan.fault === 'disk-full' || (plan.fault === 'fail' && !steps[plan.at]?.startsWith('engine.')));
+    const diskOnly = plan !== null && (plan.fault === 'disk-full' || (plan.fault === 'fail' && diskStep(planned)));
+    // A registry that fails, hangs or drips during verification: the deploy is refused, with an
+    // answer that names the registry, before anything was pulled (the old container checked above).
+    // A registry that fails, hangs or drips during verification: the deploy is refused, before anything
+    // was pulled (the old container is checked above). A failure is a 502 naming the registry; a read
+    // that does not end is cut by the registry client's own deadline (a 504 naming the registry, 15 s)
+    // or, when the pull's budget is shorter, as here, by the budget (its 504).
+    if (plan !== null && isRegistryStep(planned) && ['fail', 'hang', 'drip'].includes(plan.fault)) {
+      const error = outcome.kind === 'rejected' && outcome.error instanceof AgentError ? outcome.error : null;
+      const named = error?.reason.includes(world?.registry.host ?? '(no registry)') === true;
+      const clear =
+        plan.fault === 'fail'
+          ? error?.status === 502 && named
+          : error?.status === 504 && (named || error.reason.startsWith('the image was not ready within'));
+      expect(clear, `a registry ${plan.fault} did not fail the deploy with a clear answer: ${describeOutcome(outcome)}`);
+      expect(!steps.includes('engine.pull'), 'a registry fault during verification and still the image was pulled');
+    }
     if (plan !== null && plan.at >= pnr && diskOnly) {
       expect(
         endingOf(outcome) === cleanEnding,
@@ -300,7 +416,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   expect(status.operation_in_progress === null, `status says ${status.operation_in_progress} is in progress`);
   if (scenario.kind === 'deploy') {
     if (outcome.kind === 'resolved') {
-      expect(status.image === image('v2').reference, `status names ${status.image} after a successful deploy`);
+      expect(status.image === target.reference, `status names ${status.image} after a successful deploy`);
       expect(status.last_deploy?.request_id === requestId && status.last_deploy.outcome === 'deployed', 'status: last deploy');
       expect(status.previous_image === PREVIOUS, `status: previous_image ${status.previous_image}`);
     } else if (outcome.kind === 'rejected') {
@@ -363,7 +479,10 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
       const findings: string[] = [];
       const plans: Plan[] = [];
       for (let at = 0; at < clean.steps.length; at += 1) {
-        for (const fault of FAULTS) if (appliesTo(fault, clean.steps[at] ?? '')) plans.push({ at, fault });
+        const step = clean.steps[at] ?? '';
+        for (const fault of FAULTS) {
+          if (appliesTo(fault, step)) plans.push(isRegistryStep(step) ? { at, fault, step } : { at, fault });
+        }
       }
       const cases = plans.length;
       totalCases += cases;
@@ -375,7 +494,7 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
         plans,
         scenario.name,
         (p) => p.fault,
-        (fault) => (fault === 'hang' ? 1 : 3),
+        (fault) => (fault === 'hang' || fault === 'drip' ? 1 : 3),
       );
       const ran = queue.length;
       totalRun += ran;
@@ -387,8 +506,10 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
           if (process.env['MATRIX_TIMES'] === '1')
             process.stdout.write(`# ${Math.round(performance.now() - t0)} ms ${plan.fault} at ${plan.at} ${step}\n`);
           // A run that took another path before the fault is a matrix that is not what it says.
+          // (A registry read is hit by name: reads that go out together arrive in either order.)
           const there = result.steps[plan.at];
-          const path = there === step ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
+          const onPath = plan.step === undefined ? there === step : result.steps.includes(step);
+          const path = onPath ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
           for (const p of result.problems) findings.push(`${plan.fault} at step ${plan.at} (${step})${path}: ${p}`);
         }
       };
