@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomUUID, sign } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -11,8 +11,6 @@ import { stopBoundMs } from '../../../src/deploy/stop-sequence.js';
 import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
 import { verifyAuditFile } from '../../../src/state/audit.js';
-import { createImageVerifier, type ImageVerifier } from '../../../src/supply-chain/verifier.js';
-import { cosignKey, simpleSigningPayload } from '../../support/cosign.js';
 import { type FakeContainer, FakeEngine } from '../../support/fake-engine.js';
 import {
   appliesTo,
@@ -27,8 +25,8 @@ import {
 } from '../../support/fault-world.js';
 import { readAudit } from '../../support/harness.js';
 import { FULL, sampleOf, samplingNote } from '../../support/sampling.js';
-import { OCI_MANIFEST, ScriptedRegistry } from '../../support/scripted-registry.js';
 import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
+import { type VerifiedWorld, verifiedSigner, verifiedWorld } from '../../support/verified-world.js';
 
 /**
  * The fault matrix. Every step of the deploy and stop sequences (every engine call, every journal,
@@ -95,59 +93,7 @@ interface Scenario {
 }
 
 /** The key the verified scenarios' images are signed with, as COSIGN_PUBLIC_KEY_FILE. */
-const signingKey = cosignKey();
-const keyFile = join(root, 'cosign.pub');
-writeFileSync(keyFile, signingKey.publicKeyPem);
-
-const signatures = new Map<string, string>();
-const signatureOf = (payload: Buffer): string => {
-  const key = payload.toString('utf8');
-  const made = signatures.get(key) ?? sign('sha256', payload, signingKey.privateKey).toString('base64');
-  signatures.set(key, made);
-  return made;
-};
-
-interface VerifiedWorld {
-  readonly registry: ScriptedRegistry;
-  readonly verifier: ImageVerifier | null;
-  readonly config: Config;
-}
-
-/** A registry holding tag v2, signed, and an engine that resolves v2 to it. */
-async function verifiedWorld(shape: 'index' | 'single', engine: FakeEngine): Promise<VerifiedWorld> {
-  const registry = await ScriptedRegistry.start();
-  const run = registry.image('v2', ...(shape === 'single' ? ['v2'] : []));
-  const tagDigest =
-    shape === 'index' ? registry.index([{ ...run, platform: { os: 'linux', architecture: 'amd64' } }], 'v2').digest : run.digest;
-  // The same bytes in every case (not the case's own registry port): the reads' names are the steps'.
-  const payload = simpleSigningPayload('registry.invalid/dreichor/runtime', run.digest);
-  const empty = registry.blob(Buffer.from('{}'));
-  registry.manifest(
-    {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { ...empty, mediaType: 'application/vnd.oci.empty.v1+json' },
-      layers: [
-        {
-          ...registry.blob(payload),
-          mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
-          annotations: { 'dev.cosignproject.cosign/signature': signatureOf(payload) },
-        },
-      ],
-    },
-    OCI_MANIFEST,
-    `${run.digest.replace(':', '-')}.sig`,
-  );
-  engine.tagDigest = tagDigest;
-  engine.tagIsIndex = shape === 'index';
-  engine.imageIds.set(run.digest, run.config);
-  const config = freshConfig({
-    IMAGE_REPOSITORY: registry.repository,
-    IMAGE_VERIFICATION: 'cosign-key',
-    COSIGN_PUBLIC_KEY_FILE: keyFile,
-  });
-  return { registry, verifier: createImageVerifier(config.imageVerification), config };
-}
+const signer = verifiedSigner(join(root, 'cosign.pub'));
 
 /**
  * The brake (stop scenarios): whatever fault hits any step but the engine's stop or kill of the
@@ -259,7 +205,7 @@ async function outcomeOf(operation: Promise<unknown>, incarnation: Incarnation):
 
 async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, cleanEnding: string | null): Promise<Case> {
   const engine = new FakeEngine();
-  const world = scenario.verified === undefined ? null : await verifiedWorld(scenario.verified, engine);
+  const world = scenario.verified === undefined ? null : await verifiedWorld(scenario.verified, engine, signer, freshConfig);
   try {
     return await runCaseIn(world, engine, scenario, plan, pnr, cleanEnding);
   } finally {
