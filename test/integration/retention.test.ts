@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Logger, pino } from 'pino';
 import { Engine } from '../../src/docker.js';
+import { startEngineProxy } from '../support/engine-proxy.js';
 import { engine, eventually, image, repository, startTestAgent, type TestAgent } from '../support/harness.js';
 import { docker, publishImage, sandboxInfo } from '../support/sandbox.js';
 
@@ -127,6 +131,57 @@ describe('image retention', () => {
     );
     assert.equal(await present(digests[0] ?? ''), true, 'race-1 is still on the engine');
     assert.equal(dev.auditLines().filter((l) => l['outcome'] === 'pruned').length, 0);
+  });
+
+  it("prod pulls an image dev deployed long ago; before prod creates from it, dev's clean-up runs: the image stays, prod's deploy goes through (issue 22)", async () => {
+    const digests = await publish('xenv', 3);
+    const { logger, lines } = capturedLogger();
+    // Dev's own pulls of xenv-1 must be older than its grace when its clean-up runs: only prod's pull
+    // can keep the image then (the grace shortened from minutes to seconds, the rule the same).
+    const graceMs = 12_000;
+    const dev = await startTestAgent({ IMAGE_RETENTION: '1' }, { environment: 'dev', logger, recentPullMs: graceMs });
+    agents.push(dev);
+    const dir = mkdtempSync(join(tmpdir(), 'p-'));
+    const proxy = await startEngineProxy(sandboxInfo().socketPath, dir);
+    try {
+      const prod = await startTestAgent({ IMAGE_RETENTION: '1', DOCKER_HOST: proxy.dockerHost }, { environment: 'prod' });
+      agents.push(prod);
+      const devPulled = Date.now();
+      await deployAll(dev, 'xenv', 1, 2);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, devPulled + graceMs + 2_000 - Date.now())));
+
+      // Prod's create waits until dev's clean-up has looked at xenv-1.
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let held = false;
+      proxy.rule = (method, path) => {
+        if (method !== 'POST' || !/\/containers\/create/.test(path)) return 'pass';
+        held = true;
+        return { after: released };
+      };
+      const prodDeploy = prod.api.deploy(image('xenv-1'));
+      await eventually("prod's create is held, after its pull", 60_000, () => held);
+      await deployAll(dev, 'xenv', 3, 3);
+      const looked = await eventually("dev's clean-up looked at xenv-1", 30_000, () =>
+        lines.some((l) => String(l['msg']).startsWith('image retention:') && String(l['image']).endsWith(digests[0] ?? '-')),
+      ).then(
+        () => true,
+        () => false,
+      );
+      release();
+      const answer = await prodDeploy;
+      assert.ok(looked, "dev's clean-up never considered xenv-1");
+      assert.equal(answer.status, 200, answer.text);
+      const kept = lines.find((l) => String(l['image']).endsWith(digests[0] ?? '-'));
+      assert.equal(kept?.['msg'], 'image retention: kept, a deploy pulled it a few minutes ago');
+      assert.equal(await present(digests[0] ?? ''), true, 'xenv-1 is still on the engine');
+      assert.equal((await engine.inspect(prod.config.containerName))?.Config.Labels['io.dreichor.image-digest'], digests[0]);
+      assert.equal(dev.auditLines().filter((l) => l['outcome'] === 'pruned').length, 0);
+    } finally {
+      proxy.rule = () => 'pass';
+      await proxy.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the engine refuses to remove an image a stopped container uses: the agent skips it, never forces', async () => {

@@ -8,8 +8,15 @@
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 
-/** What to do with a call: pass it on, hold it without answering, or answer for the engine. */
-export type Verdict = 'pass' | 'stall' | { readonly status: number; readonly message: string };
+/**
+ * What to do with a call: pass it on, hold it without answering, answer for the engine, or pass it
+ * on once `after` has resolved (a call held while something else happens on the engine).
+ */
+export type Verdict =
+  | 'pass'
+  | 'stall'
+  | { readonly status: number; readonly message: string }
+  | { readonly after: Promise<void> };
 export type Rule = (method: string, path: string) => Verdict;
 
 export interface EngineProxy {
@@ -41,6 +48,12 @@ export async function startEngineProxy(engineSocket: string, dir: string): Promi
       req.resume();
       return;
     }
+    if (typeof verdict === 'object' && 'after' in verdict) {
+      interfered += 1;
+      req.pause();
+      void verdict.after.then(() => forwardTo(req, res));
+      return;
+    }
     if (verdict !== 'pass') {
       interfered += 1;
       req.resume();
@@ -49,6 +62,9 @@ export async function startEngineProxy(engineSocket: string, dir: string): Promi
       res.end(body);
       return;
     }
+    forwardTo(req, res);
+  });
+  const forwardTo = (req: IncomingMessage, res: ServerResponse): void => {
     const forward = request({ socketPath: engineSocket, method: req.method, path: req.url, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
@@ -56,7 +72,7 @@ export async function startEngineProxy(engineSocket: string, dir: string): Promi
     forward.on('error', () => res.destroy());
     res.on('close', () => forward.destroy());
     req.pipe(forward);
-  });
+  };
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   return {
     socketPath,

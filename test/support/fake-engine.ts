@@ -44,6 +44,14 @@ export class FakeEngine implements Port.EnginePort {
   callTimeoutMs = 10_000;
   /** The most containers of one environment's runtime that ever ran at the same instant. */
   maxRunning = 0;
+  /**
+   * The engine's image store, when a test models it (image retention across two agents): the
+   * `repository@digest` references present. A pull adds one, a removal takes one away, an inspect or
+   * a create of one that is absent finds nothing. null: every image is always there.
+   */
+  imageStore: Set<string> | null = null;
+  /** The references removed from `imageStore`, in order. */
+  readonly removedImages: string[] = [];
   /** Every pull, as the engine's event log shows it (pulledSince). */
   readonly pulls: { readonly reference: string; readonly at: number }[] = [];
   /** Containers stopped while a restart policy could have started them again (invariant 8). */
@@ -151,7 +159,9 @@ export class FakeEngine implements Port.EnginePort {
 
   async pull(repository: string, tagOrDigest: string, _auth: unknown, signal: AbortSignal): Promise<Port.PullResult> {
     await this.enter('pull', tagOrDigest, signal);
-    this.pulls.push({ reference: `${repository}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`, at: Date.now() });
+    const reference = `${repository}${tagOrDigest.startsWith('sha256:') ? '@' : ':'}${tagOrDigest}`;
+    this.pulls.push({ reference, at: Date.now() });
+    this.imageStore?.add(reference);
     return { digest: tagOrDigest };
   }
 
@@ -168,6 +178,7 @@ export class FakeEngine implements Port.EnginePort {
 
   async inspectImage(reference: string, signal?: AbortSignal): Promise<Port.ImageInfo | null> {
     await this.enter('inspectImage', reference, signal);
+    if (this.imageStore !== null && !this.imageStore.has(reference)) return null;
     const id = this.imageIdOf(reference);
     return { id, content: id, hasHealthcheck: false };
   }
@@ -211,6 +222,9 @@ export class FakeEngine implements Port.EnginePort {
   async create(spec: Port.CreateSpec, signal?: AbortSignal): Promise<string> {
     await this.enter('create', spec.name, signal);
     if (this.find(spec.name) !== undefined) throw new AgentError(502, `the name ${spec.name} is in use`);
+    if (this.imageStore !== null && !this.imageStore.has(spec.image)) {
+      throw new AgentError(502, `the engine refused the create: No such image: ${spec.image}`);
+    }
     const c = {
       id: this.newId(),
       name: spec.name,
@@ -276,10 +290,11 @@ export class FakeEngine implements Port.EnginePort {
     c.name = name;
   }
 
-  // Image retention (src/deploy/retention.ts) has unit tests of its own; the deploy sequence never calls these.
+  // Image retention (src/deploy/retention.ts): the deploy sequence never calls these.
   async listContainers(): Promise<Port.ContainerImageUse[]> {
     await this.enter('listContainers', '');
-    return [];
+    if (this.imageStore === null) return [];
+    return [...this.containers.values()].map((c) => ({ id: c.id, imageId: c.imageId, labels: { ...c.labels } }));
   }
 
   async pulledSince(since: Date, signal?: AbortSignal): Promise<string[]> {
@@ -289,7 +304,13 @@ export class FakeEngine implements Port.EnginePort {
 
   async removeImage(reference: string): Promise<Port.ImageRemoval> {
     await this.enter('removeImage', reference);
-    return 'gone';
+    if (this.imageStore === null || !this.imageStore.has(reference)) return 'gone';
+    // As the engine does unforced: an image a container uses, in any state, stays.
+    const id = this.imageIdOf(reference);
+    if ([...this.containers.values()].some((c) => c.imageId === id)) return 'in-use';
+    this.imageStore.delete(reference);
+    this.removedImages.push(reference);
+    return 'deleted';
   }
 
   async logsTail(id: string, _lines: number, signal?: AbortSignal): Promise<string> {

@@ -17,17 +17,34 @@ import { type AuditFile, AuditLog } from '../../src/state/audit.js';
 import { writeFileAtomic } from '../../src/state/files.js';
 import { DeployJournal } from '../../src/state/journal.js';
 import { StateStore } from '../../src/state/state.js';
+import type { ImageVerifier } from '../../src/supply-chain/verifier.js';
 import type { FakeEngine, Method } from './fake-engine.js';
+import type { RegistryFault, ScriptedRegistry } from './scripted-registry.js';
 
-export const FAULTS = ['fail', 'hang', 'kill', 'disk-full'] as const;
+export const FAULTS = ['fail', 'hang', 'drip', 'kill', 'disk-full'] as const;
 export type Fault = (typeof FAULTS)[number];
 
-/** Whether a fault makes sense at a step: a disk write neither hangs (see RELIABILITY.md) nor is an engine call. */
-export const appliesTo = (fault: Fault, step: string): boolean => !(fault === 'hang' && !step.startsWith('engine.'));
+/** A read of the registry by the agent itself (verification, the platform choice): `registry(GET /v2/…)`. */
+export const isRegistryStep = (step: string): boolean => step.startsWith('registry(');
+
+/**
+ * Whether a fault makes sense at a step: a disk write neither hangs (see RELIABILITY.md) nor is an
+ * engine call; only an answer over HTTP (the registry's) can drip.
+ */
+export const appliesTo = (fault: Fault, step: string): boolean => {
+  if (fault === 'drip') return isRegistryStep(step);
+  if (fault === 'hang') return step.startsWith('engine.') || isRegistryStep(step);
+  return true;
+};
 
 export interface Plan {
   readonly at: number;
   readonly fault: Fault;
+  /**
+   * The step's name, for a registry read: some of them go out at once (the referrers API and the
+   * referrers tag), in whichever order they arrive, so the fault hits the first read of that name.
+   */
+  readonly step?: string;
 }
 
 /** What the disk does, for every incarnation: full from some step on. */
@@ -42,6 +59,7 @@ const diskError = (code: 'ENOSPC' | 'EIO') =>
 export class Steps {
   readonly names: string[] = [];
   killed = false;
+  private fired = false;
 
   constructor(
     private readonly disk: Disk,
@@ -55,7 +73,7 @@ export class Steps {
     this.names.push(name);
     if (this.killed) return never();
     const write = !name.startsWith('engine.');
-    if (this.plan !== null && this.plan.at === index) {
+    if (this.hits(index, name) && this.plan !== null) {
       const { fault } = this.plan;
       if (fault === 'kill') {
         this.killed = true;
@@ -66,6 +84,33 @@ export class Steps {
       if (fault === 'hang') await hang(name, this.callTimeoutMs, signal);
     }
     if (write && this.disk.full) throw diskError('ENOSPC');
+  }
+
+  /** A registry read: what the scripted registry does with it (null: it answers). */
+  async registryRead(name: string): Promise<RegistryFault | null> {
+    const index = this.names.length;
+    this.names.push(name);
+    if (this.killed) return 'hang';
+    if (!this.hits(index, name) || this.plan === null) return null;
+    const { fault } = this.plan;
+    if (fault === 'kill') {
+      this.killed = true;
+      return 'hang';
+    }
+    if (fault === 'disk-full') {
+      this.disk.full = true;
+      return null;
+    }
+    return fault;
+  }
+
+  /** Whether the plan's fault hits this step: by its index, or (a registry read) the first of its name. */
+  private hits(index: number, name: string): boolean {
+    const plan = this.plan;
+    if (plan === null) return false;
+    const hit = plan.step === undefined ? plan.at === index : !this.fired && plan.step === name;
+    if (hit) this.fired = true;
+    return hit;
   }
 }
 
@@ -156,6 +201,9 @@ export interface WorldOptions {
   readonly config: Config;
   readonly timing: Partial<Timing>;
   readonly callTimeoutMs: number;
+  /** IMAGE_VERIFICATION's verifier (in this thread, as unit tests wire it) and the registry it reads. */
+  readonly verifier?: ImageVerifier | null;
+  readonly registry?: ScriptedRegistry;
 }
 
 /** Starts an agent over the world's engine and state folder, as `startAgent` does, without HTTP. */
@@ -176,8 +224,11 @@ export async function incarnate(engine: FakeEngine, disk: Disk, plan: Plan | nul
     journal: new DeployJournal(config.stateDir, write),
     logger: pino({ level: 'silent' }),
     timing: options.timing,
+    verifier: options.verifier ?? null,
     reconcilerTiming: { backoffMs: 20, maxBackoffMs: 200, busyRetryMs: 20 },
   });
+  // The registry's reads are this incarnation's steps from now on (a killed one reads nothing more).
+  if (options.registry !== undefined) options.registry.intercept = (request) => steps.registryRead(`registry(${request})`);
   const discard = async () => {
     // Not awaited: a killed incarnation's operation never ends. The reconciler stops at once.
     deployer.shutdown().catch(() => undefined);

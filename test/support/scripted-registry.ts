@@ -15,6 +15,9 @@ export const sha256 = (bytes: Buffer | string): string => `sha256:${createHash('
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
+/** What the registry does with one request instead of answering it (see `intercept`). */
+export type RegistryFault = 'fail' | 'hang' | 'drip';
+
 export interface Stored {
   readonly bytes: Buffer;
   readonly mediaType: string;
@@ -35,6 +38,11 @@ export class ScriptedRegistry {
   readonly referrers = new Map<string, ReferrerDescriptor[]>();
   referrersApi = true;
   readonly requests: string[] = [];
+  /**
+   * Decides, before each request is answered, whether it is answered at all: `fail` answers 500,
+   * `hang` never answers, `drip` answers 200 with a body that never ends (a byte every 100 ms). The fault matrix injects its registry faults here.
+   */
+  intercept: ((request: string) => Promise<RegistryFault | null>) | null = null;
 
   private constructor(
     private readonly server: Server,
@@ -45,9 +53,27 @@ export class ScriptedRegistry {
   static async start(path = 'dreichor/runtime'): Promise<ScriptedRegistry> {
     let registry: ScriptedRegistry | null = null;
     const server = createServer((req, res) => {
-      const answer = registry?.answer(req.method ?? 'GET', req.url ?? '/') ?? { status: 500 };
-      res.writeHead(answer.status, answer.mediaType === undefined ? {} : { 'Content-Type': answer.mediaType });
-      res.end(answer.bytes);
+      const request = `${req.method ?? 'GET'} ${req.url ?? '/'}`;
+      const intercepted = registry?.intercept?.(request) ?? Promise.resolve(null);
+      void intercepted.then((fault) => {
+        if (fault === 'hang') return;
+        if (fault === 'fail') {
+          res.writeHead(500, { 'Content-Type': 'text/plain' });
+          res.end('injected failure');
+          return;
+        }
+        const answer = registry?.answer(req.method ?? 'GET', req.url ?? '/') ?? { status: 500 };
+        if (fault === 'drip') {
+          // 200 (even for what it does not hold: a body is read only from a 200), chunked, with no
+          // end: the client's own deadline (or its caller's) is all that ends it.
+          res.writeHead(200, { 'Content-Type': answer.mediaType ?? 'application/octet-stream' });
+          const drip = setInterval(() => res.write(' '), 100);
+          res.on('close', () => clearInterval(drip));
+          return;
+        }
+        res.writeHead(answer.status, answer.mediaType === undefined ? {} : { 'Content-Type': answer.mediaType });
+        res.end(answer.bytes);
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     registry = new ScriptedRegistry(server, `127.0.0.1:${(server.address() as AddressInfo).port}`, path);

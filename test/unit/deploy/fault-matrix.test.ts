@@ -19,12 +19,14 @@ import {
   type Fault,
   type Incarnation,
   incarnate,
+  isRegistryStep,
   type Plan,
   seedHistory,
 } from '../../support/fault-world.js';
 import { readAudit } from '../../support/harness.js';
 import { FULL, sampleOf, samplingNote } from '../../support/sampling.js';
 import { UNIT_REPOSITORY, unitConfig } from '../../support/unit-config.js';
+import { type VerifiedWorld, verifiedSigner, verifiedWorld } from '../../support/verified-world.js';
 
 /**
  * The fault matrix. Every step of the deploy and stop sequences (every engine call, every journal,
@@ -65,14 +67,14 @@ const CALL_TIMEOUT_MS = 2_000;
 // Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding.
 const ANSWER_SLACK_MS = 250;
 const CONCURRENT_CASES = 4;
-const image = (tag: string) => parseImageReference(`${REPO}:${tag}`, { repository: REPO, environment: 'dev' });
+const image = (tag: string, repository = REPO) => parseImageReference(`${repository}:${tag}`, { repository, environment: 'dev' });
 const PREVIOUS = image('v1').reference;
 
 let n = 0;
-function freshConfig(): Config {
+function freshConfig(extra: Readonly<Record<string, string>> = {}): Config {
   n += 1;
   const dir = join(root, `c${n}`);
-  const loaded = unitConfig(dir);
+  const loaded = unitConfig(dir, extra);
   mkdirSync(loaded.stateDir, { recursive: true });
   return { ...loaded, stopTimeoutSeconds: 0.1, startCheckSeconds: 0.05, deployTimeoutSeconds: DEPLOY_TIMEOUT_MS / 1000 };
 }
@@ -82,7 +84,16 @@ interface Scenario {
   readonly kind: 'deploy' | 'stop';
   /** Puts the old runtime (and whatever else the scenario needs) on the engine. */
   seed(engine: FakeEngine): FakeContainer;
+  /**
+   * IMAGE_VERIFICATION=cosign-key against a registry of the case's own: the tag is an image index
+   * (or a single manifest), its manifest for the engine's platform signed by the key in cosign's
+   * legacy form. Every read of that registry is a step too, where it fails (500), hangs, or drips.
+   */
+  readonly verified?: 'index' | 'single';
 }
+
+/** The key the verified scenarios' images are signed with, as COSIGN_PUBLIC_KEY_FILE. */
+const signer = verifiedSigner(join(root, 'cosign.pub'));
 
 /**
  * The brake (stop scenarios): whatever fault hits any step but the engine's stop or kill of the
@@ -94,6 +105,18 @@ const brakeExempt = (step: string): boolean => step === 'engine.kill';
 
 const SCENARIOS: readonly Scenario[] = [
   { name: "a deploy over the agent's own runtime", kind: 'deploy', seed: (e) => e.seed(NAME) },
+  {
+    name: 'a verified deploy (IMAGE_VERIFICATION=cosign-key) of an image index: every registry read is a step',
+    kind: 'deploy',
+    seed: (e) => e.seed(NAME),
+    verified: 'index',
+  },
+  {
+    name: 'a verified deploy (IMAGE_VERIFICATION=cosign-key) of a single manifest',
+    kind: 'deploy',
+    seed: (e) => e.seed(NAME),
+    verified: 'single',
+  },
   {
     name: 'a deploy whose new container exits at once (the start check fails)',
     kind: 'deploy',
@@ -181,15 +204,37 @@ async function outcomeOf(operation: Promise<unknown>, incarnation: Incarnation):
 }
 
 async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, cleanEnding: string | null): Promise<Case> {
-  const config = freshConfig();
-  await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
   const engine = new FakeEngine();
+  const world = scenario.verified === undefined ? null : await verifiedWorld(scenario.verified, engine, signer, freshConfig);
+  try {
+    return await runCaseIn(world, engine, scenario, plan, pnr, cleanEnding);
+  } finally {
+    await world?.registry.close();
+  }
+}
+
+async function runCaseIn(
+  world: VerifiedWorld | null,
+  engine: FakeEngine,
+  scenario: Scenario,
+  plan: Plan | null,
+  pnr: number,
+  cleanEnding: string | null,
+): Promise<Case> {
+  const config = world?.config ?? freshConfig();
+  const target = image('v2', world?.registry.repository);
+  await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
   engine.callTimeoutMs = CALL_TIMEOUT_MS;
   const old = scenario.seed(engine);
   // What the scenario starts with may break invariant 1 itself (a leftover started by hand): judged from there.
   const seededRunning = engine.maxRunning;
   const disk: Disk = { full: false };
-  const options = { config, timing: TIMING, callTimeoutMs: CALL_TIMEOUT_MS };
+  const options = {
+    config,
+    timing: TIMING,
+    callTimeoutMs: CALL_TIMEOUT_MS,
+    ...(world === null ? {} : { verifier: world.verifier, registry: world.registry }),
+  };
   let agent = await incarnate(engine, disk, plan, options);
   const problems: string[] = [];
   const expect = (ok: boolean, what: string) => {
@@ -201,7 +246,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   const started = performance.now();
   const operation =
     scenario.kind === 'deploy'
-      ? agent.deployer.deploy(image('v2'), context(requestId, endpoint))
+      ? agent.deployer.deploy(target, context(requestId, endpoint))
       : agent.deployer.stop(context(requestId, endpoint));
   const outcome = await outcomeOf(operation, agent);
   const elapsed = performance.now() - started;
@@ -209,7 +254,9 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   const runningAtAnswer = engine.containers.get(old.id)?.running === true;
   const steps = [...agent.steps.names];
   agent.steps.plan = null;
-  const diskFault = disk.full || (plan?.fault === 'fail' && !steps[plan.at]?.startsWith('engine.'));
+  const planned = plan === null ? '' : (plan.step ?? steps[plan.at] ?? '');
+  const diskStep = (step: string) => !step.startsWith('engine.') && !isRegistryStep(step);
+  const diskFault = disk.full || (plan?.fault === 'fail' && diskStep(planned));
 
   // The HTTP layer's outcome line, as respond.ts writes it.
   if (outcome.kind !== 'killed') {
@@ -218,7 +265,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
         requestId,
         clientId: 'client.access',
         endpoint,
-        image: scenario.kind === 'deploy' ? image('v2').reference : null,
+        image: scenario.kind === 'deploy' ? target.reference : null,
         outcome: outcome.kind === 'resolved' ? (scenario.kind === 'deploy' ? 'deployed' : 'stopped') : 'failed',
         status: outcome.kind === 'resolved' ? 200 : 502,
         reason: null,
@@ -270,8 +317,23 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
         `a fault before the point of no return touched the old container: ${engine.touched(old.id).join(', ')}`,
       );
     }
-    const diskOnly =
-      plan !== null && (plan.fault === 'disk-full' || (plan.fault === 'fail' && !steps[plan.at]?.startsWith('engine.')));
+    const diskOnly = plan !== null && (plan.fault === 'disk-full' || (plan.fault === 'fail' && diskStep(planned)));
+    // A registry that fails, hangs or drips during verification: the deploy is refused, with an
+    // answer that names the registry, before anything was pulled (the old container checked above).
+    // A registry that fails, hangs or drips during verification: the deploy is refused, before anything
+    // was pulled (the old container is checked above). A failure is a 502 naming the registry; a read
+    // that does not end is cut by the registry client's own deadline (a 504 naming the registry, 15 s)
+    // or, when the pull's budget is shorter, as here, by the budget (its 504).
+    if (plan !== null && isRegistryStep(planned) && ['fail', 'hang', 'drip'].includes(plan.fault)) {
+      const error = outcome.kind === 'rejected' && outcome.error instanceof AgentError ? outcome.error : null;
+      const named = error?.reason.includes(world?.registry.host ?? '(no registry)') === true;
+      const clear =
+        plan.fault === 'fail'
+          ? error?.status === 502 && named
+          : error?.status === 504 && (named || error.reason.startsWith('the image was not ready within'));
+      expect(clear, `a registry ${plan.fault} did not fail the deploy with a clear answer: ${describeOutcome(outcome)}`);
+      expect(!steps.includes('engine.pull'), 'a registry fault during verification and still the image was pulled');
+    }
     if (plan !== null && plan.at >= pnr && diskOnly) {
       expect(
         endingOf(outcome) === cleanEnding,
@@ -300,7 +362,7 @@ async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, clean
   expect(status.operation_in_progress === null, `status says ${status.operation_in_progress} is in progress`);
   if (scenario.kind === 'deploy') {
     if (outcome.kind === 'resolved') {
-      expect(status.image === image('v2').reference, `status names ${status.image} after a successful deploy`);
+      expect(status.image === target.reference, `status names ${status.image} after a successful deploy`);
       expect(status.last_deploy?.request_id === requestId && status.last_deploy.outcome === 'deployed', 'status: last deploy');
       expect(status.previous_image === PREVIOUS, `status: previous_image ${status.previous_image}`);
     } else if (outcome.kind === 'rejected') {
@@ -363,7 +425,10 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
       const findings: string[] = [];
       const plans: Plan[] = [];
       for (let at = 0; at < clean.steps.length; at += 1) {
-        for (const fault of FAULTS) if (appliesTo(fault, clean.steps[at] ?? '')) plans.push({ at, fault });
+        const step = clean.steps[at] ?? '';
+        for (const fault of FAULTS) {
+          if (appliesTo(fault, step)) plans.push(isRegistryStep(step) ? { at, fault, step } : { at, fault });
+        }
       }
       const cases = plans.length;
       totalCases += cases;
@@ -375,7 +440,7 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
         plans,
         scenario.name,
         (p) => p.fault,
-        (fault) => (fault === 'hang' ? 1 : 3),
+        (fault) => (fault === 'hang' || fault === 'drip' ? 1 : 3),
       );
       const ran = queue.length;
       totalRun += ran;
@@ -387,8 +452,10 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
           if (process.env['MATRIX_TIMES'] === '1')
             process.stdout.write(`# ${Math.round(performance.now() - t0)} ms ${plan.fault} at ${plan.at} ${step}\n`);
           // A run that took another path before the fault is a matrix that is not what it says.
+          // (A registry read is hit by name: reads that go out together arrive in either order.)
           const there = result.steps[plan.at];
-          const path = there === step ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
+          const onPath = plan.step === undefined ? there === step : result.steps.includes(step);
+          const path = onPath ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
           for (const p of result.problems) findings.push(`${plan.fault} at step ${plan.at} (${step})${path}: ${p}`);
         }
       };
