@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { verificationPolicy } from '../../src/config/verification.js';
-import { VERIFY_CHILD_ARGUMENT } from '../../src/supply-chain/verify-process.js';
+import { VERIFY_CHILD_ARGUMENT, type VerifyJob } from '../../src/supply-chain/verify-process.js';
 import type { AgentProcess } from '../../test/support/agent-process.js';
 import { attachBundle } from '../../test/support/cosign.js';
 import { docker, freePort, REPOSITORY_PATH, type SandboxInfo } from '../../test/support/sandbox.js';
@@ -143,9 +143,11 @@ export async function measureSupplyChain(options: {
  */
 async function checkStarts(node: string, root: string, env: Record<string, string>, count: number): Promise<number[]> {
   const policy = verificationPolicy({ IMAGE_VERIFICATION: 'github-attestation', ...env, SIGSTORE_TRUSTED_ROOT_FILE: root });
-  const job = {
+  if (policy.mode !== 'github-attestation') throw new Error('the bench measures the github-attestation check');
+  const digest = `sha256:${'0'.repeat(64)}`;
+  const job: VerifyJob = {
     policy,
-    request: { repository: '127.0.0.1:1/bench/refused', tagDigest: `sha256:${'0'.repeat(64)}`, index: false, credentials: null },
+    request: { repository: '127.0.0.1:1/bench/refused', tagDigest: digest, runDigest: digest, credentials: null },
   };
   const times: number[] = [];
   for (let i = 0; i < count; i += 1) {

@@ -41,10 +41,12 @@ export interface Plan {
   readonly at: number;
   readonly fault: Fault;
   /**
-   * The step's name, for a registry read: some of them go out at once (the referrers API and the
-   * referrers tag), in whichever order they arrive, so the fault hits the first read of that name.
+   * The step's name and which of the steps of that name it is (0: the first): steps that go out at
+   * once (the referrers API and the referrers tag; the stop's records beside the engine's stop)
+   * arrive in either order, so the fault hits a step by its name, not by its position.
    */
   readonly step?: string;
+  readonly occurrence?: number;
 }
 
 /** What the disk does, for every incarnation: full from some step on. */
@@ -59,7 +61,6 @@ const diskError = (code: 'ENOSPC' | 'EIO') =>
 export class Steps {
   readonly names: string[] = [];
   killed = false;
-  private fired = false;
 
   constructor(
     private readonly disk: Disk,
@@ -104,13 +105,14 @@ export class Steps {
     return fault;
   }
 
-  /** Whether the plan's fault hits this step: by its index, or (a registry read) the first of its name. */
+  /** Whether the plan's fault hits this step: by its name and occurrence, or else by its index. */
   private hits(index: number, name: string): boolean {
     const plan = this.plan;
     if (plan === null) return false;
-    const hit = plan.step === undefined ? plan.at === index : !this.fired && plan.step === name;
-    if (hit) this.fired = true;
-    return hit;
+    if (plan.step === undefined) return plan.at === index;
+    if (plan.step !== name) return false;
+    const earlier = this.names.slice(0, index).filter((n) => n === name).length;
+    return earlier === (plan.occurrence ?? 0);
   }
 }
 

@@ -427,7 +427,9 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
       for (let at = 0; at < clean.steps.length; at += 1) {
         const step = clean.steps[at] ?? '';
         for (const fault of FAULTS) {
-          if (appliesTo(fault, step)) plans.push(isRegistryStep(step) ? { at, fault, step } : { at, fault });
+          // By name and occurrence: steps that go out at once may arrive in either order.
+          const occurrence = clean.steps.slice(0, at).filter((n) => n === step).length;
+          if (appliesTo(fault, step)) plans.push({ at, fault, step, occurrence });
         }
       }
       const cases = plans.length;
@@ -452,7 +454,7 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
           if (process.env['MATRIX_TIMES'] === '1')
             process.stdout.write(`# ${Math.round(performance.now() - t0)} ms ${plan.fault} at ${plan.at} ${step}\n`);
           // A run that took another path before the fault is a matrix that is not what it says.
-          // (A registry read is hit by name: reads that go out together arrive in either order.)
+          // (Steps are hit by name: steps that go out together arrive in either order.)
           const there = result.steps[plan.at];
           const onPath = plan.step === undefined ? there === step : result.steps.includes(step);
           const path = onPath ? '' : ` [the faulted run's step ${plan.at} was ${there}]`;
