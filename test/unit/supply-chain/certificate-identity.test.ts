@@ -45,7 +45,7 @@ function der(text: string): Buffer {
   const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
   return Buffer.concat([Buffer.from([0x0c, ...length]), bytes]);
 }
-const oid = (dotted: string, value: Uint8Array) => ({ oid: { id: dotted.split('.').map(Number) }, value });
+const oid = (dotted: string, value: Uint8Array) => ({ oid: { id: dotted.split('.').map(Number) }, value: new Uint8Array(value) });
 
 describe('identityProblem: each check refuses its one wrong field', () => {
   it('passes the valid identity, with or without a legacy issuer that agrees', () => {
