@@ -14,6 +14,7 @@ import {
   OID,
   refAllowed,
   type SignerIdentity,
+  signerIdentitySchema,
 } from '../../../src/supply-chain/certificate-identity.js';
 
 const ISSUER = 'https://token.actions.githubusercontent.com';
@@ -182,6 +183,9 @@ describe('derUtf8String', () => {
       ['0x82 for a length under 0x100', [0x0c, 0x82, 0x00, 0xff, ...Array(0xff).fill(0x61)]],
       ['0x83', [0x0c, 0x83, 0x00, 0x00, 0x01, 0x61]],
       ['indefinite length', [0x0c, 0x80, 0x61, 0x00, 0x00]],
+      ['0x80 followed by exactly 0x80 bytes', [0x0c, 0x80, ...Array(0x80).fill(0x61)]],
+      ['0x83 with what 0x82 would read as 0x100', [0x0c, 0x83, 0x01, 0x00, ...Array(0x100).fill(0x61)]],
+      ['0x84 with what 0x82 would read as 0x100', [0x0c, 0x84, 0x01, 0x00, ...Array(0x100).fill(0x61)]],
       ['invalid UTF-8', [0x0c, 0x02, 0xc3, 0x28]],
       ['a lone continuation byte', [0x0c, 0x01, 0x80]],
     ];
@@ -192,18 +196,41 @@ describe('derUtf8String', () => {
   });
 });
 
+describe('signerIdentitySchema: what sigstore-js hands over is checked before it is read', () => {
+  it('refuses a field of the wrong type or size', () => {
+    const ok = { subjectAlternativeName: 'x', extensions: { issuer: ISSUER }, oids: [oid(OID.sourceRepositoryRef, der('r'))] };
+    assert.equal(signerIdentitySchema.safeParse(ok).success, true);
+    assert.equal(signerIdentitySchema.safeParse({}).success, true);
+    for (const [what, value] of [
+      ['a SAN that is not a string', { ...ok, subjectAlternativeName: 42 }],
+      ['a SAN over 4096 characters', { ...ok, subjectAlternativeName: 'x'.repeat(4097) }],
+      ['an issuer that is not a string', { ...ok, extensions: { issuer: 42 } }],
+      ['an issuer over 4096 characters', { ...ok, extensions: { issuer: 'x'.repeat(4097) } }],
+      ['an OID without its id', { ...ok, oids: [{ oid: {}, value: der('r') }] }],
+      ['an OID id of strings', { ...ok, oids: [{ oid: { id: ['1', '3'] }, value: der('r') }] }],
+      ['an OID id of fractions', { ...ok, oids: [{ oid: { id: [1.5] }, value: der('r') }] }],
+      ['an OID value that is a string', { ...ok, oids: [{ oid: { id: [1, 3] }, value: 'refs/heads/main' }] }],
+      ['an OID without a value', { ...ok, oids: [{ oid: { id: [1, 3] } }] }],
+      ['more than 256 OIDs', { ...ok, oids: Array.from({ length: 257 }, () => oid(OID.sourceRepositoryRef, der('r'))) }],
+    ] as const) {
+      assert.equal(signerIdentitySchema.safeParse(value).success, false, what);
+    }
+  });
+});
+
 describe('githubIdentity: each field from its own extension', () => {
   const full: SignerIdentity = {
     subjectAlternativeName: GOOD.san ?? undefined,
     extensions: { issuer: 'https://from-the-extension.example' },
     oids: [
-      oid(OID.issuerV1, Buffer.from('https://legacy.example')),
       oid(OID.issuerV2, der(ISSUER)),
       oid(OID.buildSignerUri, der('https://github.com/signer')),
       oid(OID.sourceRepositoryUri, der('https://github.com/ceerkle/dreichor-trading')),
       oid(OID.sourceRepositoryDigest, der('c'.repeat(40))),
       oid(OID.sourceRepositoryRef, der('refs/heads/main')),
       oid(OID.runInvocationUri, der('https://github.com/run')),
+      // Last: the legacy issuer is found by its OID, not by its place.
+      oid(OID.issuerV1, Buffer.from('https://legacy.example')),
     ],
   };
 
