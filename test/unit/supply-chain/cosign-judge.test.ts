@@ -217,9 +217,43 @@ class MemoryRegistry {
     return bytes;
   }
 
+  /** What the referrers API lists, by subject digest (none: the API answers nothing). */
+  readonly listed = new Map<string, Buffer>();
+
   async referrers(digest: string, maxBytes: number): Promise<Fetched | null> {
     this.calls.push(`referrers ${digest} ${maxBytes}`);
-    return null;
+    const bytes = this.listed.get(digest);
+    return bytes === undefined ? null : { bytes, mediaType: null, digest: sha256(bytes) };
+  }
+
+  /** A cosign 3 bundle stored as a referrer of `digest`, as `cosign sign --new-bundle-format` stores it. */
+  referrer(digest: string, bundleBytes: Buffer): void {
+    const type = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+    const empty = Buffer.from('{}');
+    this.blobs.set(sha256(bundleBytes), bundleBytes);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        artifactType: type,
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: empty.length },
+        layers: [{ mediaType: type, digest: sha256(bundleBytes), size: bundleBytes.length }],
+        subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 1 },
+      }),
+    );
+    this.manifests.set(sha256(manifest), manifest);
+    const index = {
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: sha256(manifest),
+          size: manifest.length,
+          artifactType: type,
+        },
+      ],
+    };
+    this.listed.set(digest, Buffer.from(JSON.stringify(index)));
   }
 
   /** The `.sig` tag of `digest`, one layer per entry. */
@@ -250,6 +284,28 @@ const signedLayer = (digest: string, key = ec.privateKey) => {
   const payload = simpleSigningPayload('registry.example:5000/dreichor/runtime', digest);
   return { payload, signature: signWith(key, payload) };
 };
+
+describe('verify: a cosign 3 bundle stored as a referrer', () => {
+  it('is judged as a bundle: the statement of the digest passes, another digest does not', async () => {
+    const registry = new MemoryRegistry();
+    registry.referrer(DIGEST, bundle(statement(DIGEST)));
+    assert.deepEqual(
+      await verifier.verify(client(registry), [DIGEST]),
+      expectedProvenance(DIGEST, 'https://sigstore.dev/cosign/sign/v1'),
+    );
+
+    const other = new MemoryRegistry();
+    other.referrer(DIGEST, bundle(statement(OTHER)));
+    await assert.rejects(verifier.verify(client(other), [DIGEST]), /passes every check: its subject is another digest/);
+  });
+
+  it('is found beside a legacy signature that fails', async () => {
+    const registry = new MemoryRegistry();
+    registry.sigTag(DIGEST, [signedLayer(DIGEST, stranger.privateKey)]);
+    registry.referrer(DIGEST, bundle(statement(DIGEST)));
+    assert.equal((await verifier.verify(client(registry), [DIGEST])).predicate_type, 'https://sigstore.dev/cosign/sign/v1');
+  });
+});
 
 describe('verify: the legacy .sig tag', () => {
   it('asks for the tag of each digest, as a manifest of either kind, within the limits', async () => {
