@@ -226,8 +226,12 @@ class MemoryRegistry {
     return bytes === undefined ? null : { bytes, mediaType: null, digest: sha256(bytes) };
   }
 
-  /** A cosign 3 bundle stored as a referrer of `digest`, as `cosign sign --new-bundle-format` stores it. */
-  referrer(digest: string, bundleBytes: Buffer): void {
+  /** A cosign 3 bundle stored as a referrer of `digest` (listed beside the others), as cosign 3 stores it. */
+  referrer(
+    digest: string,
+    bundleBytes: Buffer,
+    options: { subject?: string; layerType?: string; size?: number; artifactType?: string } = {},
+  ): void {
     const type = 'application/vnd.dev.sigstore.bundle.v0.3+json';
     const empty = Buffer.from('{}');
     this.blobs.set(sha256(bundleBytes), bundleBytes);
@@ -235,25 +239,17 @@ class MemoryRegistry {
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        artifactType: type,
+        artifactType: options.artifactType ?? type,
         config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: empty.length },
-        layers: [{ mediaType: type, digest: sha256(bundleBytes), size: bundleBytes.length }],
-        subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 1 },
+        layers: [{ mediaType: options.layerType ?? type, digest: sha256(bundleBytes), size: options.size ?? bundleBytes.length }],
+        subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: options.subject ?? digest, size: 1 },
       }),
     );
     this.manifests.set(sha256(manifest), manifest);
-    const index = {
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: sha256(manifest),
-          size: manifest.length,
-          artifactType: type,
-        },
-      ],
-    };
-    this.listed.set(digest, Buffer.from(JSON.stringify(index)));
+    const listed = this.listed.get(digest);
+    const manifests = listed === undefined ? [] : (JSON.parse(listed.toString()) as { manifests: unknown[] }).manifests;
+    manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length });
+    this.listed.set(digest, Buffer.from(JSON.stringify({ schemaVersion: 2, manifests })));
   }
 
   /** The `.sig` tag of `digest`, one layer per entry. */
@@ -304,6 +300,59 @@ describe('verify: a cosign 3 bundle stored as a referrer', () => {
     registry.sigTag(DIGEST, [signedLayer(DIGEST, stranger.privateKey)]);
     registry.referrer(DIGEST, bundle(statement(DIGEST)));
     assert.equal((await verifier.verify(client(registry), [DIGEST])).predicate_type, 'https://sigstore.dev/cosign/sign/v1');
+  });
+});
+
+describe('verify: which referrers are judged, and which refusal is named', () => {
+  it('skips a referrer that holds no bundle, is not one, or is about another image, and names why', async () => {
+    const cases: [string, Parameters<MemoryRegistry['referrer']>[2], RegExp][] = [
+      ['no bundle layer', { layerType: 'application/json' }, /is not a signature manifest/],
+      ['another artifact type', { artifactType: 'application/vnd.example+json' }, /is not a signature manifest/],
+      ['another subject', { subject: OTHER }, new RegExp(`refers to another image \\(${OTHER}\\)`)],
+      ['a bundle over 1 MiB', { size: 1024 * 1024 + 1 }, /is 1048577 bytes, more than the 1048576 allowed/],
+    ];
+    for (const [what, options, reason] of cases) {
+      const registry = new MemoryRegistry();
+      registry.referrer(DIGEST, bundle(statement(DIGEST)), options);
+      await assert.rejects(verifier.verify(client(registry), [DIGEST]), reason, what);
+      assert.ok(!registry.calls.some((c) => c.startsWith('blob')), `${what}: its blob was fetched`);
+    }
+    const atLimit = new MemoryRegistry();
+    atLimit.referrer(DIGEST, bundle(statement(DIGEST)), { size: 1024 * 1024 });
+    assert.equal((await verifier.verify(client(atLimit), [DIGEST])).subject_digest, DIGEST);
+  });
+
+  it('names the refusal of the candidate that got furthest, whichever came first; the first of equals', async () => {
+    for (const order of [0, 1]) {
+      const registry = new MemoryRegistry();
+      const furthest = bundle(statement(OTHER)); // rank 3
+      const shallow = bundle(statement(DIGEST), { keys: [stranger.privateKey] }); // rank 1
+      for (const b of order === 0 ? [furthest, shallow] : [shallow, furthest]) registry.referrer(DIGEST, b);
+      await assert.rejects(verifier.verify(client(registry), [DIGEST]), /: its subject is another digest/);
+    }
+    const equals = new MemoryRegistry();
+    equals.sigTag(DIGEST, [signedLayer(DIGEST, stranger.privateKey)]);
+    equals.referrer(DIGEST, bundle(statement(DIGEST), { keys: [stranger.privateKey] }));
+    equals.referrer(DIGEST, Buffer.from('{}'));
+    await assert.rejects(verifier.verify(client(equals), [DIGEST]), (e: Error) =>
+      e.message.includes('passes every check: its signature is not made with COSIGN_PUBLIC_KEY_FILE;'),
+    );
+  });
+
+  it('refuses more than 32 candidates over all the digests without judging any', async () => {
+    // 17 for each of the two digests a tag stands for (an index and its manifest): 34 in all.
+    const fill = (registry: MemoryRegistry, each: number) => {
+      for (const digest of [DIGEST, OTHER]) {
+        for (let i = 0; i < each; i += 1) registry.referrer(digest, bundle(statement(digest, `https://example/${i}`)));
+      }
+    };
+    const registry = new MemoryRegistry();
+    fill(registry, 17);
+    await assert.rejects(verifier.verify(client(registry), [DIGEST, OTHER]), /more than 32 candidate signatures;/);
+    assert.ok(!registry.calls.some((c) => c.startsWith('blob')));
+    const full = new MemoryRegistry();
+    fill(full, 16);
+    assert.ok((await verifier.verify(client(full), [DIGEST, OTHER])).subject_digest.startsWith('sha256:'));
   });
 });
 
