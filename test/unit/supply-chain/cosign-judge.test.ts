@@ -330,12 +330,12 @@ describe('verify: which referrers are judged, and which refusal is named', () =>
       for (const b of order === 0 ? [furthest, shallow] : [shallow, furthest]) registry.referrer(DIGEST, b);
       await assert.rejects(verifier.verify(client(registry), [DIGEST]), /: its subject is another digest/);
     }
+    // Two refusals of rank 0: the legacy tag's, judged first, is named.
     const equals = new MemoryRegistry();
-    equals.sigTag(DIGEST, [signedLayer(DIGEST, stranger.privateKey)]);
-    equals.referrer(DIGEST, bundle(statement(DIGEST), { keys: [stranger.privateKey] }));
+    equals.manifests.set(`sha256-${'1'.repeat(64)}.sig`, Buffer.from('{"schemaVersion":2}'));
     equals.referrer(DIGEST, Buffer.from('{}'));
     await assert.rejects(verifier.verify(client(equals), [DIGEST]), (e: Error) =>
-      e.message.includes('passes every check: its signature is not made with COSIGN_PUBLIC_KEY_FILE;'),
+      e.message.includes(`passes every check: the sha256-${'1'.repeat(64)}.sig tag is not a signature manifest;`),
     );
   });
 
