@@ -109,8 +109,16 @@ describe('a container that failed its start check', () => {
 
   it('gets as grace what is left before the bound, never more than STOP_TIMEOUT_SECONDS, never less than 0', async () => {
     const short = new FailedContainer();
-    await failure(short, { grace: 10, boundInMs: 2_600 });
+    const { reason } = await failure(short, { grace: 10, boundInMs: 2_600 });
     assert.equal(short.stops[0]?.seconds, 2, '2.55 s left: 2 whole seconds');
+    assert.match(
+      reason,
+      /\. It was stopped and kept for inspection\./,
+      'stopped with less than its grace, not killed (exit 143)',
+    );
+    const slack = new FailedContainer();
+    await failure(slack, { grace: 10, boundInMs: 3_040 });
+    assert.equal(slack.stops[0]?.seconds, 2, 'the kill slack comes off what is left: 2.99 s, not 3.09 s');
     const none = new FailedContainer();
     await failure(none, { grace: 10, boundInMs: 40 });
     assert.equal(none.stops[0]?.seconds, 0, 'past the bound: no grace');
@@ -140,6 +148,7 @@ describe('a container that failed its start check', () => {
     assert.equal(engine.inspections, 1);
     assert.equal(errors.length, 1);
     assert.match(errors[0] ?? '', /could not stop the failed container/);
+    assert.match(errors[0] ?? '', /engine gone/, 'the error itself is logged');
   });
 
   it('leaves the roll-back sentence out when nothing ran before', async () => {
@@ -170,6 +179,20 @@ describe('a container that failed its start check', () => {
     assert.ok(shown.length <= 2000 && shown.length > 1900, `${shown.length} characters shown`);
     assert.ok(shown.endsWith(lines.at(-1) ?? ''));
     assert.ok(!shown.includes('line 0 '));
+  });
+
+  it('an inspection that hangs is given up before the bound, and fails the check', { timeout: 5_000 }, async () => {
+    class Hanging extends FailedContainer {
+      override async inspectContainer(nameOrId: string, signal?: AbortSignal): Promise<ContainerInfo | null> {
+        if (this.inspections > 0) return super.inspectContainer(nameOrId, signal);
+        this.inspections += 1;
+        return new Promise((_resolve, reject) => {
+          signal?.addEventListener('abort', () => reject(new Error('inspect aborted')), { once: true });
+        });
+      }
+    }
+    const { reason } = await failure(new Hanging(), { boundInMs: 300 });
+    assert.match(reason, /^the new container could not be checked \(inspect aborted\)/);
   });
 
   it('an engine that cannot be asked fails the check, by the bound less the kill slack', async () => {
