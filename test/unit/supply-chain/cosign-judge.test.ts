@@ -230,7 +230,15 @@ class MemoryRegistry {
   referrer(
     digest: string,
     bundleBytes: Buffer,
-    options: { subject?: string; layerType?: string; size?: number; artifactType?: string } = {},
+    options: {
+      subject?: string | null;
+      layerType?: string;
+      size?: number;
+      /** The manifest's own artifactType; null: none, the listing's (or the config's) decides. */
+      artifactType?: string | null;
+      listedType?: string;
+      configType?: string;
+    } = {},
   ): void {
     const type = 'application/vnd.dev.sigstore.bundle.v0.3+json';
     const empty = Buffer.from('{}');
@@ -239,16 +247,27 @@ class MemoryRegistry {
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        artifactType: options.artifactType ?? type,
-        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: empty.length },
+        ...(options.artifactType === null ? {} : { artifactType: options.artifactType ?? type }),
+        config: {
+          mediaType: options.configType ?? 'application/vnd.oci.empty.v1+json',
+          digest: sha256(empty),
+          size: empty.length,
+        },
         layers: [{ mediaType: options.layerType ?? type, digest: sha256(bundleBytes), size: options.size ?? bundleBytes.length }],
-        subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: options.subject ?? digest, size: 1 },
+        ...(options.subject === null
+          ? {}
+          : { subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: options.subject ?? digest, size: 1 } }),
       }),
     );
     this.manifests.set(sha256(manifest), manifest);
     const listed = this.listed.get(digest);
     const manifests = listed === undefined ? [] : (JSON.parse(listed.toString()) as { manifests: unknown[] }).manifests;
-    manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length });
+    manifests.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: sha256(manifest),
+      size: manifest.length,
+      ...(options.listedType === undefined ? {} : { artifactType: options.listedType }),
+    });
     this.listed.set(digest, Buffer.from(JSON.stringify({ schemaVersion: 2, manifests })));
   }
 
@@ -320,6 +339,43 @@ describe('verify: which referrers are judged, and which refusal is named', () =>
     const atLimit = new MemoryRegistry();
     atLimit.referrer(DIGEST, bundle(statement(DIGEST)), { size: 1024 * 1024 });
     assert.equal((await verifier.verify(client(atLimit), [DIGEST])).subject_digest, DIGEST);
+  });
+
+  it('takes a referrer without a subject; refuses one whose manifest is missing; names both digests when none', async () => {
+    const bare = new MemoryRegistry();
+    bare.referrer(DIGEST, bundle(statement(DIGEST)), { subject: null });
+    assert.equal((await verifier.verify(client(bare), [DIGEST])).subject_digest, DIGEST);
+    const missing = new MemoryRegistry();
+    missing.referrer(DIGEST, bundle(statement(DIGEST)));
+    for (const key of [...missing.manifests.keys()]) if (key.startsWith('sha256:')) missing.manifests.delete(key);
+    await assert.rejects(
+      verifier.verify(client(missing), [DIGEST]),
+      /passes every check: referrer sha256:[0-9a-f]{64} is not a signature manifest/,
+    );
+    await assert.rejects(verifier.verify(client(new MemoryRegistry()), [DIGEST, OTHER]), (e: Error) =>
+      e.message.includes(`no signature found for ${DIGEST} or ${OTHER} (`),
+    );
+  });
+
+  it("decides a referrer's type by its manifest, else by the listing unless it is undecided, else by its config", async () => {
+    const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+    const judged = async (options: Parameters<MemoryRegistry['referrer']>[2]) => {
+      const registry = new MemoryRegistry();
+      registry.referrer(DIGEST, bundle(statement(DIGEST)), options);
+      return verifier.verify(client(registry), [DIGEST]).then(
+        () => 'accepted',
+        (e: Error) => (/is not a signature manifest/.test(e.message) ? 'not a signature' : e.message),
+      );
+    };
+    assert.equal(await judged({ artifactType: BUNDLE, listedType: 'application/vnd.oci.empty.v1+json' }), 'accepted');
+    assert.equal(await judged({ artifactType: null, listedType: BUNDLE }), 'accepted');
+    assert.equal(await judged({ artifactType: null, listedType: 'application/vnd.oci.empty.v1+json' }), 'not a signature');
+    assert.equal(
+      await judged({ artifactType: null, listedType: 'application/vnd.oci.empty.v1+json', configType: BUNDLE }),
+      'accepted',
+    );
+    assert.equal(await judged({ artifactType: null, configType: BUNDLE }), 'accepted');
+    assert.equal(await judged({ artifactType: null }), 'not a signature');
   });
 
   it('names the refusal of the candidate that got furthest, whichever came first; the first of equals', async () => {
