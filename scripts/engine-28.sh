@@ -19,44 +19,8 @@ if [ -x "$bin/dockerd" ] && "$bin/runc" --version >/dev/null 2>&1 && "$bin/docke
 fi
 
 rm -rf "$cache"
-mkdir -p "$cache/apt/etc/sources.list.d" "$cache/apt/etc/preferences.d" "$cache/apt/etc/apt.conf.d" \
-  "$cache/apt/state/lists/partial" "$cache/apt/cache/archives/partial" "$cache/debs" "$cache/root"
-touch "$cache/apt/state/status"
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -e "$keyring" ] || keyring=/usr/share/keyrings/debian-archive-keyring.pgp
-[ -e "$keyring" ] || { echo "no Debian archive keyring in /usr/share/keyrings (package debian-archive-keyring)" >&2; exit 1; }
-cat >"$cache/apt/etc/sources.list" <<SOURCES
-deb [signed-by=$keyring] http://deb.debian.org/debian sid main
-deb [signed-by=$keyring] http://deb.debian.org/debian bookworm main
-SOURCES
-# APT_CONFIG is read before anything else, and names every folder apt would otherwise take from
-# /etc/apt or /var: the machine's own sources, lists, archives and settings are never used or touched.
-cat >"$cache/apt/apt.conf" <<CONF
-Dir::Etc "$cache/apt/etc";
-Dir::Etc::SourceList "$cache/apt/etc/sources.list";
-Dir::Etc::SourceParts "$cache/apt/etc/sources.list.d";
-Dir::Etc::Parts "$cache/apt/etc/apt.conf.d";
-Dir::Etc::PreferencesParts "$cache/apt/etc/preferences.d";
-Dir::State "$cache/apt/state";
-Dir::State::Lists "$cache/apt/state/lists";
-Dir::State::status "$cache/apt/state/status";
-Dir::Cache "$cache/apt/cache";
-Dir::Cache::Archives "$cache/apt/cache/archives";
-Debug::NoLocking "true";
-APT::Sandbox::User "root";
-Acquire::Languages "none";
-// Signatures are checked as always; the Release file's date is not, so that a mirror serving a
-// snapshot of the archive (as this machine's does) still works.
-Acquire::Check-Valid-Until "false";
-CONF
-export APT_CONFIG="$cache/apt/apt.conf"
-apt-get -qq update >&2
-(
-  cd "$cache/debs"
-  apt-get -qq download \
-    docker.io/sid docker-cli/sid containerd/sid runc/sid tini/sid libc6/sid libseccomp2/sid patchelf/bookworm >&2
-)
-for deb in "$cache"/debs/*.deb; do dpkg -x "$deb" "$cache/root"; done
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-unpack.sh"
+debian_unpack "$cache" "sid bookworm" docker.io/sid docker-cli/sid containerd/sid runc/sid tini/sid libc6/sid libseccomp2/sid patchelf/bookworm
 
 root="$cache/root"
 mkdir -p "$bin"
