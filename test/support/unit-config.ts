@@ -35,7 +35,7 @@ export function unitConfig(dir: string, extra: Readonly<Record<string, string>> 
 export async function unitDeployer(
   config: Config,
   engine: EnginePort,
-  extra: Partial<Pick<DeployerDeps, 'onPhase' | 'verifier'>> = {},
+  extra: Partial<Pick<DeployerDeps, 'onPhase' | 'verifier' | 'timing'>> = {},
 ): Promise<{ readonly deployer: Deployer; readonly store: StateStore }> {
   const store = await StateStore.open(config.stateDir);
   const deployer = new Deployer({

