@@ -232,11 +232,32 @@ describe('the HTTP app: refusals before anything acts', () => {
   it('accepts the same requests when they are right: a deploy, then a stop', async () => {
     const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
     assert.equal(deployed.status, 200, deployed.reason);
-    const stopped = await send('/v1/stop', { ...AUTH, ...JSON_TYPE }, JSON.stringify({ environment: 'dev' }));
-    assert.equal(stopped.status, 200, stopped.reason);
+    const stopped = await fetch(`${base}/v1/stop`, {
+      method: 'POST',
+      headers: { ...AUTH, ...JSON_TYPE },
+      body: JSON.stringify({ environment: 'dev' }),
+    });
+    assert.equal(stopped.status, 200, await stopped.clone().text());
     assert.equal(
       [...engine.containers.values()].some((c) => c.running),
       false,
     );
+    // The deployer's audit line of that stop (accepted) carries the request's own id, client and
+    // endpoint: the route hands them on, so the audit trail says who stopped the runtime, and how.
+    const requestId = stopped.headers.get('x-request-id');
+    const lines = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['request_id'] === requestId);
+    assert.deepEqual(
+      lines.map((l) => l['outcome']),
+      ['accepted'],
+      `the stop's line, by its request id ${requestId}`,
+    );
+    for (const line of lines) {
+      assert.equal(line['client_id'], 'client.access');
+      assert.equal(line['endpoint'], '/v1/stop');
+    }
   });
 });
