@@ -13,6 +13,16 @@ import { StateStore } from '../../src/state/state.js';
 
 export const UNIT_REPOSITORY = 'registry.example:5000/dreichor/runtime';
 
+/** The fewest variables a configuration loads from (no folder of the test's own): config tests start here. */
+export const MINIMAL_ENV: Readonly<Record<string, string>> = {
+  ENVIRONMENT: 'dev',
+  CF_ACCESS_CLIENT_ID: 'client.access',
+  CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
+  IMAGE_VERIFICATION: 'none',
+  AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
+  SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
+};
+
 export function unitConfig(dir: string, extra: Readonly<Record<string, string>> = {}): Config {
   return loadConfig({
     ENVIRONMENT: 'dev',

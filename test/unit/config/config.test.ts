@@ -6,16 +6,10 @@ import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../../src/config/config.js';
 import { spawnAgent } from '../../support/agent-process.js';
 import { tempDir } from '../../support/temp-dir.js';
+import { MINIMAL_ENV } from '../../support/unit-config.js';
 
 const dir = tempDir('config-test');
-const BASE: Record<string, string> = {
-  ENVIRONMENT: 'dev',
-  CF_ACCESS_CLIENT_ID: 'client.access',
-  CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-  IMAGE_VERIFICATION: 'none',
-  AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
-  SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
-};
+const BASE: Record<string, string> = { ...MINIMAL_ENV };
 
 // The shape of a Sigstore trusted root, enough for the configuration (sigstore reads it at the first deploy).
 const SHAPED_ROOT = {

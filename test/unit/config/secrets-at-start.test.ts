@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { parse as parseDotenv } from 'dotenv';
 import { ConfigError, loadConfig } from '../../../src/config/config.js';
 import { parseEnvFile } from '../../../src/config/env-file.js';
+import { MINIMAL_ENV } from '../../support/unit-config.js';
 
 /**
  * Secrets that can never match are refused at start, naming the variable: a secret no caller can
@@ -15,14 +16,7 @@ import { parseEnvFile } from '../../../src/config/env-file.js';
  */
 const dir = mkdtempSync(join(tmpdir(), 'dreichor-secrets-at-start-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const BASE: Record<string, string> = {
-  ENVIRONMENT: 'dev',
-  CF_ACCESS_CLIENT_ID: 'client.access',
-  CF_ACCESS_CLIENT_SECRET: 'a-secret-of-enough-length',
-  IMAGE_VERIFICATION: 'none',
-  AUDIT_EVENTS_PATH: '/var/lib/dreichor/dev/audit-events',
-  SNAPSHOTS_PATH: '/var/lib/dreichor/dev/snapshots',
-};
+const BASE: Record<string, string> = { ...MINIMAL_ENV };
 const GOOD = 'a-secret-of-enough-length';
 
 function refused(env: Record<string, string | undefined>, variable: string, message?: RegExp): void {
