@@ -23,7 +23,8 @@ export interface Answer {
 export function httpGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Answer> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<Answer>((resolve, reject) => {
-    const req = send(url, { method: 'GET', headers, signal }, (res: IncomingMessage) => {
+    // The User-Agent fetch sent, so that a registry's logs (and their tests) see the agent as before.
+    const req = send(url, { method: 'GET', headers: { 'User-Agent': 'node', ...headers }, signal }, (res: IncomingMessage) => {
       resolve({
         status: res.statusCode ?? 0,
         header: (name) => {
