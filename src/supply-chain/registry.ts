@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
+import { type Answer, httpGet } from './http-get.js';
 
 /**
  * The registry, read by the agent itself: the engine pulls images but cannot fetch signatures or
- * attestations. The distribution API over `fetch`, with the registry's own auth flow (a 401 naming
+ * attestations. The distribution API over node:http(s) (http-get.ts), with the registry's own auth flow (a 401 naming
  * a Bearer realm is answered with a token request, or Basic), the pull's credentials, and limits on
  * everything read. Every manifest and blob fetched by digest is checked against that digest.
  *
@@ -57,6 +58,18 @@ const PLAIN_HTTP_ANSWERS: ReadonlySet<string> = new Set([
 ]);
 
 const isTimeout = (error: unknown): boolean => error instanceof Error && error.name === 'TimeoutError';
+
+/** node:https reports OpenSSL's failure as EPROTO, its reason in the message only. */
+const SSL_REASONS: ReadonlyArray<readonly [RegExp, string]> = [
+  [/wrong version number/i, 'ERR_SSL_WRONG_VERSION_NUMBER'],
+  [/packet length too long/i, 'ERR_SSL_PACKET_LENGTH_TOO_LONG'],
+  [/http request/i, 'ERR_SSL_HTTP_REQUEST'],
+];
+const sslCode = (error: Error): unknown => {
+  const code = (error as { code?: unknown }).code;
+  if (code !== 'EPROTO') return code;
+  return SSL_REASONS.find(([reason]) => reason.test(error.message))?.[1] ?? code;
+};
 
 /** A refusal of the image: the reason names the check that failed. */
 export const unverified = (reason: string): AgentError =>
@@ -113,27 +126,27 @@ export class RegistryClient {
   private async get(path: string, accept: readonly string[], maxBytes: number, optional = false): Promise<Fetched | null> {
     let response = await this.send(path, accept);
     if (response.status === 401) {
-      await response.body?.cancel();
-      await this.authenticate(response.headers.get('www-authenticate'));
+      response.discard();
+      await this.authenticate(response.header('www-authenticate'));
       response = await this.send(path, accept);
     }
     // An optional endpoint (the referrers API) that a registry refuses or lacks is "not served": the
     // tag schema is asked too, and nothing found is still a refusal (fail closed).
     const unserved = optional && ((response.status >= 400 && response.status < 500) || response.status === 501);
     if (response.status === 404 || unserved) {
-      await response.body?.cancel();
+      response.discard();
       return null;
     }
     if (response.status !== 200) {
-      await response.body?.cancel();
+      response.discard();
       throw this.unreachable(this.at(`GET ${path}`), `HTTP ${response.status}`);
     }
     const bytes = await this.read(response, maxBytes, path);
-    const mediaType = response.headers.get('content-type')?.split(';')[0]?.trim() ?? null;
+    const mediaType = response.header('content-type')?.split(';')[0]?.trim() ?? null;
     return { bytes, mediaType, digest: sha256(bytes) };
   }
 
-  private async send(path: string, accept: readonly string[]): Promise<Response> {
+  private async send(path: string, accept: readonly string[]): Promise<Answer> {
     let url = new URL(`${this.origin}${path}`);
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const headers: Record<string, string> = { Accept: accept.join(', ') };
@@ -141,8 +154,8 @@ export class RegistryClient {
       if (this.authorization !== null && url.origin === this.origin) headers['Authorization'] = this.authorization;
       const response = await this.fetch(url, headers, this.at(`GET ${path}`));
       if (![301, 302, 303, 307, 308].includes(response.status)) return response;
-      await response.body?.cancel();
-      const location = response.headers.get('location');
+      response.discard();
+      const location = response.header('location');
       if (location === null) throw this.unreachable(this.at(`GET ${path}`), 'a redirect without a location');
       url = checkedUrl(new URL(location, url), this.at(`GET ${path}`), this.target.purpose);
     }
@@ -153,13 +166,9 @@ export class RegistryClient {
     return unreachable(what, detail, status, this.target.purpose);
   }
 
-  private async fetch(url: URL, headers: Record<string, string>, what: string): Promise<Response> {
+  private async fetch(url: URL, headers: Record<string, string>, what: string): Promise<Answer> {
     try {
-      return await fetch(url, {
-        headers,
-        redirect: 'manual',
-        signal: AbortSignal.any([this.signal, AbortSignal.timeout(this.requestTimeoutMs)]),
-      });
+      return await httpGet(url, headers, AbortSignal.any([this.signal, AbortSignal.timeout(this.requestTimeoutMs)]));
     } catch (error) {
       throw this.failure(error, what);
     }
@@ -170,7 +179,7 @@ export class RegistryClient {
    * off by the request's timeout, which covers the body too; that ends as a 504 naming the registry,
    * never as an internal error.
    */
-  private async read(response: Response, maxBytes: number, what: string): Promise<Buffer> {
+  private async read(response: Answer, maxBytes: number, what: string): Promise<Buffer> {
     try {
       return await readCapped(response, maxBytes, what);
     } catch (error) {
@@ -184,8 +193,9 @@ export class RegistryClient {
     // The deploy abandoned (caller gone, time up): its own reason wins over ours (see Abandon).
     if (this.signal.aborted) return this.signal.reason;
     if (isTimeout(error)) return this.unreachable(what, `no complete answer within ${this.requestTimeoutMs / 1000} s`, 504);
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : null;
-    const code = (cause as { code?: unknown } | null)?.code;
+    // node:http's own error carries the code (fetch's carried it in its cause).
+    const cause = error instanceof Error ? (error.cause instanceof Error ? error.cause : error) : null;
+    const code = cause === null ? undefined : sslCode(cause);
     // A registry the engine reaches over plain HTTP (daemon.json's "insecure-registries") is spoken
     // to over HTTPS here: say why it fails, not OpenSSL's record-layer complaint.
     if (typeof code === 'string' && PLAIN_HTTP_ANSWERS.has(code)) {
@@ -222,7 +232,7 @@ export class RegistryClient {
     realm.searchParams.set('scope', `repository:${this.target.path}:pull`);
     const response = await this.fetch(realm, basic === null ? {} : { Authorization: basic }, this.at('token request'));
     if (response.status !== 200) {
-      await response.body?.cancel();
+      response.discard();
       throw this.unreachable(this.at('token request'), `HTTP ${response.status}`);
     }
     const bytes = await this.read(response, MAX_TOKEN_BYTES * 2, 'token request');
@@ -244,22 +254,21 @@ function checkedUrl(url: URL, what: string, purpose: string | undefined): URL {
 }
 
 /** Reads a body up to `maxBytes`. Security: a registry cannot make the agent hold an unbounded answer. */
-async function readCapped(response: Response, maxBytes: number, what: string): Promise<Buffer> {
-  const declared = Number(response.headers.get('content-length') ?? '0');
+async function readCapped(response: Answer, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = Number(response.header('content-length') ?? '0');
   if (declared > maxBytes) {
-    await response.body?.cancel();
+    response.discard();
     throw unverified(`${what} is ${declared} bytes, more than the ${maxBytes} allowed`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  if (response.body === null) return Buffer.alloc(0);
   for await (const chunk of response.body) {
     size += chunk.byteLength;
     if (size > maxBytes) {
-      await response.body.cancel().catch(() => undefined);
+      response.discard();
       throw unverified(`${what} is more than the ${maxBytes} bytes allowed`);
     }
-    chunks.push(Buffer.from(chunk));
+    chunks.push(chunk);
   }
   return Buffer.concat(chunks);
 }
