@@ -235,6 +235,16 @@ describe('image retention: the scheduling loop and each yield', () => {
     assert.deepEqual(engine.removed, []);
   });
 
+  it('at shutdown no removal starts, stop() waits for the run under way, and no run starts after it', async () => {
+    const { engine, retention, settle } = setup(1, 6);
+    retention.schedule();
+    await retention.stop();
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
+    assert.deepEqual(engine.inspected, [ref(5)], 'the run under way ended at its first look');
+  });
+
   it('yields right before a removal when a deploy began while it looked at the event log', async () => {
     const { engine, retention, settle, setBusy } = setup(1, 6);
     engine.onPulledSince = () => setBusy('deploy');
