@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { Operation } from '../../../src/deploy/lock.js';
-import { candidates, ImageRetention, protectedDigests } from '../../../src/deploy/retention.js';
+import { candidates, ImageRetention, protectedDigests, RECENT_PULL_MS } from '../../../src/deploy/retention.js';
 import type { ContainerImageUse, ImageInfo, ImageRemoval } from '../../../src/engine/engine-port.js';
 import type { Deployment } from '../../../src/state/state.js';
 
@@ -47,6 +47,15 @@ describe('image retention: which images go', () => {
     ];
     assert.deepEqual([...protectedDigests(containers, digest(9))].sort(), [digest(6), digest(7), digest(9)]);
   });
+
+  it('a runtime without a previous image, and no previous image of its own, add nothing else', () => {
+    const first: ContainerImageUse = {
+      id: 'dev',
+      imageId: 'x',
+      labels: { 'io.dreichor.owner': 'dreichor-deploy-agent', 'io.dreichor.image-digest': digest(7) },
+    };
+    assert.deepEqual([...protectedDigests([first], null)], [digest(7)]);
+  });
 });
 
 /** A scripted engine with images and containers, for the pruning loop. */
@@ -61,8 +70,18 @@ class Images {
   pulled: string[] = [];
   /** The engine cannot read its event log. */
   eventsFail = false;
+  /** What the engine answers to a removal that goes through ('deleted' unless a test says otherwise). */
+  removal: ImageRemoval = 'deleted';
+  onPulledSince: () => void = () => undefined;
+  /** Every image the run asked about, in order. */
+  readonly inspected: string[] = [];
 
-  async pulledSince(): Promise<string[]> {
+  /** The start of the window the run asked the event log about. */
+  since: Date | null = null;
+
+  async pulledSince(since: Date): Promise<string[]> {
+    this.since = since;
+    this.onPulledSince();
     if (this.eventsFail) throw new Error('the engine did not answer in time');
     return this.pulled;
   }
@@ -71,6 +90,7 @@ class Images {
     return this.containers;
   }
   async inspectImage(reference: string): Promise<ImageInfo | null> {
+    this.inspected.push(reference);
     return this.present.has(reference) ? { id: `id-of-${reference}`, content: reference, hasHealthcheck: false } : null;
   }
   async removeImage(reference: string): Promise<ImageRemoval> {
@@ -79,7 +99,7 @@ class Images {
     if (this.refuse.has(reference)) return 'in-use';
     this.removed.push(reference);
     this.present.delete(reference);
-    return 'deleted';
+    return this.removal;
   }
 }
 
@@ -87,7 +107,7 @@ function setup(keep: number, count: number) {
   const engine = new Images();
   const deployments = Array.from({ length: count }, (_, i) => deployed(`v${i + 1}`, i + 1));
   for (const d of deployments) engine.present.add(`${REPO}@${d.digest}`);
-  const audited: { image: string; digest: string }[] = [];
+  const audited: { image: string; digest: string; reason: string }[] = [];
   let busy: Operation | null = null;
   const retention = new ImageRetention({
     config: { imageRetention: keep, imageRepository: REPO },
@@ -98,7 +118,7 @@ function setup(keep: number, count: number) {
     },
     audit: {
       pruned: async (r) => {
-        audited.push({ image: r.image, digest: r.digest });
+        audited.push({ image: r.image, digest: r.digest, reason: r.reason });
       },
     },
     logger: pino({ level: 'silent' }),
@@ -166,6 +186,127 @@ describe('image retention: the pruning run', () => {
 
   it('IMAGE_RETENTION=0 keeps everything', async () => {
     const { engine, retention, settle } = setup(0, 6);
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
+  });
+});
+
+describe('image retention: the scheduling loop and each yield', () => {
+  /** Setup(1, 3): only image 1 is beyond N (3 newest, 2 previous); its removal fails, so every run tries it. */
+  const failing = () => {
+    const t = setup(1, 3);
+    let attempts = 0;
+    t.engine.fail.add(ref(1));
+    t.engine.onRemove = () => {
+      attempts += 1;
+    };
+    return { ...t, attempts: () => attempts };
+  };
+
+  it('a deploy during a run asks for exactly one more run after it, never a second run alongside', async () => {
+    const once = failing();
+    once.retention.schedule();
+    await once.settle();
+    assert.equal(once.attempts(), 1);
+    const { retention, settle, attempts } = failing();
+    retention.schedule();
+    retention.schedule();
+    retention.schedule();
+    await settle();
+    assert.equal(attempts(), 2, 'the run under way, then one more');
+  });
+
+  it('no second run when a deploy or stop is in progress by then', async () => {
+    const { engine, retention, settle, setBusy } = failing();
+    engine.onRemove = () => setBusy('deploy');
+    retention.schedule();
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.inspected, [ref(2), ref(1)], 'the first run only (2 protected, 1 tried)');
+  });
+
+  it('yields before it even looks at a candidate when a stop is in progress', async () => {
+    const { engine, retention, settle, setBusy } = setup(1, 6);
+    setBusy('stop');
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.inspected, []);
+    assert.deepEqual(engine.removed, []);
+  });
+
+  it('at shutdown no removal starts, stop() waits for the run under way, and no run starts after it', async () => {
+    const { engine, retention, settle } = setup(1, 6);
+    retention.schedule();
+    await retention.stop();
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
+    assert.deepEqual(engine.inspected, [ref(5)], 'the run under way ended at its first look');
+  });
+
+  it('yields right before a removal when a deploy began while it looked at the event log', async () => {
+    const { engine, retention, settle, setBusy } = setup(1, 6);
+    engine.onPulledSince = () => setBusy('deploy');
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, []);
+    assert.deepEqual(
+      engine.inspected,
+      [ref(5), ref(4)],
+      'the run ended at its first removable candidate (5 is the previous image)',
+    );
+  });
+
+  it('an image already gone (inspect answers none) is skipped and the older ones still go', async () => {
+    const { engine, retention, settle } = setup(1, 6);
+    engine.present.delete(ref(4));
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, [ref(3), ref(2), ref(1)]);
+  });
+
+  it("a removal the engine answers 'gone' writes no audit line", async () => {
+    const { engine, retention, audited, settle } = setup(1, 3);
+    engine.removal = 'gone';
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, [ref(1)]);
+    assert.deepEqual(audited, []);
+  });
+
+  it("the audit line's reason says which image, its rank, N, and whether the image left the host", async () => {
+    for (const [removal, end] of [
+      ['deleted', 'removed from the host'],
+      ['untagged', 'its reference removed, the image has other names'],
+    ] as const) {
+      const { engine, retention, audited, settle } = setup(1, 3);
+      engine.removal = removal;
+      retention.schedule();
+      await settle();
+      assert.deepEqual(audited, [
+        {
+          image: `${REPO}:v1`,
+          digest: digest(1),
+          reason: `image retention: ${REPO}:v1 (${digest(1)}) is number 3 of the images deployed here, beyond the 1 kept; ${end}`,
+        },
+      ]);
+    }
+  });
+
+  it('asks the event log about the last RECENT_PULL_MS; a pulled reference that is gone by now protects nothing', async () => {
+    const { engine, retention, settle } = setup(1, 3);
+    engine.pulled = ['registry.example/other/name@sha256:dead'];
+    retention.schedule();
+    await settle();
+    assert.deepEqual(engine.removed, [ref(1)]);
+    const since = engine.since?.getTime() ?? 0;
+    assert.ok(Math.abs(Date.now() - RECENT_PULL_MS - since) < 60_000, `asked since ${engine.since?.toISOString()}`);
+  });
+
+  it('a pull of the digest under another name protects it, even when that name no longer resolves', async () => {
+    const { engine, retention, settle } = setup(1, 3);
+    engine.pulled = [`registry.example/other/name@${digest(1)}`];
     retention.schedule();
     await settle();
     assert.deepEqual(engine.removed, []);
