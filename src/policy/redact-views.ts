@@ -77,6 +77,16 @@ class ViewBuilder {
     this.push(this.from.text.charCodeAt(index), index, index);
   }
 
+  /**
+   * An escape cut off by the end of the text (`%3`, `\u00`) decodes to nothing, and the last unit
+   * before it reaches over it: a piece of a value that ends there is then at the view's end, where
+   * it is masked with the cut escape, instead of one escape away from it and left visible.
+   */
+  cutOff(): void {
+    const last = this.end.length - 1;
+    if (last >= 0) this.end[last] = this.from.end[this.from.text.length - 1] ?? 0;
+  }
+
   build(unwrapped: boolean): View {
     return { text: fromUnits(this.units), start: this.start, end: this.end, unwrapped };
   }
@@ -120,6 +130,10 @@ function unescapeJson(view: View): View | null {
     const next = text[i + 1] ?? '';
     const simple = JSON_ESCAPES[next];
     const digits = next === 'u' || next === 'U' ? 4 : next === 'x' ? 2 : 0;
+    if (text[i] === '\\' && isCut(text, i + 2, digits, next === '')) {
+      out.cutOff();
+      break;
+    }
     if (text[i] !== '\\') {
       out.keep(i);
       i += 1;
@@ -148,14 +162,24 @@ function decodePercent(view: View): View | null {
       at.push(i);
       i += 3;
     }
+    if (at.length === 0 && text[i] === '%' && isCut(text, i + 1, 2, i + 1 === text.length)) {
+      out.cutOff();
+      break;
+    }
     if (at.length === 0) {
       out.keep(i);
       i += 1;
       continue;
     }
     const bytes = at.map((p) => Number.parseInt(text.slice(p + 1, p + 3), 16));
+    const atEnd = i === text.length || (text[i] === '%' && isCut(text, i + 1, 2, i + 1 === text.length));
     for (let b = 0; b < bytes.length; ) {
       const { codePoint, length } = utf8At(bytes, b);
+      // A character whose bytes the end of the text cut off (`%C3` of `%C3%A9`) is cut off too.
+      if (codePoint === null && atEnd && utf8At([...bytes, 0x80, 0x80, 0x80], b).codePoint !== null) {
+        out.cutOff();
+        break;
+      }
       const first = at[b] ?? 0;
       if (codePoint === null) {
         for (let k = 0; k < 3; k += 1) out.keep(first + k);
@@ -184,6 +208,12 @@ function utf8At(bytes: readonly number[], index: number): { codePoint: number | 
     codePoint = (codePoint << 6) | (byte & 0x3f);
   }
   return codePoint > 0x10ffff ? { codePoint: null, length: 1 } : { codePoint, length };
+}
+
+/** Whether an escape's `count` hex digits from `from` are cut off by the end of the text. */
+function isCut(text: string, from: number, count: number, bare: boolean): boolean {
+  if (bare) return true;
+  return count > 0 && from + count > text.length && isHex(text, from, text.length - from);
 }
 
 function isHex(text: string, from: number, count: number): boolean {
