@@ -215,6 +215,7 @@ describe('matching in decoded views', () => {
       'k=[S]',
     ],
     ['a stray byte before an encoded value', "!abc'def", 'x%C3%21abc%27def', 'x%C3[S]'],
+    ['a lead byte without its next byte inside an encoded value', 'ab%C3cd-secret!', 'v=ab%C3cd-secret%21', 'v=[S]'],
     ['a lone invalid byte inside an encoded value', 'ab%FFcd!ef', 'v=ab%FFcd%21ef', 'v=[S]'],
     ['a byte sequence beyond U+10FFFF next to an encoded value', 'abc!defg', '%F4%90%80%80abc%21defg', '%F4%90%80%80[S]'],
     // An escape, or a character's bytes, cut off by the end of the text is masked with the piece before.
@@ -225,6 +226,8 @@ describe('matching in decoded views', () => {
     ['a JSON-escaped value cut inside an escape', 'pass<word>', '{"k":"pass\\u00', '{"k":"[S]'],
     ['a JSON-escaped value cut after its backslash', 'pass<word>', '{"k":"pass\\', '{"k":"[S]'],
     ['a hex-escaped value cut inside an escape', 'pass<word>', "'pass\\x3", "'[S]"],
+    ['a whole escape at the end of the text is no cut one', 'abc<defgh', 'log abc\\u003c', 'log [S]'],
+    ['a whole percent escape at the end of the text is no cut one', 'abc<defgh', 'log abc%3C', 'log [S]'],
     ['a cut escape after text that is no secret stays', 'pass<word>', 'pass<word> %4', '[S] %4'],
     ['a text that is only a cut escape stays', 'pass<word>', '%4', '%4'],
     ['a percent-encoded value after other text', 'pass!word', 'user=bob&pw=pass%21word&x=1', 'user=bob&pw=[S]&x=1'],
