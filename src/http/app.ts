@@ -1,6 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { type Logger, pino } from 'pino';
 import {
   type AccessJwtOptions,
@@ -52,7 +52,7 @@ export interface AppDeps {
   readonly afterDeployed?: () => void;
 }
 
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: AppDeps): RequestListener {
   const { config, deployer, logger } = deps;
   const reply = createReply(deps.audit, deps.refusals, logger);
   const app = express();
@@ -64,7 +64,6 @@ export function createApp(deps: AppDeps): Express {
     secretsOf(config),
     config.serviceTokens.map((t) => t.clientId),
   );
-  app.use(statusFastPathFor(logger, guard, hashTokens(config.serviceTokens), deps.verifyJwt, deployer));
   app.use(requestLogging(logger, guard));
   app.use(routeGate(reply, guard));
   app.use(authenticate(config.serviceTokens, deps.verifyJwt));
@@ -76,7 +75,9 @@ export function createApp(deps: AppDeps): Express {
   app.post('/v1/stop', stopRoute(config, deployer, reply));
 
   app.use(errorHandler(reply, logger));
-  return app;
+  // The polled status is answered before Express when it is plainly right (routes/status.ts).
+  const fastStatus = statusFastPathFor(logger, guard, hashTokens(config.serviceTokens), deps.verifyJwt, deployer);
+  return (req, res) => fastStatus(req, res, () => app(req, res));
 }
 
 /** Unknown paths: 404. Known path, other method: 405. Mutating endpoints get their audit context. */
