@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AuditLog, verifyAuditLog } from '../../../src/state/audit.js';
+import { expectedHash, seal } from '../../../src/state/audit-chain.js';
 import { auditEvent } from '../../support/audit-files.js';
 import { tempDir } from '../../support/temp-dir.js';
 
@@ -63,6 +64,16 @@ describe('audit log', () => {
 
     assert.equal(check([...lines.slice(0, 4), 'not json']).badLine, 5);
     assert.equal(check(lines.slice(0, 4)).ok, true, 'a truncated tail is not visible in the file alone');
+  });
+
+  it('reads the hash from the end of a line only, whatever the line holds before it', () => {
+    // A value inside the line that looks like the hash field (a nested object ending in "hash") must
+    // not be taken for it: the line's own hash is its last field.
+    const nested = `{"detail":{"note":"n","hash":"${'a'.repeat(64)}"},"seq":0,"prev":"${'0'.repeat(64)}"}`;
+    const { line, hash } = seal(nested);
+    assert.equal(expectedHash(line), hash);
+    assert.deepEqual(verifyAuditLog(`${line}\n`), { ok: true, lines: 1 });
+    assert.equal(expectedHash(nested), null, 'a line without its own hash field is not sealed');
   });
 
   it('the audit-verify command of the built agent says which line, with its exit code', () => {
