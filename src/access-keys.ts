@@ -1,6 +1,7 @@
 import type { JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
 import { AgentError, describe } from './errors.js';
+import { httpGet } from './supply-chain/http-get.js';
 
 /**
  * Cloudflare Access's signing keys (the team's JWKS), fetched, cached and kept through an outage of
@@ -109,25 +110,36 @@ const unavailable = (why: string, cause?: unknown) =>
     cause,
   });
 
+/** A key set is a few keys: anything larger is not one (and is not read into memory). */
+const MAX_JWKS_BYTES = 64 * 1024;
+
+// Memory: node:http(s) rather than the global fetch, whose first use loads undici for the process's
+// life (about 16 MiB; supply-chain/http-get.ts).
 async function fetchJwks(options: AccessKeysOptions): Promise<z.infer<typeof jwksSchema>> {
-  let response: Response;
+  const signal = AbortSignal.timeout(options.fetchTimeoutMs);
+  const why = (error: unknown) => (error instanceof Error && error.name === 'TimeoutError' ? 'timed out' : describe(error));
+  let text = '';
   try {
-    response = await fetch(options.url, {
-      headers: { accept: 'application/json, application/jwk-set+json' },
-      // Security: the keys come from the configured URL only, never from where a redirect points.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(options.fetchTimeoutMs),
-    });
+    // Security: the keys come from the configured URL only; a redirect is not followed (httpGet never does).
+    const answer = await httpGet(new URL(options.url), { accept: 'application/json, application/jwk-set+json' }, signal);
+    if (answer.status !== 200) {
+      answer.discard();
+      throw unavailable(`the endpoint answered ${answer.status}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of answer.body) {
+      size += chunk.length;
+      if (size > MAX_JWKS_BYTES) {
+        answer.discard();
+        throw unavailable(`the answer is larger than ${MAX_JWKS_BYTES} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    text = Buffer.concat(chunks).toString('utf8');
   } catch (error) {
-    throw unavailable(error instanceof Error && error.name === 'TimeoutError' ? 'timed out' : describe(error), error);
+    throw error instanceof AgentError ? error : unavailable(why(error), error);
   }
-  if (response.status !== 200) {
-    await response.body?.cancel();
-    throw unavailable(`the endpoint answered ${response.status}`);
-  }
-  const text = await response.text().catch((error: unknown) => {
-    throw unavailable(describe(error), error);
-  });
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -213,6 +213,30 @@ describe('Cloudflare Access JWT', () => {
     }
   });
 
+  it('the key endpoint: a redirect is not followed, an oversized or stalled answer is refused (503)', async () => {
+    let redirectedTo = 0;
+    const server = createServer((req, res) => {
+      if (req.url === '/elsewhere') redirectedTo += 1;
+      if (req.url === '/redirect') res.writeHead(302, { Location: '/elsewhere' }).end();
+      else if (req.url === '/huge') res.writeHead(200).end(`{"keys":[${'{},'.repeat(30_000)}{}]}`);
+      else if (req.url === '/stall') res.writeHead(200).write('{"keys":');
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const at = (path: string) =>
+        createAccessJwtVerifier({ teamDomain: TEAM, audience: AUD, certsUrl: `${base}${path}` }, { fetchTimeoutMs: 300 });
+      assert.match(await outcome(at('/redirect'), await access.sign()), /^503 .*the endpoint answered 302/);
+      assert.equal(redirectedTo, 0, 'the redirect was followed');
+      assert.match(await outcome(at('/huge'), await access.sign()), /^503 .*larger than 65536 bytes/);
+      assert.match(await outcome(at('/stall'), await access.sign()), /^503 .*\(timed out\)/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('fails closed when the keys cannot be fetched', async () => {
     access.setAvailable(false);
     try {
