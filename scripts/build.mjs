@@ -47,6 +47,9 @@ const stubs = {
         ? { path: resolve('build/buildkit-session-refused.cjs') }
         : undefined,
     );
+    b.onResolve({ filter: /^https$/ }, (args) =>
+      fromPackage(args, 'node_modules/docker-modem/lib/http.js') ? { path: resolve('build/https-refused.cjs') } : undefined,
+    );
     b.onResolve({ filter: /^(\.\/buildkit|tar-fs)$/ }, (args) =>
       fromPackage(args, 'node_modules/dockerode/lib/docker.js') || fromPackage(args, 'node_modules/dockerode/lib/util.js')
         ? { path: resolve('build/dockerode-build-refused.cjs') }

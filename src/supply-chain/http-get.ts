@@ -1,5 +1,4 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 
 /**
  * One GET over node:http / node:https, answering the few parts of a fetch Response the registry
@@ -9,6 +8,8 @@ import { request as httpsRequest } from 'node:https';
  * which the plain agent never loads and which stays for the process's life: measured on Node.js 24,
  * +16 MiB of RSS for one `fetch` or `new Response()`, against +1.7 MiB for seven node:http GETs.
  * That was most of the verifying agent's extra memory after its deploys (92.7 vs 73.6 MiB).
+ * node:https is loaded at the first https GET, not at start: with its TLS layer it is about 5 MiB that
+ * an idle agent does not need.
  */
 export interface Answer {
   readonly status: number;
@@ -20,8 +21,8 @@ export interface Answer {
 }
 
 /** No redirect followed (the caller checks each hop); `signal` covers the answer's body too. */
-export function httpGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Answer> {
-  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+export async function httpGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Answer> {
+  const send = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
   return new Promise<Answer>((resolve, reject) => {
     // The User-Agent fetch sent, so that a registry's logs (and their tests) see the agent as before.
     const req = send(url, { method: 'GET', headers: { 'User-Agent': 'node', ...headers }, signal }, (res: IncomingMessage) => {
