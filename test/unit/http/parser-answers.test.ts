@@ -86,8 +86,12 @@ describe('answers to what the HTTP parser refuses', () => {
     let head: { status: number; headers: Record<string, unknown> } | undefined;
     let sent: string | undefined;
     const res = {
-      writeHead: (status: number, headers: Record<string, unknown>) => void (head = { status, headers }),
-      end: (body: string) => void (sent = body),
+      writeHead: (status: number, headers: Record<string, unknown>) => {
+        head = { status, headers };
+      },
+      end: (body: string) => {
+        sent = body;
+      },
     };
     server.emit('checkExpectation', { method: 'PUT' }, res);
     const body = JSON.stringify({ status: 'error', reason: 'the Expect header is not supported (only 100-continue is)' });
