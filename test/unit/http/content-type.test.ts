@@ -63,6 +63,8 @@ describe('contentTypeProblem: application/json in UTF-8 only', () => {
   it('reads every charset parameter, not only the first', () => {
     assert.equal(reason('application/json; charset=utf-8; charset=utf-16'), CHARSET);
     assert.equal(reason('application/json; charset=utf-16; charset=utf-8'), CHARSET);
+    // Another parameter first does not end the search.
+    assert.equal(reason('application/json; foo=bar; charset=utf-16'), CHARSET);
   });
 
   it('ignores other parameters, whatever their value', () => {
