@@ -110,3 +110,13 @@ describe('header guard: the cf-ray', () => {
     assert.equal(guard.cfRay(['0123456789abcdef']), undefined);
   });
 });
+
+describe('header guard: the markers', () => {
+  it('say in the log why a value was withheld, each its own words', () => {
+    // What a reader of the audit and request logs sees: an emptied or shared marker would hide why.
+    assert.equal(SECRET_MARKER, '[withheld: a configured secret]');
+    assert.equal(NOT_A_CLIENT_ID_MARKER, '[withheld: not a client id]');
+    assert.equal(OTHER_PATH_MARKER, '[withheld: not an endpoint of the agent]');
+    assert.equal(NOT_A_RAY_MARKER, '[withheld: not a ray id]');
+  });
+});
