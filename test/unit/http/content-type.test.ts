@@ -54,6 +54,9 @@ describe('contentTypeProblem: application/json in UTF-8 only', () => {
       'application/json; charset=x"utf-8"',
       'application/json; charset="utf-8"x',
       'application/json; charset=utf-8x',
+      // Quotes count only around the whole value: unquoting a part would make these "utf-8".
+      'application/json; charset=utf"-8"',
+      'application/json; charset="utf"-8',
       'application/json; charset=xutf-8',
     ]) {
       assert.equal(reason(header), CHARSET, header);
