@@ -14,9 +14,11 @@ class FakeSocket extends EventEmitter {
   constructor(readonly name: string) {
     super();
   }
+  /** As a real socket's: 'close' comes later, not inside destroy(). */
   destroy(): void {
+    if (this.destroyed) return;
     this.destroyed = true;
-    this.emit('close');
+    process.nextTick(() => this.emit('close'));
   }
 }
 
@@ -101,6 +103,14 @@ describe('connection manager: order, boundaries and counters', () => {
     // One request is still in flight on a: every slot serves one, so the new connection is refused.
     assert.equal(open('d').destroyed, true);
     assert.equal(a.destroyed, false);
+  });
+
+  it('forgets a connection that closed with a request in flight, when its response ends later', () => {
+    const a = open('a');
+    const end = request(a);
+    a.emit('close');
+    end();
+    assert.equal(manager.open(), 0);
   });
 
   it('ignores a request on a connection it does not track', () => {

@@ -167,6 +167,63 @@ describe('refusal throttle: edges', () => {
     });
   });
 
+  it('merges a failed summary into refusals counted while it was being written', async () => {
+    let reject: (e: Error) => void = () => {};
+    const lines: RefusalSummary[] = [];
+    let calls = 0;
+    const slow = new RefusalThrottle(
+      (summary) => {
+        calls += 1;
+        if (calls > 1) return Promise.resolve(void lines.push(summary));
+        return new Promise<void>((_resolve, rejectWrite) => {
+          reject = rejectWrite;
+        });
+      },
+      { now: () => now },
+    );
+    await slow.count({ endpoint: '/v1/deploy', status: 401 });
+    const firstTime = new Date(now).toISOString();
+    now += 1_000;
+    await slow.count({ endpoint: '/v1/deploy', status: 405 });
+    const failing = slow.flush();
+    now += 1_000;
+    await slow.count({ endpoint: '/v1/deploy', status: 401 });
+    await slow.count({ endpoint: '/v1/stop', status: 401 });
+    reject(new Error('disk full'));
+    await assert.rejects(failing, /disk full/);
+    await slow.close();
+    assert.deepEqual(lines, [
+      {
+        count: 4,
+        first: firstTime,
+        last: new Date(now).toISOString(),
+        statuses: { '401': 3, '405': 1 },
+        endpoints: { '/v1/deploy': 3, '/v1/stop': 1 },
+      },
+    ]);
+  });
+
+  it("a summary written stops its timers: the next count's waits start afresh", async () => {
+    // The quiet timer of a summary written by close() must not end the next count's wait early.
+    await throttle.count({ endpoint: '/v1/deploy', status: 401 });
+    await advance(1_000);
+    await throttle.close();
+    await advance(2_000);
+    await throttle.count({ endpoint: '/v1/deploy', status: 401 });
+    await advance(4_999);
+    assert.equal(written.length, 1);
+    await advance(1);
+    assert.equal(written.length, 2);
+    // Nor the minute timer of a summary written by its quiet timer the next minute's.
+    await advance(30_000);
+    for (let s = 0; s < 15; s += 1) {
+      await throttle.count({ endpoint: '/v1/deploy', status: 401 });
+      await advance(4_000);
+    }
+    assert.equal(written.length, 3, 'one summary a minute after the count started, not at the old timer');
+    assert.equal(written[2]?.summary.count, 15);
+  });
+
   it('close() reports a summary that cannot be written', async () => {
     failWrites = 1;
     await throttle.count({ endpoint: '/v1/deploy', status: 401 });
