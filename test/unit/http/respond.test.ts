@@ -195,6 +195,15 @@ describe('createReply: the audit line before the answer', () => {
       [[1, { '/v1/stop': 1 }, { '401': 1 }]],
     );
   });
+
+  it('a refusal without an audit context takes none of the slots of those audited one by one', async () => {
+    const { reply, lines } = setup();
+    for (let i = 0; i < PER_MINUTE + 5; i += 1) await reply(fakeResponse().res, 404, { status: 'error', reason: 'no' });
+    const { res } = fakeResponse();
+    setAuditContext(res, context());
+    await reply(res, 401, { status: 'error', reason: 'no' });
+    assert.equal(lines.length, 1, 'audited alone, not counted');
+  });
 });
 
 describe('the authenticated client of a response', () => {
