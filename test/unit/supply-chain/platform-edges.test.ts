@@ -80,6 +80,11 @@ describe('platform edges: what an engine runs', () => {
     ]);
     assert.deepEqual(v({ ...AMD64, variant: 'vx' }), ['linux/amd64/vx', 'linux/386']);
     assert.deepEqual(v({ os: 'windows', architecture: 'amd64', variant: '' }), ['windows/amd64', 'windows/386']);
+    // A variant is a level only as `v<digits>` or `<digits>`, however many digits; nothing around it.
+    assert.deepEqual(v({ ...AMD64, variant: '2' }), ['linux/amd64/2', 'linux/amd64', 'linux/386']);
+    assert.equal(v({ ...AMD64, variant: 'v10' }).length, 11);
+    for (const odd of ['+2', 'v2 ', 'x2'])
+      assert.deepEqual(v({ ...AMD64, variant: odd }), [`linux/amd64/${odd}`, 'linux/386'], odd);
   });
 
   it('arm stops at v5; arm64 v8.x and v9.x follow containerd table', () => {
@@ -127,6 +132,12 @@ describe('platform edges: the rank of an entry', () => {
 });
 
 describe('platform edges: the choice and its refusals', () => {
+  it('an entry for another OS is never chosen, whatever its architecture', () => {
+    const windows = entry('2', 'amd64', undefined, { platform: { os: 'windows', architecture: 'amd64' } });
+    assert.match(refused([windows]), /it lists: windows\/amd64\)/);
+    assert.equal(chooseEntry(digest('0'), [windows, entry('3', '386')], AMD64).digest, digest('3'));
+  });
+
   it('a better entry listed after worse ones replaces them, even two of them', () => {
     assert.equal(
       chooseEntry(digest('0'), [entry('3', '386'), entry('4', '386'), entry('1', 'amd64')], AMD64).digest,
