@@ -116,6 +116,8 @@ describe('referrers: a referrer manifest, and the schemas', () => {
     }
     const index = (manifests: unknown) => json({ schemaVersion: 2, manifests });
     assert.deepEqual(parseJson(index([]), indexSchema)?.manifests, []);
+    const platform = { os: 'linux', architecture: 'arm', variant: 'v7' };
+    assert.deepEqual(parseJson(index([{ ...d('1'), platform }]), indexSchema)?.manifests[0]?.platform, platform);
     assert.equal(parseJson(index([{ ...d('1'), platform: { os: 'linux' } }]), indexSchema), null);
   });
 });
