@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { AgentError } from '../../../src/errors.js';
 import {
@@ -119,5 +121,25 @@ describe('referrers: a referrer manifest, and the schemas', () => {
     const platform = { os: 'linux', architecture: 'arm', variant: 'v7' };
     assert.deepEqual(parseJson(index([{ ...d('1'), platform }]), indexSchema)?.manifests[0]?.platform, platform);
     assert.equal(parseJson(index([{ ...d('1'), platform: { os: 'linux' } }]), indexSchema), null);
+  });
+});
+
+describe('referrers: what the registry is asked for', () => {
+  it('the tag as an OCI index and a referrer as an OCI manifest, by the Accept header', async () => {
+    const accepts: string[] = [];
+    const server = createServer((req, res) => {
+      accepts.push(`${req.url?.split('/').pop()?.slice(0, 8)} ${req.headers.accept}`);
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const own = new RegistryClient({ host, path: 'a/b', credentials: null }, AbortSignal.timeout(5_000));
+      await findReferrers(own, SUBJECT, wanted);
+      assert.equal(await artifactManifest(own, SUBJECT), null);
+      assert.deepEqual(accepts.sort(), [`sha256-a ${OCI_INDEX}`, `sha256:a ${OCI_INDEX}`, `sha256:a ${OCI_MANIFEST}`]);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
