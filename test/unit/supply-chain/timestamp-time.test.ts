@@ -43,6 +43,10 @@ describe('timestamp time: GeneralizedTime by DER rules', () => {
       '20261201246000Z',
       '20261201012360Z',
       '20261232012345Z',
+      // Date rolls these over (to 2 March, 1 May, the next day): read back, they are not what was written.
+      '20260229012345Z',
+      '20260431012345Z',
+      '20261201240000Z',
       '2026120101234aZ',
     ]) {
       assert.equal(parseGeneralizedTime(bad), null, bad);
