@@ -21,7 +21,17 @@ const PROVENANCE: Provenance = {
 describe('provenance label', () => {
   it('reads back what it wrote', () => {
     assert.deepEqual(provenanceFromLabel(provenanceLabel(PROVENANCE)), PROVENANCE);
-    const attested = { ...PROVENANCE, verified_by: 'github-attestation', repository: 'https://github.com/o/r' } as const;
+    const attested: Provenance = {
+      ...PROVENANCE,
+      verified_by: 'github-attestation',
+      repository: 'https://github.com/o/r',
+      commit: 'c'.repeat(40),
+      ref: 'refs/heads/main',
+      workflow: 'https://github.com/o/r/.github/workflows/build.yml@refs/heads/main',
+      run_url: 'https://github.com/o/r/actions/runs/1/attempts/1',
+      predicate_type: 'https://slsa.dev/provenance/v1',
+      key_fingerprint: null,
+    };
     assert.deepEqual(provenanceFromLabel(provenanceLabel(attested)), attested);
   });
 
