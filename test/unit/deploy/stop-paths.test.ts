@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -75,6 +75,18 @@ describe('the emergency brake, branch by branch', () => {
     // The write-ahead records ran, and the stop's journal was cleared after it.
     assert.match(readFileSync(join(stateDir, 'audit.jsonl'), 'utf8'), /"\/v1\/stop"/);
     assert.equal(existsSync(join(stateDir, 'deploy-journal.json')), false);
+  });
+
+  it("an interrupted operation's journal it cannot record: stopped all the same, and that journal kept as it is", async () => {
+    const { engine, deployer, stateDir } = await setup();
+    const runtime = engine.seed(NAME);
+    // A journal of a newer agent: refused by the reader, so the stop must neither write over it nor clear it.
+    const journal = join(stateDir, 'deploy-journal.json');
+    writeFileSync(journal, '{"version":999}\n');
+    const result = await stop(deployer);
+    assert.equal(runtime.running, false);
+    assert.match(warningsOf(result), /the record of an interrupted operation could not be written \(/);
+    assert.equal(readFileSync(journal, 'utf8'), '{"version":999}\n');
   });
 
   it('the restart policy refused before and after the stop: stopped and removed, both refusals in the answer', async () => {
