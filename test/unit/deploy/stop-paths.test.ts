@@ -77,6 +77,41 @@ describe('the emergency brake, branch by branch', () => {
     assert.equal(existsSync(join(stateDir, 'deploy-journal.json')), false);
   });
 
+  it("the write-ahead records: the stop's journal on disk by the time the runtime is checked, the accepted line, then cleared", async () => {
+    const seen: string[] = [];
+    let journalFile = '';
+    // Records what the journal holds when the engine is first asked to check the runtime (after the stop).
+    const watching = new (class extends FakeEngine {
+      override async inspectContainer(nameOrId: string, signal?: AbortSignal) {
+        seen.push(readFileSync(journalFile, 'utf8'));
+        return super.inspectContainer(nameOrId, signal);
+      }
+    })();
+    const { engine, deployer, stateDir } = await setup(watching);
+    journalFile = join(stateDir, 'deploy-journal.json');
+    engine.seed(NAME);
+    const requestId = randomUUID();
+    await deployer.stop({ requestId, clientId: 'client.access', endpoint: '/v1/stop' });
+    const journal: unknown = JSON.parse(seen[0] ?? 'null');
+    assert.ok(typeof journal === 'object' && journal !== null);
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(journal).filter(([k]) => ['operation', 'request_id', 'image', 'phase'].includes(k))),
+      { operation: 'stop', request_id: requestId, image: '', phase: 'stopping' },
+    );
+    const accepted = readFileSync(join(stateDir, 'audit.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"accepted"'))
+      .map((l): unknown => JSON.parse(l));
+    assert.equal(accepted.length, 1);
+    assert.deepEqual(
+      Object.fromEntries(
+        Object.entries(accepted[0] ?? {}).filter(([k]) => ['request_id', 'client_id', 'endpoint', 'image'].includes(k)),
+      ),
+      { request_id: requestId, client_id: 'client.access', endpoint: '/v1/stop', image: null },
+    );
+    assert.equal(existsSync(join(stateDir, 'deploy-journal.json')), false);
+  });
+
   it("an interrupted operation's journal it cannot record: stopped all the same, and that journal kept as it is", async () => {
     const { engine, deployer, stateDir } = await setup();
     const runtime = engine.seed(NAME);
