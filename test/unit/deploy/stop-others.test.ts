@@ -21,7 +21,7 @@ import { unitConfig, unitDeployer } from '../../support/unit-config.js';
 const root = mkdtempSync(join(tmpdir(), 'dreichor-stop-others-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const NAME = 'dreichor-runtime-dev';
-const SHORT: Timing = { ...TIMING, stopPatienceMs: 150, stopSlackMs: 100, killMs: 150 };
+const SHORT: Timing = { ...TIMING, stopPatienceMs: 100, stopSlackMs: 50, killMs: 100 };
 const config = unitConfig(join(root, 'pure'));
 const ours = { [LABEL.owner]: OWNER, [LABEL.environment]: 'dev', [LABEL.containerName]: NAME };
 const STAGING = `${NAME}-staging-0badcafe`;

@@ -21,7 +21,7 @@ const root = mkdtempSync(join(tmpdir(), 'dreichor-stop-paths-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const NAME = 'dreichor-runtime-dev';
 // Short waits (production's are seconds): only the branches are checked here, not the waiting.
-const SHORT: Timing = { ...TIMING, stopPatienceMs: 150, stopSlackMs: 100, killMs: 150 };
+const SHORT: Timing = { ...TIMING, stopPatienceMs: 100, stopSlackMs: 50, killMs: 100 };
 let n = 0;
 
 /** An engine whose stop answers "stopped" but leaves the container running: someone started it again. */
@@ -196,6 +196,15 @@ describe('the emergency brake, branch by branch', () => {
     const warnings = warningsOf(result);
     assert.match(warnings, /could not be checked after the engine stopped it \(.*inspect refused/);
     assert.match(warnings, /is stopped but could not be removed \(.*remove refused.*\); POST \/v1\/stop again/);
+  });
+
+  it('a check that never answers: given up after the patience, and the answer says how long it waited', async () => {
+    const { engine, deployer } = await setup();
+    const runtime = engine.seed(NAME);
+    engine.hold('inspectContainer');
+    const result = await stop(deployer);
+    assert.equal(engine.containers.has(runtime.id), false, 'removed by its name');
+    assert.match(warningsOf(result), /could not be checked after the engine stopped it \(.*no answer within 0\.1 s\)/);
   });
 
   it('the removal refused after the check: handed to the background clean-up, and the answer says so', async () => {
