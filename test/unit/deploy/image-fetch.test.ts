@@ -88,6 +88,10 @@ describe('fetchImage', () => {
     assert.equal(fetched.provenance, null);
     assert.deepEqual(fetched.imageIds, [digestOf('f'), engine.tagDigest]);
     assert.deepEqual(pulls(engine), [`pull ${engine.tagDigest}`]);
+    assert.ok(
+      engine.calls.includes(`inspectImage ${registry.repository}@${engine.tagDigest}`),
+      'the image inspected by that digest',
+    );
     assert.ok(!engine.calls.includes('platform'));
     assert.deepEqual(registry.requests, []);
   });
