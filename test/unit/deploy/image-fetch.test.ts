@@ -178,6 +178,18 @@ describe('fetchImage', () => {
     assert.deepEqual(fetched.imageIds, [pushed.config, pushed.digest]);
     assert.ok(!engine.calls.includes('platform'), 'a single manifest needs no platform');
   });
+  it('with a verifier, a pin that is not the tag (no index): refused before the registry is read or the verifier asked', async () => {
+    const pushed = registry.image('pinned', 'v8');
+    const engine = new FakeEngine();
+    engine.tagDigest = pushed.digest;
+    const verifier = new RecordingVerifier();
+    const read = registry.requests.length;
+    const deps = { config: NONE, engine, store: await store(), verifier };
+    const error = await refusal(fetchImage(deps, image(`v8@${digestOf('b')}`), signal()));
+    assert.equal(error.code, 'pin_mismatch');
+    assert.equal(registry.requests.length, read, registry.requests.slice(read).join(', '));
+    assert.deepEqual(verifier.asked, []);
+  });
 });
 
 describe('checkCreatedImage', () => {
