@@ -80,12 +80,21 @@ await build({
   format: 'cjs',
   // docker-modem loads ssh2 for ssh:// engines, which the configuration refuses; body-parser loads
   // iconv-lite for charsets the agent refuses; mime-types indexes every media type for an agent that
-  // answers JSON; pino loads thread-stream for transports the agent does not use. See the stubs.
+  // answers JSON; pino loads thread-stream for transports the agent does not use; Express loads qs,
+  // send and serve-static for query strings, bodies and files the agent never parses or serves, and
+  // debug for a tracer that never prints under systemd; docker-modem loads a userland copy of
+  // node:stream, dockerode a .dockerignore parser for image builds. See the stubs.
   alias: {
     ssh2: './build/ssh2-refused.cjs',
     'iconv-lite': './build/iconv-utf8-only.cjs',
     'mime-db': './build/mime-db-subset.cjs',
     'thread-stream': './build/thread-stream-refused.cjs',
+    qs: './build/qs-refused.cjs',
+    send: './build/static-files-refused.cjs',
+    'serve-static': './build/static-files-refused.cjs',
+    debug: './build/debug-silent.cjs',
+    'readable-stream': './build/readable-stream-node.cjs',
+    '@balena/dockerignore': './build/dockerode-build-refused.cjs',
   },
   plugins: [stubs],
   legalComments: 'none',

@@ -1,5 +1,5 @@
 import type { JWTVerifyGetKey } from 'jose';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AgentError, describe } from './errors.js';
 import { httpGet } from './supply-chain/http-get.js';
 

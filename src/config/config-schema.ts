@@ -1,5 +1,5 @@
 import { isAbsolute } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The variables the agent reads, each checked on its own: presence, form and range. What depends on

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The shapes the three endpoints answer with, as zod schemas. The handlers build their answers from

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { badRequest, conflict } from '../errors.js';
 
 /** A body that may carry only the informational `environment` (stop, and status if it has a body). */

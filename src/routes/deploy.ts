@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { DeployResult } from '../deploy/operations.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ACCESS_JWT_HEADER, CLIENT_ID_HEADER, CLIENT_SECRET_HEADER } from '../auth.js';
 import { provenanceSchema } from '../supply-chain/provenance.js';
 import { errorBodySchema } from './answers.js';

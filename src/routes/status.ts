@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { StatusBody } from '../deploy/status-view.js';

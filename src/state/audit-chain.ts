@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The audit log's hash chain. Each line ends with `seq`, `prev` (the previous line's hash) and `hash`,

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ChainVerifier, type VerifyResult } from './audit-verify.js';
 import { parseJsonOrNull } from './files.js';
 import { type AuditHead, DEPLOYMENTS_KEPT, type Deployment, DIGEST, type LastDeploy } from './state-file.js';

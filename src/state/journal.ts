@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { stateRefusal } from '../errors.js';
 import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 import { JOURNAL_SCHEMA, type Owner, ownerMismatch, readSchemaVersion } from './schema.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { stateRefusal } from '../errors.js';
 import { parseJsonOrNull } from './files.js';
 import { type Owner, ownerMismatch, readSchemaVersion, STATE_SCHEMA } from './schema.js';

@@ -1,5 +1,5 @@
 import { verify as verifySignature } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { CosignKeyPolicy } from '../config/verification.js';
 import { bundleVersionProblem, isBundleType } from './bundle-media.js';
 import { firstVerified, type Judgement } from './candidates.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * What built the image that runs: read from a verified attestation's signing certificate (or, for

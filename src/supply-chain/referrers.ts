@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { UNDECIDED_ARTIFACT_TYPES } from './bundle-media.js';
 import { type RegistryClient, unverified } from './registry.js';
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
 import { type Answer, httpGet } from './http-get.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * In-toto statements as they travel in a DSSE envelope (attestations, and cosign 3's signatures),

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { VerificationPolicy } from '../config/verification.js';
 import { AgentError, type ErrorCode } from '../errors.js';
 import { type Provenance, provenanceSchema } from './provenance.js';

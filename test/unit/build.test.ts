@@ -51,6 +51,21 @@ describe('scripts/build.mjs', () => {
     );
   });
 
+  // Memory (BENCHMARKS.md): what the agent never runs is not carried. Each module the bundle carries
+  // is a key of esbuild's wrapper ("node_modules/<package>/..."), and zod's unused schema types are
+  // left out only when zod is imported as a namespace (`import * as z`): `import { z }` keeps all
+  // of them (about 2.5 MB of the idle agent).
+  it('carries none of the stubbed packages, and only the zod schema types the agent uses', () => {
+    const bundle = readFileSync(join(first, 'agent.js'), 'utf8');
+    const stubbed = ['ssh2', 'iconv-lite', 'mime-db', 'thread-stream', 'qs', 'send', 'serve-static', 'debug'];
+    for (const name of [...stubbed, 'readable-stream', '@balena/dockerignore', 'tar-fs', '@grpc/grpc-js']) {
+      assert.ok(!bundle.includes(`"node_modules/${name}/`), `${name} is in the bundle`);
+    }
+    for (const unused of ['ZodTemplateLiteral', 'ZodPromise', 'ZodFile', 'ZodBigInt'])
+      assert.ok(!bundle.includes(unused), `zod's ${unused} is in the bundle: is zod imported as \`import { z }\`?`);
+    assert.ok(bundle.includes('"build/qs-refused.cjs"'), 'the qs stub is not in the bundle');
+  });
+
   it('takes the version from the git tag: v9.8.7 builds 9.8.7', () => {
     const clone = join(root, 'clone');
     execFileSync('git', ['clone', '--quiet', '--no-hardlinks', '--shared', process.cwd(), clone], { stdio: 'pipe' });
