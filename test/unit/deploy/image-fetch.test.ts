@@ -1,39 +1,29 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { checkCreatedImage, type FetchDeps, fetchImage } from '../../../src/deploy/image-fetch.js';
 import type { PullResult } from '../../../src/engine/engine-port.js';
-import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
 import { StateStore } from '../../../src/state/state.js';
 import type { Provenance } from '../../../src/supply-chain/provenance.js';
 import type { ImageVerifier, VerifyRequest } from '../../../src/supply-chain/verifier.js';
 import { FakeEngine } from '../../support/fake-engine.js';
-import { ScriptedRegistry } from '../../support/scripted-registry.js';
+import { keyProvenance, refusal, registryFixture } from '../../support/registry-fixture.js';
 
 /**
  * Step 1 of a deploy on its own (image-fetch.ts): the tag held to its record, the pin held to the
  * tag, the verifier asked about what will run, and exactly that digest pulled. Security: each slip
  * here deploys an image other than the one asked for and verified.
  */
-const root = mkdtempSync(join(tmpdir(), 'dreichor-image-fetch-'));
-let registry: ScriptedRegistry;
+const files = registryFixture('dreichor-image-fetch-');
+const { root } = files;
 let n = 0;
-before(async () => {
-  registry = await ScriptedRegistry.start();
-});
-after(async () => {
-  await registry.close();
-  rmSync(root, { recursive: true, force: true });
-});
 
 const digestOf = (c: string) => `sha256:${c.repeat(64)}`;
 const NONE: FetchDeps['config'] = { registryAuth: null, imageVerification: { mode: 'none' } };
 const image = (ref: string) =>
-  parseImageReference(`${registry.repository}:${ref}`, { repository: registry.repository, environment: 'dev' });
+  parseImageReference(`${files.registry.repository}:${ref}`, { repository: files.registry.repository, environment: 'dev' });
 const signal = () => new AbortController().signal;
 
 /** An engine that reports another digest for a pull (a registry or engine that swapped the image). */
@@ -50,17 +40,7 @@ class RecordingVerifier implements ImageVerifier {
   readonly asked: VerifyRequest[] = [];
   async verify(request: VerifyRequest): Promise<Provenance> {
     this.asked.push(request);
-    return {
-      verified_by: 'cosign-key',
-      subject_digest: request.runDigest,
-      repository: null,
-      commit: null,
-      ref: null,
-      workflow: null,
-      run_url: null,
-      predicate_type: null,
-      key_fingerprint: 'sha256:key',
-    };
+    return keyProvenance(request.runDigest, 'sha256:key');
   }
 }
 
@@ -68,14 +48,6 @@ async function store(): Promise<StateStore> {
   n += 1;
   return StateStore.open(join(root, `s${n}`));
 }
-const refusal = (promise: Promise<unknown>): Promise<AgentError> =>
-  promise.then(
-    () => assert.fail('fetched'),
-    (error: unknown) => {
-      assert.ok(error instanceof AgentError, String(error));
-      return error;
-    },
-  );
 const pulls = (engine: FakeEngine) => engine.calls.filter((c) => c.startsWith('pull '));
 
 describe('fetchImage', () => {
@@ -89,11 +61,11 @@ describe('fetchImage', () => {
     assert.deepEqual(fetched.imageIds, [digestOf('f'), engine.tagDigest]);
     assert.deepEqual(pulls(engine), [`pull ${engine.tagDigest}`]);
     assert.ok(
-      engine.calls.includes(`inspectImage ${registry.repository}@${engine.tagDigest}`),
+      engine.calls.includes(`inspectImage ${files.registry.repository}@${engine.tagDigest}`),
       'the image inspected by that digest',
     );
     assert.ok(!engine.calls.includes('platform'));
-    assert.deepEqual(registry.requests, []);
+    assert.deepEqual(files.registry.requests, []);
   });
 
   it('a tag that moved since its first deploy: 409 tag_moved, nothing pulled; the same digest passes', async () => {
@@ -164,14 +136,14 @@ describe('fetchImage', () => {
   });
 
   it('with a verifier: asked about the tag and what runs, its provenance kept, the config read from the registry', async () => {
-    const pushed = registry.image('verified', 'v7');
+    const pushed = files.registry.image('verified', 'v7');
     const engine = new FakeEngine();
     engine.tagDigest = pushed.digest;
     const verifier = new RecordingVerifier();
     const deps = { config: NONE, engine, store: await store(), verifier };
     const fetched = await fetchImage(deps, image('v7'), signal());
     assert.deepEqual(verifier.asked, [
-      { repository: registry.repository, tagDigest: pushed.digest, runDigest: pushed.digest, credentials: null },
+      { repository: files.registry.repository, tagDigest: pushed.digest, runDigest: pushed.digest, credentials: null },
     ]);
     assert.equal(fetched.provenance?.subject_digest, pushed.digest);
     // The config digest from the registry, not the engine's word (its default image id here).
@@ -179,15 +151,15 @@ describe('fetchImage', () => {
     assert.ok(!engine.calls.includes('platform'), 'a single manifest needs no platform');
   });
   it('with a verifier, a pin that is not the tag (no index): refused before the registry is read or the verifier asked', async () => {
-    const pushed = registry.image('pinned', 'v8');
+    const pushed = files.registry.image('pinned', 'v8');
     const engine = new FakeEngine();
     engine.tagDigest = pushed.digest;
     const verifier = new RecordingVerifier();
-    const read = registry.requests.length;
+    const read = files.registry.requests.length;
     const deps = { config: NONE, engine, store: await store(), verifier };
     const error = await refusal(fetchImage(deps, image(`v8@${digestOf('b')}`), signal()));
     assert.equal(error.code, 'pin_mismatch');
-    assert.equal(registry.requests.length, read, registry.requests.slice(read).join(', '));
+    assert.equal(files.registry.requests.length, read, files.registry.requests.slice(read).join(', '));
     assert.deepEqual(verifier.asked, []);
   });
 });

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { DeployContext } from '../../../src/deploy/deployer.js';
 import { LABEL } from '../../../src/deploy/runtime-spec.js';
-import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
 import { FakeEngine } from '../../support/fake-engine.js';
+import { refusal, registryFixture } from '../../support/registry-fixture.js';
 import { ScriptedRegistry } from '../../support/scripted-registry.js';
 import { unitConfig, unitDeployer } from '../../support/unit-config.js';
 
@@ -17,22 +15,15 @@ import { unitConfig, unitDeployer } from '../../support/unit-config.js';
  * verified runs are in the property test and the real-engine tests): the container is created from
  * the manifest for the engine's platform, and only if the engine's image is that manifest's.
  */
-const root = mkdtempSync(join(tmpdir(), 'dreichor-platform-run-'));
 const NAME = 'dreichor-runtime-dev';
-let registry: ScriptedRegistry;
+const files = registryFixture('dreichor-platform-run-');
+const { root } = files;
 let n = 0;
-before(async () => {
-  registry = await ScriptedRegistry.start();
-});
-after(async () => {
-  await registry.close();
-  rmSync(root, { recursive: true, force: true });
-});
 
 async function setup() {
   n += 1;
   const config = unitConfig(join(root, `d${n}`), {
-    IMAGE_REPOSITORY: registry.repository,
+    IMAGE_REPOSITORY: files.registry.repository,
     STOP_TIMEOUT_SECONDS: '1',
     START_CHECK_SECONDS: '1',
     DEPLOY_TIMEOUT_SECONDS: '20',
@@ -43,7 +34,7 @@ async function setup() {
 }
 
 const image = (ref: string) =>
-  parseImageReference(`${registry.repository}:${ref}`, { repository: registry.repository, environment: 'dev' });
+  parseImageReference(`${files.registry.repository}:${ref}`, { repository: files.registry.repository, environment: 'dev' });
 const context = (): DeployContext => ({
   requestId: randomUUID(),
   clientId: 'client.access',
@@ -51,14 +42,6 @@ const context = (): DeployContext => ({
   callerGone: new AbortController().signal,
   receivedAt: Date.now(),
 });
-const refusal = (promise: Promise<unknown>): Promise<AgentError> =>
-  promise.then(
-    () => assert.fail('deployed'),
-    (error: unknown) => {
-      assert.ok(error instanceof AgentError, String(error));
-      return error;
-    },
-  );
 const linux = (architecture: string, variant?: string) => ({
   os: 'linux',
   architecture,
@@ -67,9 +50,9 @@ const linux = (architecture: string, variant?: string) => ({
 
 /** An index of `wanted` (linux/amd64) beside an image for another variant and an attestation manifest. */
 function pushIndex(tag: string) {
-  const wanted = registry.image(`${tag}-amd64`);
-  const other = registry.image(`${tag}-v9`);
-  const index = registry.index(
+  const wanted = files.registry.image(`${tag}-amd64`);
+  const other = files.registry.image(`${tag}-v9`);
+  const index = files.registry.index(
     [
       { ...other, platform: linux('amd64', 'v9') },
       { ...wanted, platform: linux('amd64') },
@@ -91,7 +74,7 @@ describe('an image index, resolved by the agent for the engine platform', () => 
     assert.equal(result.image_digest, wanted.digest);
     assert.equal(result.tag_digest, index.digest);
     const created = s.engine.containers.get(result.container_id);
-    assert.equal(created?.image, `${registry.repository}@${wanted.digest}`);
+    assert.equal(created?.image, `${files.registry.repository}@${wanted.digest}`);
     assert.equal(created?.labels[LABEL.digest], wanted.digest);
     assert.equal(created?.labels[LABEL.tagDigest], index.digest);
     assert.deepEqual(
@@ -122,9 +105,9 @@ describe('an image index, resolved by the agent for the engine platform', () => 
 
   it('two entries that match the engine platform equally: 422 saying why, nothing pulled, the runtime untouched', async () => {
     const s = await setup();
-    const a = registry.image('a');
-    const b = registry.image('b');
-    const index = registry.index(
+    const a = files.registry.image('a');
+    const b = files.registry.image('b');
+    const index = files.registry.index(
       [
         { ...b, platform: linux('x86_64') },
         { ...a, platform: linux('amd64') },

@@ -13,6 +13,7 @@ import {
   rankOf,
 } from '../../../src/supply-chain/platform.js';
 import type { Descriptor } from '../../../src/supply-chain/referrers.js';
+import { AMD64, digestOf as digest, entry, refused } from '../../support/platform-entries.js';
 import { OCI_INDEX, OCI_MANIFEST, sha256 } from '../../support/scripted-registry.js';
 
 /**
@@ -23,27 +24,9 @@ import { OCI_INDEX, OCI_MANIFEST, sha256 } from '../../support/scripted-registry
  */
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
-const digest = (c: string) => `sha256:${c.repeat(64)}`;
-const entry = (c: string, architecture: string, variant?: string, extra: Partial<Descriptor> = {}): Descriptor => ({
-  mediaType: OCI_MANIFEST,
-  digest: digest(c),
-  size: 1,
-  platform: { os: 'linux', architecture, ...(variant === undefined ? {} : { variant }) },
-  ...extra,
-});
-const AMD64: Platform = { os: 'linux', architecture: 'amd64', variant: '' };
 const ARM64: Platform = { os: 'linux', architecture: 'arm64', variant: '' };
 const n = (architecture: string, variant?: string, os = 'linux') => describePlatform(normalize({ os, architecture, variant }));
 const v = (p: Platform) => platformVector(normalize(p)).map(describePlatform);
-const refused = (entries: Descriptor[], engine = AMD64): string => {
-  try {
-    chooseEntry(digest('0'), entries, engine);
-  } catch (error) {
-    assert.ok(error instanceof AgentError && error.status === 422 && error.code === 'no_platform_image', String(error));
-    return error.reason;
-  }
-  return assert.fail('chosen');
-};
 
 describe('platform edges: normalisation', () => {
   it('the rest of containerd normalizeArch table', () => {

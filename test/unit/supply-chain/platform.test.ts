@@ -1,36 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { enginePlatform, variantFromMachine } from '../../../src/engine/engine-platform.js';
-import { AgentError } from '../../../src/errors.js';
-import { chooseEntry, normalize, platformVector } from '../../../src/supply-chain/platform.js';
-import type { Descriptor } from '../../../src/supply-chain/referrers.js';
+import { normalize, platformVector } from '../../../src/supply-chain/platform.js';
+import { AMD64, chosen, digestOf as digest, entry, refused } from '../../support/platform-entries.js';
+import { OCI_MANIFEST as OCI } from '../../support/scripted-registry.js';
 
 /**
  * The platform choice (platform.ts) against containerd's platform matcher, whose rules and tables
  * (github.com/containerd/platforms: database.go `normalizeArch`, compare.go `platformVector`) the
  * expectations below are copied from; and the engine's platform as read from its API.
  */
-const OCI = 'application/vnd.oci.image.manifest.v1+json';
-const digest = (c: string) => `sha256:${c.repeat(64)}`;
-const entry = (c: string, architecture: string, variant?: string, extra: Partial<Descriptor> = {}): Descriptor => ({
-  mediaType: OCI,
-  digest: digest(c),
-  size: 1,
-  platform: { os: 'linux', architecture, ...(variant === undefined ? {} : { variant }) },
-  ...extra,
-});
-const AMD64 = { os: 'linux', architecture: 'amd64', variant: '' };
 const ARM64 = { os: 'linux', architecture: 'arm64', variant: 'v8' };
-const chosen = (entries: Descriptor[], engine = AMD64) => chooseEntry(digest('0'), entries, engine).digest;
-const refused = (entries: Descriptor[], engine = AMD64): string => {
-  try {
-    chooseEntry(digest('0'), entries, engine);
-  } catch (error) {
-    assert.ok(error instanceof AgentError && error.status === 422 && error.code === 'no_platform_image', String(error));
-    return error.reason;
-  }
-  return assert.fail('chosen');
-};
 
 describe('platform: normalised as containerd does', () => {
   it('names and variants', () => {

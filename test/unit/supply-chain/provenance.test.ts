@@ -1,22 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Provenance, provenanceFromLabel, provenanceLabel } from '../../../src/supply-chain/provenance.js';
+import { keyProvenance } from '../../support/registry-fixture.js';
 
 /**
  * The provenance kept in a container's label (provenance.ts): read back exactly as written, and a
  * label that is not exactly the agent's shape is shown as absent, never trusted half.
  */
-const PROVENANCE: Provenance = {
-  verified_by: 'cosign-key',
-  subject_digest: `sha256:${'a'.repeat(64)}`,
-  repository: null,
-  commit: null,
-  ref: null,
-  workflow: null,
-  run_url: null,
-  predicate_type: null,
-  key_fingerprint: 'f'.repeat(64),
-};
+const PROVENANCE: Provenance = keyProvenance(`sha256:${'a'.repeat(64)}`, 'f'.repeat(64));
 
 describe('provenance label', () => {
   it('reads back what it wrote', () => {
