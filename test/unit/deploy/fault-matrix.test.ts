@@ -45,38 +45,76 @@ import { type VerifiedWorld, verifiedSigner, verifiedWorld } from '../../support
  *   - a stop afterwards always stops, on a disk that is still full; and nothing is left after it.
  *
  * Times are shrunk (a deploy timeout of 1.2 s) so that the whole matrix runs in well under a minute.
+ * On a machine so busy that a scenario's clean run itself misses them, that scenario's times are all
+ * doubled (up to 8 times), and its output line says so: the invariants are judged on the same scale.
  */
 const root = mkdtempSync(join(tmpdir(), 'dreichor-fault-matrix-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const REPO = UNIT_REPOSITORY;
 const NAME = 'dreichor-runtime-dev';
-const DEPLOY_TIMEOUT_MS = 1_200;
-const TIMING = {
-  answerReserveMs: 150,
-  marginSeconds: 0.3,
-  killSlackMs: 100,
-  pollMs: 100,
-  stopPatienceMs: 100,
-  stopSlackMs: 100,
-  killMs: 100,
-};
-// Longer than the whole deploy, as the real wrapper's 10 s is longer than what is left of a deploy
-// after a slow stop: a call that has no deadline of its own shows up as a late answer.
-const CALL_TIMEOUT_MS = 2_000;
-// Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding.
-const ANSWER_SLACK_MS = 250;
+/** Every time of a case, at a scale (1: as shrunk for the matrix). */
+interface Times {
+  readonly scale: number;
+  readonly deployTimeoutMs: number;
+  readonly stopTimeoutSeconds: number;
+  readonly startCheckSeconds: number;
+  readonly timing: {
+    readonly answerReserveMs: number;
+    readonly marginSeconds: number;
+    readonly killSlackMs: number;
+    readonly pollMs: number;
+    readonly stopPatienceMs: number;
+    readonly stopSlackMs: number;
+    readonly killMs: number;
+  };
+  /** Longer than the whole deploy, as the real wrapper's 10 s is longer than what is left of a deploy after a slow stop: a call that has no deadline of its own shows up as a late answer. */
+  readonly callTimeoutMs: number;
+  /** Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding. */
+  readonly answerSlackMs: number;
+  /** The brake's bound (stop-sequence.ts, stopBoundMs). */
+  readonly stopBoundMs: number;
+}
+function timesAt(scale: number): Times {
+  const x = (ms: number) => ms * scale;
+  const timing = {
+    answerReserveMs: x(150),
+    marginSeconds: x(0.3),
+    killSlackMs: x(100),
+    pollMs: x(100),
+    stopPatienceMs: x(100),
+    stopSlackMs: x(100),
+    killMs: x(100),
+  };
+  const stopTimeoutSeconds = x(0.1);
+  return {
+    scale,
+    deployTimeoutMs: x(1_200),
+    stopTimeoutSeconds,
+    startCheckSeconds: x(0.05),
+    timing,
+    callTimeoutMs: x(2_000),
+    answerSlackMs: x(250),
+    stopBoundMs: stopBoundMs(stopTimeoutSeconds, timing),
+  };
+}
+const MAX_SCALE = 8;
 const CONCURRENT_CASES = 4;
 const image = (tag: string, repository = REPO) => parseImageReference(`${repository}:${tag}`, { repository, environment: 'dev' });
 const PREVIOUS = image('v1').reference;
 
 let n = 0;
-function freshConfig(extra: Readonly<Record<string, string>> = {}): Config {
+function freshConfig(times: Times, extra: Readonly<Record<string, string>> = {}): Config {
   n += 1;
   const dir = join(root, `c${n}`);
   const loaded = unitConfig(dir, extra);
   mkdirSync(loaded.stateDir, { recursive: true });
-  return { ...loaded, stopTimeoutSeconds: 0.1, startCheckSeconds: 0.05, deployTimeoutSeconds: DEPLOY_TIMEOUT_MS / 1000 };
+  return {
+    ...loaded,
+    stopTimeoutSeconds: times.stopTimeoutSeconds,
+    startCheckSeconds: times.startCheckSeconds,
+    deployTimeoutSeconds: times.deployTimeoutMs / 1000,
+  };
 }
 
 interface Scenario {
@@ -100,7 +138,6 @@ const signer = verifiedSigner(join(root, 'cosign.pub'));
  * running runtime itself, the runtime at the fixed name is stopped when the answer comes, the answer
  * is 200, and it comes within the stop's bound (stop-sequence.ts, stopBoundMs).
  */
-const STOP_BOUND_MS = stopBoundMs(0.1, TIMING);
 const brakeExempt = (step: string): boolean => step === 'engine.kill';
 
 const SCENARIOS: readonly Scenario[] = [
@@ -168,6 +205,8 @@ interface Case {
   readonly problems: string[];
   /** How the operation ended: resolved, killed, or the code of its error. */
   readonly ending: string;
+  /** From the request to the answer. */
+  readonly elapsedMs: number;
 }
 
 const endingOf = (o: Outcome): string =>
@@ -203,11 +242,20 @@ async function outcomeOf(operation: Promise<unknown>, incarnation: Incarnation):
   }
 }
 
-async function runCase(scenario: Scenario, plan: Plan | null, pnr: number, cleanEnding: string | null): Promise<Case> {
+async function runCase(
+  scenario: Scenario,
+  plan: Plan | null,
+  pnr: number,
+  cleanEnding: string | null,
+  times: Times,
+): Promise<Case> {
   const engine = new FakeEngine();
-  const world = scenario.verified === undefined ? null : await verifiedWorld(scenario.verified, engine, signer, freshConfig);
+  const world =
+    scenario.verified === undefined
+      ? null
+      : await verifiedWorld(scenario.verified, engine, signer, (extra) => freshConfig(times, extra));
   try {
-    return await runCaseIn(world, engine, scenario, plan, pnr, cleanEnding);
+    return await runCaseIn(world, engine, scenario, plan, pnr, cleanEnding, times);
   } finally {
     await world?.registry.close();
   }
@@ -220,19 +268,20 @@ async function runCaseIn(
   plan: Plan | null,
   pnr: number,
   cleanEnding: string | null,
+  times: Times,
 ): Promise<Case> {
-  const config = world?.config ?? freshConfig();
+  const config = world?.config ?? freshConfig(times);
   const target = image('v2', world?.registry.repository);
   await seedHistory(config.stateDir, PREVIOUS, `sha256:${'1'.repeat(64)}`);
-  engine.callTimeoutMs = CALL_TIMEOUT_MS;
+  engine.callTimeoutMs = times.callTimeoutMs;
   const old = scenario.seed(engine);
   // What the scenario starts with may break invariant 1 itself (a leftover started by hand): judged from there.
   const seededRunning = engine.maxRunning;
   const disk: Disk = { full: false };
   const options = {
     config,
-    timing: TIMING,
-    callTimeoutMs: CALL_TIMEOUT_MS,
+    timing: times.timing,
+    callTimeoutMs: times.callTimeoutMs,
     ...(world === null ? {} : { verifier: world.verifier, registry: world.registry }),
   };
   let agent = await incarnate(engine, disk, plan, options);
@@ -297,8 +346,8 @@ async function runCaseIn(
       : engine.stoppedRestartable.filter((name) => runtime().some((c) => c.name === name && c.restartPolicy !== 'no'));
   expect(restartable.length === 0, `stopped with a restart policy that could start it again: ${restartable.join(', ')}`);
   if (outcome.kind !== 'killed') {
-    const bound = scenario.kind === 'deploy' ? DEPLOY_TIMEOUT_MS : STOP_BOUND_MS;
-    expect(elapsed <= bound + ANSWER_SLACK_MS, `answered after ${Math.round(elapsed)} ms (bound ${bound} ms)`);
+    const bound = scenario.kind === 'deploy' ? times.deployTimeoutMs : times.stopBoundMs;
+    expect(elapsed <= bound + times.answerSlackMs, `answered after ${Math.round(elapsed)} ms (bound ${bound} ms)`);
   }
   if (outcome.kind === 'rejected') {
     // Every failure is explained to a person: an error that is not an AgentError is answered as a bare 500.
@@ -403,7 +452,7 @@ async function runCaseIn(
       .join(', ')}`,
   );
   await agent.discard();
-  return { steps, problems, ending: endingOf(outcome) };
+  return { steps, problems, ending: endingOf(outcome), elapsedMs: elapsed };
 }
 
 const describeOutcome = (o: Outcome): string =>
@@ -417,11 +466,27 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
   after(() => process.stdout.write(`# fault matrix: ${totalCases} cases in all, ${totalRun} run here\n`));
   for (const scenario of SCENARIOS) {
     it(scenario.name, async () => {
-      const clean = await runCase(scenario, null, Number.POSITIVE_INFINITY, null);
+      // The clean run gives the steps; one that misses its times (a busy machine: a deploy abandoned
+      // before its stop, or a late answer), or takes more than a third of its bound (a faulted case
+      // takes longer; at a load of 13 on two cores a clean deploy took 470 ms of its 1,200), is run again
+      // with every time doubled.
+      let times = timesAt(1);
+      let clean = await runCase(scenario, null, Number.POSITIVE_INFINITY, null, times);
+      const passed = (c: Case) =>
+        c.problems.length === 0 &&
+        (scenario.kind === 'stop' || c.steps.includes('journal(stopping)')) &&
+        c.elapsedMs <= (scenario.kind === 'deploy' ? times.deployTimeoutMs : times.stopBoundMs) / 3;
+      while (!passed(clean) && times.scale < MAX_SCALE) {
+        times = timesAt(times.scale * 2);
+        clean = await runCase(scenario, null, Number.POSITIVE_INFINITY, null, times);
+      }
       assert.deepEqual(clean.problems, [], 'the clean run itself breaks an invariant');
       // The point of no return: the first step after the abandon signal is released.
       const pnr = scenario.kind === 'deploy' ? clean.steps.indexOf('journal(stopping)') : -1;
-      assert.ok(scenario.kind === 'stop' || pnr > 0, `no stop step in the clean deploy: ${clean.steps.join(' ')}`);
+      assert.ok(
+        scenario.kind === 'stop' || pnr > 0,
+        `no stop step in the clean deploy, even with times ${times.scale}x: ${clean.steps.join(' ')} (${clean.ending})`,
+      );
       const findings: string[] = [];
       const plans: Plan[] = [];
       for (let at = 0; at < clean.steps.length; at += 1) {
@@ -449,7 +514,7 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
       const worker = async () => {
         for (let plan = queue.shift(); plan !== undefined; plan = queue.shift()) {
           const t0 = performance.now();
-          const result = await runCase(scenario, plan, pnr, clean.ending);
+          const result = await runCase(scenario, plan, pnr, clean.ending, times);
           const step = clean.steps[plan.at] ?? '';
           if (process.env['MATRIX_TIMES'] === '1')
             process.stdout.write(`# ${Math.round(performance.now() - t0)} ms ${plan.fault} at ${plan.at} ${step}\n`);
@@ -464,7 +529,7 @@ describe('the fault matrix: every fault at every step', { concurrency: FULL ? 1 
       await Promise.all(Array.from({ length: CONCURRENT_CASES }, worker));
       findings.sort();
       process.stdout.write(
-        `# fault matrix, ${scenario.name}: ${clean.steps.length} steps (${clean.steps.join(', ')}) x ${FAULTS.length} faults = ${cases} cases, ${ran} run: ${samplingNote()}\n`,
+        `# fault matrix, ${scenario.name}${times.scale === 1 ? '' : ` (times ${times.scale}x: a busy machine)`}: ${clean.steps.length} steps (${clean.steps.join(', ')}) x ${FAULTS.length} faults = ${cases} cases, ${ran} run: ${samplingNote()}\n`,
       );
       assert.deepEqual(findings, [], samplingNote());
     });
