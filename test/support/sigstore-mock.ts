@@ -53,6 +53,15 @@ const b64 = (bytes: ArrayBufferView | Buffer): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 const b64url = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
+/** The claims of the agent's own release.yml run from tag v1.2.3 of `repository` (supply-chain/release.ts). */
+export const releaseClaims = (repository: string, overrides: Partial<GitHubClaims> = {}): GitHubClaims =>
+  githubClaims({
+    repository,
+    job_workflow_ref: `${repository}/.github/workflows/release.yml@refs/tags/v1.2.3`,
+    ref: 'refs/tags/v1.2.3',
+    ...overrides,
+  });
+
 type CA = Awaited<ReturnType<typeof initializeCA>>;
 
 /** What the next certificate gets differently from a real Fulcio's (a crafted case). */
