@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { AgentError } from '../../../src/errors.js';
 import { isLoopback, parseChallenge, RegistryClient, type RegistryTarget } from '../../../src/supply-chain/registry.js';
-import { LoopbackHttp } from '../../support/loopback-http.js';
+import { type Answer, LoopbackHttp } from '../../support/loopback-http.js';
 
 /**
  * The registry client's edges that registry-client.test.ts does not reach: which hosts are loopback,
@@ -31,6 +31,7 @@ async function refuses(promise: Promise<unknown>, status: number, reason: string
   await assert.rejects(promise, (e: unknown) => {
     assert.ok(e instanceof AgentError, `an AgentError, not ${String(e)}`);
     assert.equal(e.status, status, e.reason);
+    assert.equal(e.code, status === 422 ? 'image_unverified' : 'registry_refused');
     if (typeof reason === 'string') assert.equal(e.reason, reason);
     else assert.match(e.reason, reason);
     return true;
@@ -158,6 +159,13 @@ describe('the registry client, answer by answer', () => {
       await refuses(client().manifest('v1', ['a'], 1024), 502, unreadable('a URL carrying credentials'));
       assert.equal(http.seen.length, 1, userinfo);
     }
+    // HTTPS anywhere is followed (here to this plain server, which then fails the handshake).
+    http.reset((_req, res) => void res.writeHead(302, { Location: `https://${http.host}/x` }).end());
+    await refuses(
+      client().manifest('v1', ['a'], 1024),
+      502,
+      /: it answers plain HTTP, not HTTPS \(ERR_SSL_WRONG_VERSION_NUMBER\)/,
+    );
     http.reset((_req, res) => void res.writeHead(302, { Location: 'ftp://127.0.0.1/x' }).end());
     await refuses(
       client().manifest('v1', ['a'], 1024),
@@ -342,7 +350,109 @@ describe('a WWW-Authenticate challenge, parsed', () => {
     assert.deepEqual({ ...parseChallenge('Bearer realm="r" junk')?.params }, {});
     assert.equal(parseChallenge(''), null);
     assert.equal(parseChallenge('"quoted"'), null);
+    assert.equal(parseChallenge(', Bearer realm="r"'), null, 'the scheme comes first');
+    assert.equal(parseChallenge('Bearer realm="r"\nX-Injected: 1'), null, 'one line');
     assert.equal(parseChallenge(`Bearer realm="${'r'.repeat(4096 - 15)}"`)?.params['realm']?.length, 4096 - 15);
     assert.equal(parseChallenge(`Bearer realm="${'r'.repeat(4096 - 14)}"`), null);
+  });
+});
+
+describe('the registry client lets go of what it does not read', () => {
+  /** Answers with `status` and a body that never ends; each answer's connection close is awaited by `closed`. */
+  const closes: Promise<void>[] = [];
+  const endless =
+    (status: number, headers: Record<string, string> = {}): Answer =>
+    (_req, res) => {
+      closes.push(new Promise((resolve) => res.once('close', () => resolve())));
+      res.writeHead(status, headers);
+      const timer = setInterval(() => res.write(Buffer.alloc(16 * 1024)), 5);
+      res.once('close', () => clearInterval(timer));
+    };
+  /** Every endless answer so far was closed by the client, within half a second. */
+  async function closed(what: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), 500);
+    });
+    const all = Promise.all(closes).then(() => 'closed' as const);
+    assert.equal(await Promise.race([all, late]), 'closed', `${what}: the connection is dropped, not held open`);
+    clearTimeout(timer);
+    closes.length = 0;
+  }
+  const digest = sha256('image');
+
+  it('a 404, a refused referrers API, a failure, a redirect, a 401, a refused token, an answer declared too large', async () => {
+    http.reset(endless(404));
+    assert.equal(await client({}, 5_000).manifest('v1', ['a'], 1024), null);
+    await closed('404');
+    http.reset(endless(405));
+    assert.equal(await client({}, 5_000).referrers(digest, 1024), null);
+    await closed('referrers 405');
+    http.reset(endless(500));
+    await client({}, 5_000)
+      .manifest('v1', ['a'], 1024)
+      .catch(() => undefined);
+    await closed('500');
+    http.reset((req, res) => (req.url === MANIFEST ? endless(302, { Location: '/x' })(req, res) : res.writeHead(200).end('x')));
+    await client({}, 5_000).manifest('v1', ['a'], 1024);
+    await closed('302');
+    http.reset((req, res) =>
+      req.headers.authorization === BASIC
+        ? res.writeHead(200).end('x')
+        : endless(401, { 'WWW-Authenticate': 'Basic realm="r"' })(req, res),
+    );
+    await client({ credentials: CREDENTIALS }, 5_000).manifest('v1', ['a'], 1024);
+    await closed('401');
+    http.reset((req, res) =>
+      req.url?.startsWith('/token')
+        ? endless(403)(req, res)
+        : res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://${http.host}/token"` }).end(),
+    );
+    await client({}, 5_000)
+      .manifest('v1', ['a'], 1024)
+      .catch(() => undefined);
+    await closed('token 403');
+    http.reset(endless(200, { 'Content-Length': String(1024 * 1024 * 1024) }));
+    await client({}, 5_000)
+      .manifest('v1', ['a'], 1024)
+      .catch(() => undefined);
+    await closed('declared too large');
+  });
+});
+
+describe('a registry that does not speak TLS where the agent does', () => {
+  /** A TCP server on 127.0.0.1 that answers the agent's TLS hello with `bytes`; the client reaches it as a host that is not loopback. */
+  async function answering(bytes: Buffer, read: (c: RegistryClient) => Promise<unknown>): Promise<unknown> {
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.once('data', () => socket.end(bytes));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `[::ffff:127.0.0.1]:${(server.address() as { port: number }).port}`;
+      return await read(new RegistryClient({ host, path: 'p', credentials: null }, AbortSignal.timeout(10_000))).catch(
+        (e: unknown) => e,
+      );
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  }
+
+  it('names an HTTP request where a TLS record was expected (ERR_SSL_HTTP_REQUEST)', async () => {
+    const e = await answering(Buffer.from('GET / HTTP/1.1\r\n\r\n'), (c) => c.manifest('v1', ['a'], 1024));
+    assert.ok(e instanceof AgentError);
+    assert.match(e.reason, /: it answers plain HTTP, not HTTPS \(ERR_SSL_HTTP_REQUEST\); /);
+  });
+
+  it("gives another TLS failure as OpenSSL's own message", async () => {
+    // A TLS alert (handshake failure): EPROTO with a reason that is no plain-HTTP answer.
+    const e = await answering(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]), (c) => c.manifest('v1', ['a'], 1024));
+    assert.ok(e instanceof AgentError, String(e));
+    assert.equal(e.status, 502);
+    const detail = /GET \/v2\/p\/manifests\/v1: (.*)\); nothing was pulled/s.exec(e.reason)?.[1] ?? '';
+    assert.match(detail, /^write EPROTO .*alert handshake failure/);
+    assert.doesNotMatch(detail, /plain HTTP/);
   });
 });
