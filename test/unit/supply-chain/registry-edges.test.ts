@@ -324,6 +324,16 @@ describe('the registry client, answer by answer', () => {
       `the registry could not be read for verification (127.0.0.1:${port}, GET /v2/p/manifests/v1: connect ECONNREFUSED 127.0.0.1:${port}); nothing was pulled, the running container was not touched`,
     );
 
+    // A token realm that refuses the connection is named as the token request.
+    http.reset(
+      (_req, res) => void res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token"` }).end(),
+    );
+    await refuses(
+      client().manifest('v1', ['a'], 1024),
+      502,
+      unreadable(`connect ECONNREFUSED 127.0.0.1:${port}`, 'token request'),
+    );
+
     const reason = new AgentError(499, 'the caller went away', { code: 'caller_gone' });
     const deploy = new AbortController();
     http.reset(() => setTimeout(() => deploy.abort(reason), 10));
