@@ -116,6 +116,8 @@ describe('verify-release: the bundle file', () => {
     const junk = Array.from({ length: 16 }, () => '{"a":1}').join('\n');
     assert.equal(verifyRelease(release, `${junk}\n${good}`, policy()).ok, false, 'the seventeenth line is not read');
     assert.equal(verifyRelease(release, `${junk.split('\n').slice(1).join('\n')}\n${good}`, policy()).ok, true);
+    // A line of spaces is blank: not one of the sixteen.
+    assert.equal(verifyRelease(release, `${junk.split('\n').slice(1).join('\n')}\n   \n${good}`, policy()).ok, true);
     assert.deepEqual(refusal(verifyRelease(release, ' \n\n ', policy())), {
       check: 'bundle',
       problem: 'the bundle file holds no attestation',
