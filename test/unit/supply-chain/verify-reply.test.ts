@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
+import { createPublicKey } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
+import type { AttestationPolicy } from '../../../src/config/verification.js';
 import { AgentError } from '../../../src/errors.js';
 import type { Provenance } from '../../../src/supply-chain/provenance.js';
-import { VERIFY_CHILD_ARGUMENT, type VerifyJob, verifyInChild } from '../../../src/supply-chain/verify-process.js';
+import {
+  createVerifierInProcess,
+  VERIFY_CHILD_ARGUMENT,
+  type VerifyJob,
+  verifyInChild,
+} from '../../../src/supply-chain/verify-process.js';
+import { cosignKey } from '../../support/cosign.js';
 import { type FakeChild, fakeChild, gone, nodeScript, otherCommand, withScriptedSpawn } from '../../support/scripted-child.js';
 
 /**
@@ -130,6 +138,25 @@ describe("the verifier child's answer", () => {
       assertUnreadable(outcome, what);
       assert.deepEqual(child.kills, ['SIGKILL'], what);
     }
+  });
+
+  it("hands the child the deploy's policy as JSON: a cosign key as its PEM, an attestation policy as it is", async () => {
+    const key = cosignKey();
+    const publicKey = createPublicKey(key.publicKeyPem);
+    const attestation = { mode: 'github-attestation', repository: 'o/r', trustedRoots: [] } as unknown as AttestationPolicy;
+    const made: FakeChild[] = [];
+    await withScriptedSpawn(
+      fakeChild(() => ({ ok: true, provenance: PROVENANCE }), made),
+      async () => {
+        const cosign = createVerifierInProcess({ mode: 'cosign-key', publicKey, fingerprint: 'f'.repeat(64) });
+        assert.deepEqual(await cosign?.verify(JOB.request, new AbortController().signal), PROVENANCE);
+        await createVerifierInProcess(attestation)?.verify(JOB.request, new AbortController().signal);
+      },
+    );
+    assert.deepEqual(made[0]?.jobs, [
+      { policy: { mode: 'cosign-key', publicKeyPem: key.publicKeyPem, fingerprint: 'f'.repeat(64) }, request: JOB.request },
+    ]);
+    assert.deepEqual(made[1]?.jobs, [{ policy: attestation, request: JOB.request }]);
   });
 
   it('leaves no listener on the deploy signal once answered', async () => {
