@@ -86,7 +86,9 @@ export function verifyInChild(job: VerifyJob, signal: AbortSignal): Promise<Prov
     const onAbort = (): void => settle(() => reject(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
     child.once('message', (message: unknown) => settle(() => answer(message, resolve, reject)));
-    child.once('error', (error) =>
+    // `on`, not `once`: a child that cannot start emits a second error, the job's send failing (EPIPE),
+    // and an 'error' event nobody listens to is an uncaught exception, which ends the agent.
+    child.on('error', (error) =>
       settle(() =>
         reject(
           new AgentError(500, `internal error: the image verifier could not be started (${error.message}); nothing was deployed`),

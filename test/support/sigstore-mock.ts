@@ -53,6 +53,15 @@ const b64 = (bytes: ArrayBufferView | Buffer): string =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 const b64url = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
+/** The claims of the agent's own release.yml run from tag v1.2.3 of `repository` (supply-chain/release.ts). */
+export const releaseClaims = (repository: string, overrides: Partial<GitHubClaims> = {}): GitHubClaims =>
+  githubClaims({
+    repository,
+    job_workflow_ref: `${repository}/.github/workflows/release.yml@refs/tags/v1.2.3`,
+    ref: 'refs/tags/v1.2.3',
+    ...overrides,
+  });
+
 type CA = Awaited<ReturnType<typeof initializeCA>>;
 
 /** What the next certificate gets differently from a real Fulcio's (a crafted case). */
@@ -77,6 +86,10 @@ const craftingCA = (ca: CA, crafting: Crafting): CA => ({
 export interface AttestOptions {
   /** A certificate whose legacy issuer (.1) says this while .8 says the token's `iss`. */
   readonly legacyIssuer?: string;
+  /** The other instance's witness: a Rekor entry for GitHub's CA, a signed timestamp for public-good's. */
+  readonly witness?: 'rekor' | 'tsa';
+  /** The DSSE payload type signed, in place of in-toto's. */
+  readonly payloadType?: string;
 }
 
 export class SigstoreMock {
@@ -181,9 +194,9 @@ export class SigstoreMock {
     return `${JSON.stringify(this.roots['public-good'])}\n${JSON.stringify(this.roots.github)}\n`;
   }
 
-  /** A v0.3 bundle (JSON) of an in-toto statement, signed as a GitHub workflow with `claims`. */
+  /** A v0.3 bundle (JSON) of an in-toto statement (or of any bytes), signed as a GitHub workflow with `claims`. */
   async attest(
-    statement: object,
+    statement: object | Buffer,
     claims: GitHubClaims,
     instance: Instance = 'public-good',
     options: AttestOptions = {},
@@ -196,13 +209,14 @@ export class SigstoreMock {
       timeout: 10_000,
     });
     const witnesses: Witness[] =
-      instance === 'public-good'
+      (options.witness ?? (instance === 'public-good' ? 'rekor' : 'tsa')) === 'rekor'
         ? [new RekorWitness({ rekorBaseURL: this.url, entryType: 'dsse', retry: 0, timeout: 10_000 })]
         : [new TSAWitness({ tsaBaseURL: this.url, retry: 0, timeout: 10_000 })];
     const builder = new DSSEBundleBuilder({ signer, witnesses, certificateChain: false });
     this.crafting.legacyIssuer = options.legacyIssuer ?? null;
     try {
-      const bundle = await builder.create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' });
+      const data = Buffer.isBuffer(statement) ? statement : Buffer.from(JSON.stringify(statement));
+      const bundle = await builder.create({ data, type: options.payloadType ?? 'application/vnd.in-toto+json' });
       return bundleToJSON(bundle) as object;
     } finally {
       this.crafting.legacyIssuer = null;

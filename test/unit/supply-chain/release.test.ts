@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RELEASE_REPOSITORY, verifyReleaseCommand } from '../../../src/supply-chain/release.js';
-import { githubClaims, provenanceStatement, SigstoreMock } from '../../support/sigstore-mock.js';
+import {
+  type GitHubClaims,
+  provenanceStatement,
+  releaseClaims as releaseClaimsOf,
+  SigstoreMock,
+} from '../../support/sigstore-mock.js';
 
 // A release of the agent, attested by the test Sigstore instance as release.yml of this repository
 // would be, and the ways it must be refused: each names the check that failed.
@@ -17,13 +22,7 @@ describe('agent.js verify-release', () => {
   const file = join(dir, 'dreichor-deploy-agent-1.2.3.js');
   const release = Buffer.from('// the agent, as release.yml built it\n');
   const digest = `sha256:${createHash('sha256').update(release).digest('hex')}`;
-  const releaseClaims = (overrides: Parameters<typeof githubClaims>[0] = {}) =>
-    githubClaims({
-      repository: RELEASE_REPOSITORY,
-      job_workflow_ref: `${RELEASE_REPOSITORY}/.github/workflows/release.yml@refs/tags/v1.2.3`,
-      ref: 'refs/tags/v1.2.3',
-      ...overrides,
-    });
+  const releaseClaims = (overrides: Partial<GitHubClaims> = {}) => releaseClaimsOf(RELEASE_REPOSITORY, overrides);
   const bundleFile = async (name: string, claims = releaseClaims(), instance: 'public-good' | 'github' = 'public-good') => {
     const path = join(dir, name);
     writeFileSync(path, JSON.stringify(await sigstore.attest(provenanceStatement(digest), claims, instance)));
