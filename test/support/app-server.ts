@@ -38,6 +38,8 @@ export interface AppServer {
 export interface AppServerOptions {
   readonly logger?: Logger;
   readonly verifyJwt?: AccessJwtVerifier | null;
+  /** Image retention's hook: called once a deploy has answered 200. */
+  readonly afterDeployed?: () => void;
 }
 
 /** Starts the app with a running runtime already there (`engine.seed`). */
@@ -57,6 +59,7 @@ export async function startAppServer(name: string, options: AppServerOptions = {
     refusals,
     logger: options.logger ?? pino({ level: 'silent' }),
     verifyJwt: options.verifyJwt ?? null,
+    ...(options.afterDeployed === undefined ? {} : { afterDeployed: options.afterDeployed }),
   });
   const server: Server = createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

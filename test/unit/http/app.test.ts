@@ -25,9 +25,10 @@ describe('the HTTP app: refusals before anything acts', () => {
   let deployer: Deployer;
   let dir = '';
   let base = '';
+  let deployedHooks = 0;
 
   before(async () => {
-    app = await startAppServer('app');
+    app = await startAppServer('app', { afterDeployed: () => (deployedHooks += 1) });
     ({ engine, deployer, dir, base } = app);
   });
   after(() => app.close());
@@ -189,8 +190,10 @@ describe('the HTTP app: refusals before anything acts', () => {
   // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
   // come from the checks they name, not from a harness that refuses everything.
   it('accepts the same requests when they are right: a deploy, then a stop', async () => {
+    assert.equal(deployedHooks, 0, 'image retention ran after a refused or abandoned deploy');
     const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
     assert.equal(deployed.status, 200, deployed.reason);
+    assert.equal(deployedHooks, 1, 'image retention is scheduled once after a deploy that answered 200');
     const stopped = await fetch(`${base}/v1/stop`, {
       method: 'POST',
       headers: { ...AUTH, ...JSON_TYPE },
