@@ -28,13 +28,16 @@ function accepts(host: string, port: number): Promise<boolean> {
 }
 
 describe('startAgent', () => {
-  it('listens on 127.0.0.1 only: another loopback address is refused (the tunnel is its only way in)', async () => {
+  it('listens on 127.0.0.1 only (another loopback address is refused: the tunnel is its only way in), with its header limit', async () => {
     const agent = await startAgent(config('loopback'), { port: 0 });
     try {
       assert.equal(agent.url, `http://127.0.0.1:${agent.port}`);
       assert.equal(await accepts('127.0.0.1', agent.port), true);
       // Listening on every address would accept these too (Linux routes all of 127/8 to loopback).
       assert.equal(await accepts('127.0.0.2', agent.port), false, 'listening beyond 127.0.0.1');
+      // Its own header limit, 8 KiB (connections.ts), not Node's default 16 KiB.
+      const big = await fetch(`${agent.url}/v1/status`, { headers: { 'x-pad': 'a'.repeat(10 * 1024) } });
+      assert.equal(big.status, 431, await big.text());
     } finally {
       await agent.close();
     }
@@ -51,6 +54,21 @@ describe('startAgent', () => {
       await next.close();
     } finally {
       taken.close();
+    }
+  });
+
+  it('without a port option, listens on the configured PORT', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const agent = await startAgent(
+      unitConfig(join(dir, 'configured-port'), { DOCKER_HOST: `unix://${join(dir, 'no-engine.sock')}`, PORT: String(port) }),
+    );
+    try {
+      assert.equal(agent.port, port);
+    } finally {
+      await agent.close();
     }
   });
 
