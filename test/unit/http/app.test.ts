@@ -194,6 +194,15 @@ describe('the HTTP app: refusals before anything acts', () => {
     const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
     assert.equal(deployed.status, 200, deployed.reason);
     assert.equal(deployedHooks, 1, 'image retention is scheduled once after a deploy that answered 200');
+    // Its outcome line keeps what the tag resolved to and what runs: state-rebuild restores from them.
+    const outcome = readFileSync(join(dir, 'app-audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['outcome'] === 'deployed');
+    assert.equal(outcome.length, 1);
+    assert.match(String(outcome[0]?.['tag_digest']), /^sha256:[0-9a-f]{64}$/);
+    assert.match(String(outcome[0]?.['image_digest']), /^sha256:[0-9a-f]{64}$/);
     const stopped = await fetch(`${base}/v1/stop`, {
       method: 'POST',
       headers: { ...AUTH, ...JSON_TYPE },
