@@ -32,7 +32,9 @@ export function requestLogging(logger: Logger, guard: HeaderGuard): RequestHandl
     // Status is polled; its successful answers are debug noise. Everything else stays visible.
     customLogLevel: (req, res, err) => {
       if (err !== undefined || res.statusCode >= 500) return 'error';
-      if (res.statusCode >= 400) return 'warn';
+      // No answer sent (pino-http's "request aborted"): the caller left, so a deploy was abandoned (the
+      // 499 it would have had) or went on with nobody told its outcome. statusCode is still Node's 200.
+      if (res.statusCode >= 400 || !res.writableEnded) return 'warn';
       return req.method === 'GET' ? 'debug' : 'info';
     },
   });

@@ -5,48 +5,33 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { Deployer } from '../../../src/deploy/deployer.js';
-import { createApp } from '../../../src/http/app.js';
-import { RefusalThrottle } from '../../../src/http/refusals.js';
-import { AuditLog } from '../../../src/state/audit.js';
-import { FakeEngine } from '../../support/fake-engine.js';
-import { tempDir } from '../../support/temp-dir.js';
-import { UNIT_REPOSITORY, unitConfig, unitDeployer } from '../../support/unit-config.js';
-
-const NAME = 'dreichor-runtime-dev';
-const AUTH = { 'cf-access-client-id': 'client.access', 'cf-access-client-secret': 'a-secret-of-enough-length' };
-const JSON_TYPE = { 'content-type': 'application/json' };
+import {
+  type AppServer,
+  SERVICE_AUTH as AUTH,
+  JSON_TYPE,
+  RUNTIME_NAME as NAME,
+  rawRequest,
+  startAppServer,
+} from '../../support/app-server.js';
+import type { FakeEngine } from '../../support/fake-engine.js';
+import { UNIT_REPOSITORY } from '../../support/unit-config.js';
 
 describe('the HTTP app: refusals before anything acts', () => {
-  const dir = tempDir('app');
-  const engine = new FakeEngine();
-  let server: Server;
-  let audit: AuditLog;
+  let app: AppServer;
+  let engine: FakeEngine;
   let deployer: Deployer;
+  let dir = '';
   let base = '';
+  let deployedHooks = 0;
 
   before(async () => {
-    engine.seed(NAME);
-    const config = unitConfig(dir);
-    ({ deployer } = await unitDeployer(config, engine));
-    audit = await AuditLog.open(join(dir, 'app-audit.jsonl'));
-    const refusals = new RefusalThrottle((summary, reason) => audit.refusalsCounted(summary, reason));
-    const app = createApp({ config, deployer, audit, refusals, logger: pino({ level: 'silent' }), verifyJwt: null });
-    server = createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    app = await startAppServer('app', { afterDeployed: () => (deployedHooks += 1) });
+    ({ engine, deployer, dir, base } = app);
   });
-  after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await deployer.shutdown();
-    await audit.close();
-  });
+  after(() => app.close());
 
   /** Sends one request; returns the status, the reason, and the engine calls it caused. */
   const send = async (path: string, headers: Record<string, string>, body: string | undefined, method = 'POST') => {
@@ -174,35 +159,10 @@ describe('the HTTP app: refusals before anything acts', () => {
   });
 
   it('status: 200 with the runtime for a client, by the fast path or the ordinary chain; refused as the others are', async () => {
-    /** node:http, because fetch sends no body with a GET. */
-    const raw = (method: string, path: string, headers: Record<string, string>, body?: string) =>
-      new Promise<{ status: number; type: string; id: string; json: Record<string, unknown> }>((resolve, reject) => {
-        const req = request(
-          `${base}${path}`,
-          {
-            method,
-            headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-            agent: false,
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (chunk: string) => {
-              text += chunk;
-            });
-            res.on('end', () =>
-              resolve({
-                status: res.statusCode ?? 0,
-                type: String(res.headers['content-type']),
-                id: String(res.headers['x-request-id'] ?? ''),
-                json: (text === '' ? { empty: true } : JSON.parse(text)) as Record<string, unknown>,
-              }),
-            );
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      });
+    const raw = async (method: string, path: string, headers: Record<string, string>, body?: string) => {
+      const r = await rawRequest(base, method, path, headers, body);
+      return { ...r, type: String(r.headers['content-type']), id: String(r.headers['x-request-id'] ?? '') };
+    };
     for (const path of ['/v1/status', '/v1/status?verbose=1']) {
       const ok = await raw('GET', path, { ...AUTH, ...JSON_TYPE });
       assert.equal(ok.status, 200, `${path}: ${JSON.stringify(ok.json)}`);
@@ -230,8 +190,19 @@ describe('the HTTP app: refusals before anything acts', () => {
   // Last: it acts. The same app, the same headers and a clean body go through, so the refusals above
   // come from the checks they name, not from a harness that refuses everything.
   it('accepts the same requests when they are right: a deploy, then a stop', async () => {
+    assert.equal(deployedHooks, 0, 'image retention ran after a refused or abandoned deploy');
     const deployed = await send('/v1/deploy', { ...AUTH, 'content-type': 'application/json; charset=UTF-8' }, deployBody());
     assert.equal(deployed.status, 200, deployed.reason);
+    assert.equal(deployedHooks, 1, 'image retention is scheduled once after a deploy that answered 200');
+    // Its outcome line keeps what the tag resolved to and what runs: state-rebuild restores from them.
+    const outcome = readFileSync(join(dir, 'app-audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['outcome'] === 'deployed');
+    assert.equal(outcome.length, 1);
+    assert.match(String(outcome[0]?.['tag_digest']), /^sha256:[0-9a-f]{64}$/);
+    assert.match(String(outcome[0]?.['image_digest']), /^sha256:[0-9a-f]{64}$/);
     const stopped = await fetch(`${base}/v1/stop`, {
       method: 'POST',
       headers: { ...AUTH, ...JSON_TYPE },
