@@ -35,6 +35,16 @@ describe('the app chain', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const lineOf = (id: unknown) => auditLines().filter((l) => l['request_id'] === id);
 
+  it('a charset named utf8 is refused alike on a deploy and a status, with the reason that says what to send', async () => {
+    const utf8 = { ...SERVICE_AUTH, 'content-type': 'application/json; charset=utf8' };
+    const deploy = await rawRequest(app.base, 'POST', '/v1/deploy', utf8, JSON.stringify({ image: `${UNIT_REPOSITORY}:v2` }));
+    const status = await rawRequest(app.base, 'GET', '/v1/status', utf8);
+    for (const r of [deploy, status]) {
+      assert.equal(r.status, 415, JSON.stringify(r.json));
+      assert.match(String(r.json['reason']), /charset=utf-8, or no charset/);
+    }
+  });
+
   it('a refused deploy, stop or wrong method on them is audited with its id, endpoint, status and time', async () => {
     const before = Date.now();
     for (const [method, path, body, status] of [
