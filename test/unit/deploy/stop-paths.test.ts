@@ -45,6 +45,17 @@ class VanishingEngine extends FakeEngine {
   }
 }
 
+/** An engine at which the container is removed (on the host) right after its restart policy is updated or refused. */
+class GoneAfterUpdateEngine extends FakeEngine {
+  override async disableRestart(id: string, signal?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'> {
+    try {
+      return await super.disableRestart(id, signal, timeoutMs);
+    } finally {
+      for (const c of [...this.containers.values()]) if (c.id === id || c.name === id) this.containers.delete(c.id);
+    }
+  }
+}
+
 /** A journal on a disk that refuses the stop's own record and its clearing (an interrupted one reads fine). */
 class RefusingJournal extends DeployJournal {
   override enter(): Promise<void> {
@@ -275,21 +286,21 @@ describe('the emergency brake, branch by branch', () => {
     assert.match(warningsOf(result), /carries the labels of the prod environment: stopped by its name, but not removed/);
   });
 
-  it('at the fixed name, a container with no labels at all (made by hand): stopped and removed, no warning', async () => {
+  it('at the fixed name, a container with no labels at all (made by hand): stopped and removed', async () => {
     const { engine, deployer } = await setup();
     const handMade = engine.seed(NAME, true, { labels: {} });
     const result = await stop(deployer);
     assert.equal(result.removed, true);
     assert.equal(engine.containers.has(handMade.id), false, engine.calls.join(', '));
-    assert.equal(result.warnings, undefined, warningsOf(result));
+    assert.doesNotMatch(warningsOf(result), /environment|removed/);
   });
 
-  it('gone between its stop and the check (a --rm container): nothing to remove, no warning, removed: true', async () => {
+  it('gone between its stop and the check (a --rm container): nothing to remove, removed: true', async () => {
     const { engine, deployer } = await setup(new VanishingEngine());
     engine.seed(NAME);
     const result = await stop(deployer);
     assert.equal(result.removed, true);
-    assert.equal(result.warnings, undefined, warningsOf(result));
+    assert.doesNotMatch(warningsOf(result), /checked|removed/);
     assert.ok(!engine.calls.some((c) => c.startsWith('remove ')), engine.calls.join(', '));
   });
 
@@ -356,5 +367,23 @@ describe('the emergency brake, branch by branch', () => {
       [[staged.id, staged.name]],
     );
     await deployer.shutdown();
+  });
+
+  it('gone between the restart policy and the stop: the engine\'s "gone" is the answer, nothing checked or removed', async () => {
+    const { engine, deployer } = await setup(new GoneAfterUpdateEngine());
+    engine.seed(NAME);
+    const result = await stop(deployer);
+    assert.equal(result.removed, false);
+    assert.ok(!engine.calls.some((c) => c.startsWith('inspectContainer ')), engine.calls.join(', '));
+  });
+
+  it('the restart policy refused, then nothing at the fixed name to stop: no warning about a policy of nothing', async () => {
+    const { engine, deployer } = await setup(new GoneAfterUpdateEngine());
+    engine.seed(NAME, true, { restartPolicy: 'always' });
+    engine.fail('disableRestart', refused('update refused'));
+    const result = await stop(deployer);
+    assert.equal(result.removed, false);
+    // Only the policy's warning is looked at: a loaded disk may add the write-ahead records' own.
+    assert.doesNotMatch(warningsOf(result), /restart policy/);
   });
 });
