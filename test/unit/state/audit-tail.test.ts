@@ -16,15 +16,16 @@ const MIB = 1024 * 1024;
 const brief = (line: string) => `${line.slice(0, 3)}…(${line.length})…${line.slice(-3)}`;
 
 /** readTail on a file holding `content`, each read returning at most `chunk` bytes. */
-async function tailOf(content: string, chunk = Number.POSITIVE_INFINITY) {
+async function tailOf(content: string, chunk = Number.POSITIVE_INFINITY, extra = 0) {
   const path = join(tempDir('audit-tail'), 'audit.jsonl');
   writeFileSync(path, content);
   const handle = await open(path, 'r');
-  const file = {
-    read: (b: Buffer, o: number, l: number, p: number) => handle.read(b, o, Math.min(l, chunk), p),
-  } as AuditFile;
+  // readTail only reads.
+  const file: Pick<AuditFile, 'read'> = {
+    read: (b, o, l, p) => handle.read(b, o, Math.min(l, chunk), p),
+  };
   try {
-    const { goodLength, lastLine } = await readTail(file, Buffer.byteLength(content), path);
+    const { goodLength, lastLine } = await readTail(file as AuditFile, Buffer.byteLength(content) + extra, path);
     // A long line is compared by its length and ends (a failed comparison prints no megabyte).
     return { goodLength, lastLine: lastLine !== null && lastLine.length > 100 ? brief(lastLine) : lastLine };
   } finally {
@@ -46,6 +47,8 @@ describe("the audit log's tail", () => {
     assert.deepEqual(await tailOf('a\nbb\ntorn', 2), { goodLength: 5, lastLine: 'bb' });
     const long = 'y'.repeat(70_000);
     assert.deepEqual(await tailOf(`x\n${long}\n`, 1000), { goodLength: 70_003, lastLine: brief(long) });
+    // A file shorter than its size said (cut meanwhile): the reads that return nothing end the loop.
+    assert.deepEqual(await tailOf('a\nbb\n', Number.POSITIVE_INFINITY, 5), { goodLength: 5, lastLine: 'bb' });
   });
 
   it('a last line or a torn write longer than the first window: read in wider ones', async () => {
@@ -53,6 +56,8 @@ describe("the audit log's tail", () => {
     assert.deepEqual(await tailOf(`x\n${long}\n`), { goodLength: 100_003, lastLine: brief(long) });
     assert.deepEqual(await tailOf(`${long}\n`), { goodLength: 100_001, lastLine: brief(long) });
     assert.deepEqual(await tailOf(`a\n${'z'.repeat(300_000)}`), { goodLength: 2, lastLine: 'a' });
+    // The first window begins exactly at the newline that ends the last whole line.
+    assert.deepEqual(await tailOf(`abc\n${'z'.repeat(64 * 1024 - 1)}`), { goodLength: 4, lastLine: 'abc' });
   });
 
   it('no whole line within 1 MiB of the end: refused, not read further', async () => {
