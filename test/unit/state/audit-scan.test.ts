@@ -145,4 +145,35 @@ describe('the scan of the audit log', () => {
     assert.equal(scan.deployments.at(-1)?.request_id, `r${2 * DEPLOYMENTS_KEPT + 4}`);
     assert.equal(scan.tags.size, 2 * DEPLOYMENTS_KEPT + 5, 'every tag keeps its record');
   });
+
+  it('lines that are no deploy of a tag: an abandoned or interrupted deploy is the last, an image without a tag no record', async () => {
+    const lines = [
+      deploy(0, 'registry.example:5000/dreichor/runtime', 'deployed'), // no tag: no record, no crash
+      deploy(1, null, 'failed'), // refused before an image was known: not a deploy of anything
+      deploy(2, `${REPO}:v5`, 'abandoned'),
+    ];
+    const abandoned = await scanAuditLog(writeLog(lines).file, null);
+    assert.deepEqual([...abandoned.tags], []);
+    assert.deepEqual([...abandoned.tagsWithoutDigest], []);
+    assert.deepEqual(
+      abandoned.deployments.map((d) => d.request_id),
+      ['r0'],
+    );
+    assert.equal(abandoned.lastDeploy?.outcome, 'abandoned');
+    const beforeNull = await scanAuditLog(writeLog(lines.slice(0, 2)).file, null);
+    assert.equal(beforeNull.lastDeploy?.request_id, 'r0', 'a failed line without an image is no last deploy');
+    const interrupted = await scanAuditLog(writeLog([...lines, deploy(3, `${REPO}:v6`, 'interrupted')]).file, null);
+    assert.equal(interrupted.lastDeploy?.outcome, 'interrupted');
+    assert.equal(interrupted.lastDeploy?.image, `${REPO}:v6`);
+  });
+
+  it('a line that is JSON but no object (a number, null) is a broken chain, not a crash', async () => {
+    const { file, hashes } = writeLog(events.slice(0, 1));
+    for (const junk of ['42', 'null']) {
+      writeFileSync(file, `${readFileSync(file, 'utf8').split('\n')[0]}\n${junk}\n`);
+      const scan = await scanAuditLog(file, { seq: 0, hash: hashes[0] ?? '' });
+      assert.deepEqual(scan.verdict, { ok: false, lines: 2, badLine: 2, problem: 'not an audit line' }, junk);
+      assert.equal(scan.headFound, true, junk);
+    }
+  });
 });
