@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -58,6 +58,20 @@ describe("the audit log's file while the agent runs", () => {
     assert.equal(readFileSync(file, 'utf8'), '');
     assert.equal(readFileSync(`${file}.old`, 'utf8'), before);
     assert.match(told[0] ?? '', /was replaced by another file while the agent ran/);
+    await log.close();
+  });
+
+  it('its folder replaced by a file: cannot be checked, refused with the reason code; no damage handler is needed', async () => {
+    const dir = tempDir('audit-notdir');
+    const file = join(dir, 'state', 'audit.jsonl');
+    mkdirSync(join(dir, 'state'));
+    // Opened without an onDamage handler: the damage is still kept and the refusal still a 503.
+    const log = await AuditLog.open(file);
+    await log.append(auditEvent(0));
+    renameSync(join(dir, 'state'), join(dir, 'moved'));
+    writeFileSync(join(dir, 'state'), '');
+    await assert.rejects(log.append(auditEvent(1)), refusedAs(/^the audit log cannot be checked \(ENOTDIR\); /));
+    assert.match(log.problem ?? '', /audit\.jsonl cannot be checked \(ENOTDIR\) while the agent ran/);
     await log.close();
   });
 
