@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AgentError } from '../../../src/errors.js';
 import { AuditLog } from '../../../src/state/audit.js';
-import { auditEvent } from '../../support/audit-files.js';
+import { auditEvent, faultyAuditFile } from '../../support/audit-files.js';
 import { tempDir } from '../../support/temp-dir.js';
 
 /** A log with one line, and every damage it tells. */
@@ -149,5 +149,21 @@ describe('what the start refuses as its audit log', () => {
       return true;
     });
     assert.equal(closed, true);
+  });
+});
+
+describe('a line the disk refuses', () => {
+  it("answers 503 audit_unwritable with the error code, not the engine's code for 503; the log closes once", async () => {
+    const file = join(tempDir('audit-refused'), 'audit.jsonl');
+    const log = await AuditLog.open(file, { openFile: faultyAuditFile({ failWritesAfter: 0 }) });
+    await assert.rejects(log.append(auditEvent(0)), (e: unknown) => {
+      assert.ok(e instanceof AgentError, String(e));
+      assert.equal(e.status, 503);
+      assert.equal(e.code, 'audit_unwritable');
+      assert.equal(e.reason, 'the audit log could not be written (EIO)');
+      return true;
+    });
+    await log.close();
+    await log.close();
   });
 });
