@@ -65,6 +65,9 @@ describe("the audit log's tail", () => {
       tailOf(`a\n${'q'.repeat(MIB + 10)}\n`),
       /the end of .*audit\.jsonl has no whole line within 1048576 bytes; run the audit verification/,
     );
+    // A log larger than the bound whose last line is short: found in the first window.
+    const many = 'ab\n'.repeat(400_000);
+    assert.deepEqual(await tailOf(`${many}torn`), { goodLength: many.length, lastLine: 'ab' });
     // A line just under the bound is still one.
     const under = 'q'.repeat(MIB - 10);
     assert.deepEqual(await tailOf(`a\n${under}\n`), { goodLength: MIB - 7, lastLine: brief(under) });
