@@ -39,21 +39,22 @@ export function unitConfig(dir: string, extra: Readonly<Record<string, string>> 
 
 /**
  * A deployer on `config`'s state folder and a scripted engine, for the fast tier: its store, audit
- * log and journal are real files; the start check takes a fifth of a second (the configuration's floor
+ * log and journal are real files (unless `extra` hands its own); the start check takes a fifth of a second (the configuration's floor
  * is 1 s): the rules, not the waiting.
  */
 export async function unitDeployer(
   config: Config,
   engine: EnginePort,
-  extra: Partial<Pick<DeployerDeps, 'onPhase' | 'verifier' | 'timing'>> = {},
+  extra: Partial<Pick<DeployerDeps, 'onPhase' | 'verifier' | 'timing' | 'audit' | 'journal'>> = {},
 ): Promise<{ readonly deployer: Deployer; readonly store: StateStore }> {
   const store = await StateStore.open(config.stateDir);
   const deployer = new Deployer({
     config: { ...config, startCheckSeconds: 0.2 },
     engine,
     store,
-    audit: await AuditLog.open(join(config.stateDir, 'audit.jsonl')),
-    journal: new DeployJournal(config.stateDir),
+    // A test may hand its own (a disk that refuses one kind of write).
+    audit: extra.audit ?? (await AuditLog.open(join(config.stateDir, 'audit.jsonl'))),
+    journal: extra.journal ?? new DeployJournal(config.stateDir),
     logger: pino({ level: 'silent' }),
     ...extra,
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -10,6 +10,9 @@ import { stopBoundMs } from '../../../src/deploy/stop-sequence.js';
 import { TIMING, type Timing } from '../../../src/deploy/time-bound.js';
 import type { StopOutcome } from '../../../src/engine/engine-port.js';
 import { AgentError } from '../../../src/errors.js';
+import { AuditLog } from '../../../src/state/audit.js';
+import { DeployJournal } from '../../../src/state/journal.js';
+import type { StateStore } from '../../../src/state/state.js';
 import { FakeEngine } from '../../support/fake-engine.js';
 import { unitConfig, unitDeployer } from '../../support/unit-config.js';
 
@@ -33,13 +36,48 @@ class RestartingEngine extends FakeEngine {
   }
 }
 
+/** An engine whose stop takes the container away with it (started with --rm): nothing left to check. */
+class VanishingEngine extends FakeEngine {
+  override async stop(id: string, timeoutSeconds: number, signal?: AbortSignal, slackMs?: number): Promise<StopOutcome> {
+    const outcome = await super.stop(id, timeoutSeconds, signal, slackMs);
+    for (const c of [...this.containers.values()]) if (c.id === id || c.name === id) this.containers.delete(c.id);
+    return outcome;
+  }
+}
+
+/** An engine at which the container is removed (on the host) right after its restart policy is updated or refused. */
+class GoneAfterUpdateEngine extends FakeEngine {
+  override async disableRestart(id: string, signal?: AbortSignal, timeoutMs?: number): Promise<'updated' | 'gone'> {
+    try {
+      return await super.disableRestart(id, signal, timeoutMs);
+    } finally {
+      for (const c of [...this.containers.values()]) if (c.id === id || c.name === id) this.containers.delete(c.id);
+    }
+  }
+}
+
+/** A journal on a disk that refuses the stop's own record and its clearing (an interrupted one reads fine). */
+class RefusingJournal extends DeployJournal {
+  override enter(): Promise<void> {
+    return Promise.reject(new Error('journal write refused'));
+  }
+  override clear(): Promise<void> {
+    return Promise.reject(new Error('journal removal refused'));
+  }
+}
+
 async function setup(
   engine: FakeEngine = new FakeEngine(),
-): Promise<{ engine: FakeEngine; deployer: Deployer; stateDir: string }> {
+  disk: { readonly audit?: AuditLog; readonly journal?: (stateDir: string) => DeployJournal } = {},
+): Promise<{ engine: FakeEngine; deployer: Deployer; store: StateStore; stateDir: string }> {
   n += 1;
   const config = unitConfig(join(root, `s${n}`), { STOP_TIMEOUT_SECONDS: '1' });
-  const { deployer } = await unitDeployer(config, engine, { timing: SHORT });
-  return { engine, deployer, stateDir: config.stateDir };
+  const { deployer, store } = await unitDeployer(config, engine, {
+    timing: SHORT,
+    ...(disk.audit === undefined ? {} : { audit: disk.audit }),
+    ...(disk.journal === undefined ? {} : { journal: disk.journal(config.stateDir) }),
+  });
+  return { engine, deployer, store, stateDir: config.stateDir };
 }
 const stop = (deployer: Deployer) => deployer.stop({ requestId: randomUUID(), clientId: 'client.access', endpoint: '/v1/stop' });
 const refused = (message: string) => () => new AgentError(502, `the engine refused it: ${message}`);
@@ -243,6 +281,109 @@ describe('the emergency brake, branch by branch', () => {
     const result = await stop(deployer);
     assert.equal(alien.running, false);
     assert.equal(engine.containers.has(alien.id), true);
+    // There was a container to stop: the answer says so even though it is left in place.
+    assert.equal(result.removed, true);
     assert.match(warningsOf(result), /carries the labels of the prod environment: stopped by its name, but not removed/);
+  });
+
+  it('at the fixed name, a container with no labels at all (made by hand): stopped and removed', async () => {
+    const { engine, deployer } = await setup();
+    const handMade = engine.seed(NAME, true, { labels: {} });
+    const result = await stop(deployer);
+    assert.equal(result.removed, true);
+    assert.equal(engine.containers.has(handMade.id), false, engine.calls.join(', '));
+    assert.doesNotMatch(warningsOf(result), /environment|removed/);
+  });
+
+  it('gone between its stop and the check (a --rm container): nothing to remove, removed: true', async () => {
+    const { engine, deployer } = await setup(new VanishingEngine());
+    engine.seed(NAME);
+    const result = await stop(deployer);
+    assert.equal(result.removed, true);
+    assert.doesNotMatch(warningsOf(result), /checked|removed/);
+    assert.ok(!engine.calls.some((c) => c.startsWith('remove ')), engine.calls.join(', '));
+  });
+
+  it('the stop, the kill and then the check all refused: still the 502 that names both, not a crash', async () => {
+    const { engine, deployer } = await setup();
+    engine.seed(NAME);
+    for (const m of ['stop', 'kill', 'inspectContainer'] as const) engine.fail(m, refused(`${m} refused`));
+    const error = await failure(stop(deployer));
+    assert.equal(error.status, 502);
+    assert.match(error.reason, /stop: .*stop refused.*; kill: .*kill refused.*may still be running/);
+  });
+
+  it("the write-ahead records refused (the stop's journal, the accepted line, the journal's clearing): stopped, each named", async () => {
+    // The accepted line refused by the log itself; every other line (the outcome) still written.
+    const stateDir = join(root, `audit-${n}`);
+    mkdirSync(stateDir, { recursive: true });
+    const audit = await AuditLog.open(join(stateDir, 'audit.jsonl'));
+    after(() => audit.close());
+    audit.accepted = () => Promise.reject(new Error('audit append refused'));
+    const { engine, deployer } = await setup(new FakeEngine(), { audit, journal: (dir) => new RefusingJournal(dir) });
+    const runtime = engine.seed(NAME);
+    const result = await stop(deployer);
+    assert.equal(runtime.running, false);
+    assert.equal(result.removed, true);
+    const warnings = warningsOf(result);
+    assert.match(warnings, /^the stop could not be journaled \(.*journal write refused/m);
+    assert.match(warnings, /^the accepted line could not be written to the audit log \(.*audit append refused/m);
+    assert.match(warnings, /^the stop journal could not be cleared \(.*journal removal refused/m);
+  });
+
+  it("a refused removal of the runtime reaches the background clean-up's list (status: leftovers)", async () => {
+    const { engine, deployer, store } = await setup();
+    const runtime = engine.seed(NAME);
+    engine.fail('remove', refused('remove refused'));
+    // The background pass drops the runtime from the list at once (at the fixed name, it is no
+    // leftover): held at its first list, so that the list is seen as the stop left it.
+    const release = engine.hold('listByLabels');
+    await stop(deployer);
+    assert.deepEqual([...store.leftovers], [runtime.id]);
+    assert.deepEqual(
+      deployer.leftovers.map((l) => [l.id, l.name]),
+      [[runtime.id, NAME]],
+    );
+    release();
+    await deployer.reconcileNow();
+    await deployer.shutdown();
+  });
+
+  it('a refused removal of another container of ours reaches the background clean-up, and stays there', async () => {
+    const { engine, deployer, store } = await setup();
+    engine.seed(NAME);
+    const staged = engine.seed(`${NAME}-staging-0a1b2c3d`, true, {
+      labels: { [LABEL.owner]: OWNER, [LABEL.environment]: 'dev', [LABEL.containerName]: NAME },
+    });
+    engine.fail('remove', refused('remove refused'));
+    const result = await stop(deployer);
+    assert.deepEqual(result.also_stopped, [staged.name]);
+    assert.equal(staged.running, false);
+    await deployer.reconcileNow();
+    // Still refused in the pass: kept to be removed later (the runtime, at the fixed name, is not).
+    assert.deepEqual([...store.leftovers], [staged.id]);
+    assert.deepEqual(
+      deployer.leftovers.map((l) => [l.id, l.name]),
+      [[staged.id, staged.name]],
+    );
+    await deployer.shutdown();
+  });
+
+  it('gone between the restart policy and the stop: the engine\'s "gone" is the answer, nothing checked or removed', async () => {
+    const { engine, deployer } = await setup(new GoneAfterUpdateEngine());
+    engine.seed(NAME);
+    const result = await stop(deployer);
+    assert.equal(result.removed, false);
+    assert.ok(!engine.calls.some((c) => c.startsWith('inspectContainer ')), engine.calls.join(', '));
+  });
+
+  it('the restart policy refused, then nothing at the fixed name to stop: no warning about a policy of nothing', async () => {
+    const { engine, deployer } = await setup(new GoneAfterUpdateEngine());
+    engine.seed(NAME, true, { restartPolicy: 'always' });
+    engine.fail('disableRestart', refused('update refused'));
+    const result = await stop(deployer);
+    assert.equal(result.removed, false);
+    // Only the policy's warning is looked at: a loaded disk may add the write-ahead records' own.
+    assert.doesNotMatch(warningsOf(result), /restart policy/);
   });
 });

@@ -230,6 +230,32 @@ describe('matching in decoded views', () => {
     ['a whole percent escape at the end of the text is no cut one', 'abc<defgh', 'log abc%3C', 'log [S]'],
     ['a cut escape after text that is no secret stays', 'pass<word>', 'pass<word> %4', '[S] %4'],
     ['a text that is only a cut escape stays', 'pass<word>', '%4', '%4'],
+    // A cut escape right after whole ones: the whole ones still decode (the piece is their text).
+    ['a value cut after whole escapes of its own', 'abcdefghij', 'v=ab%43%44%4', 'v=[S]'],
+    // A percent sign that starts no escape is no cut one: what follows it is still decoded.
+    ['a stray percent sign before an encoded value', 'p@ssword1', '50% done; url=%70%40ssword1', '50% done; url=[S]'],
+    [
+      'a lone lead byte, then a stray percent sign, before an encoded value',
+      'p@ssword1',
+      'x=%C3%zz url=%70%40ssword1',
+      'x=%C3%zz url=[S]',
+    ],
+    // A lead byte whose character is not cut by the end of the text (a stray percent sign or a last
+    // letter after it): no cut escape, so the match before it does not reach over the rest of the text.
+    [
+      'a lead byte and a stray percent sign after a value: the rest stays',
+      'pass<word>',
+      'pass<word>%C3%zz rest',
+      '[S]%C3%zz rest',
+    ],
+    ['a lead byte and a last letter after a value: they stay', 'pass<word>', 'pass<word>%C3a', '[S]%C3a'],
+    // A byte that starts no character is kept as it is, not taken for a character cut by the end.
+    [
+      'an invalid byte before a value encoded whole at the end of the text',
+      'p@ssword1',
+      'v=%FF%70%40%73%73%77%6F%72%64%31',
+      'v=%FF[S]',
+    ],
     ['a percent-encoded value after other text', 'pass!word', 'user=bob&pw=pass%21word&x=1', 'user=bob&pw=[S]&x=1'],
   ];
   for (const [title, secret, text, expected] of cases) {
