@@ -61,7 +61,7 @@ describe('startAgent and the engine', () => {
 
   const config = (name: string) => unitConfig(join(dir, name), { DOCKER_HOST: `unix://${socketPath}` });
 
-  it('an empty STATE_DIR while the fixed name carries this agent's labels: refused, the state was lost', async () => {
+  it("an empty STATE_DIR while the fixed name carries this agent's labels: refused, the state was lost", async () => {
     script = { fixed: OWN_LABELS, listed: [] };
     const started = await startAgent(config('lost-state'), { port: 0 }).then(
       async (agent) => {
