@@ -8,6 +8,7 @@ import type { Config } from '../../../src/config/config.js';
 import type { DeployContext } from '../../../src/deploy/deployer.js';
 import { LABEL } from '../../../src/deploy/runtime-spec.js';
 import { stopBoundMs } from '../../../src/deploy/stop-sequence.js';
+import type { Timing } from '../../../src/deploy/time-bound.js';
 import { AgentError } from '../../../src/errors.js';
 import { parseImageReference } from '../../../src/policy/image.js';
 import { verifyAuditFile } from '../../../src/state/audit.js';
@@ -59,15 +60,7 @@ interface Times {
   readonly deployTimeoutMs: number;
   readonly stopTimeoutSeconds: number;
   readonly startCheckSeconds: number;
-  readonly timing: {
-    readonly answerReserveMs: number;
-    readonly marginSeconds: number;
-    readonly killSlackMs: number;
-    readonly pollMs: number;
-    readonly stopPatienceMs: number;
-    readonly stopSlackMs: number;
-    readonly killMs: number;
-  };
+  readonly timing: Timing;
   /** Longer than the whole deploy, as the real wrapper's 10 s is longer than what is left of a deploy after a slow stop: a call that has no deadline of its own shows up as a late answer. */
   readonly callTimeoutMs: number;
   /** Timers on a shared machine fire late by a few milliseconds; an answer later than this is a finding. */
@@ -77,7 +70,7 @@ interface Times {
 }
 function timesAt(scale: number): Times {
   const x = (ms: number) => ms * scale;
-  const timing = {
+  const timing: Timing = {
     answerReserveMs: x(150),
     marginSeconds: x(0.3),
     killSlackMs: x(100),
