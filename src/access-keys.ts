@@ -1,5 +1,5 @@
 import type { JWTVerifyGetKey } from 'jose';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { AgentError, describe } from './errors.js';
 import { httpGet } from './supply-chain/http-get.js';
 
@@ -34,7 +34,7 @@ export interface AccessKeysOptions {
 type Jose = typeof import('jose');
 
 // A JWKS as RFC 7517 has it: an object with a list of keys, each an object with a "kty".
-const jwksSchema = z.object({ keys: z.array(z.looseObject({ kty: z.string() })).max(100) });
+const jwksSchema = z.object({ keys: z.array(z.looseObject({ kty: z.string() })).check(z.maxLength(100)) });
 
 interface Fetched {
   readonly at: number;

@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ATTESTATION_VARIABLES, COSIGN_VARIABLES, fail, type Variable } from './config-sources.js';
 
 /**
@@ -59,10 +59,10 @@ const REF_PATTERN = /^refs\/[\x21-\x29\x2b-\x7e]{1,250}\*?$/;
 const MAX_ROOT_FILE_BYTES = 1024 * 1024;
 
 const trustedRootShape = z.looseObject({
-  mediaType: z.string().regex(/^application\/vnd\.dev\.sigstore\.trustedroot(\.v\d+\.\d+)?\+json/),
-  certificateAuthorities: z.array(z.looseObject({})).min(1),
-  tlogs: z.array(z.looseObject({})).optional(),
-  timestampAuthorities: z.array(z.looseObject({})).optional(),
+  mediaType: z.string().check(z.regex(/^application\/vnd\.dev\.sigstore\.trustedroot(\.v\d+\.\d+)?\+json/)),
+  certificateAuthorities: z.array(z.looseObject({})).check(z.minLength(1)),
+  tlogs: z.optional(z.array(z.looseObject({}))),
+  timestampAuthorities: z.optional(z.array(z.looseObject({}))),
 });
 
 export function verificationPolicy(raw: Raw): VerificationPolicy {

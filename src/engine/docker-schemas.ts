@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts and its src/engine/ helpers). */
 
-const labelsSchema = z
-  .record(z.string(), z.string())
-  .nullish()
-  .transform((l) => l ?? {});
+const labelsSchema = z.pipe(
+  z.nullish(z.record(z.string(), z.string())),
+  z.transform((l) => l ?? {}),
+);
 
 export const containerInspectSchema = z.object({
   Id: z.string(),
@@ -17,18 +17,18 @@ export const containerInspectSchema = z.object({
     Running: z.boolean(),
     Status: z.string(),
     ExitCode: z.number(),
-    StartedAt: z.string().optional(),
-    Health: z.object({ Status: z.string() }).nullish(),
+    StartedAt: z.optional(z.string()),
+    Health: z.nullish(z.object({ Status: z.string() })),
   }),
   Config: z.object({ Image: z.string(), Labels: labelsSchema }),
-  HostConfig: z.object({ RestartPolicy: z.object({ Name: z.string().optional() }).nullish() }).nullish(),
+  HostConfig: z.nullish(z.object({ RestartPolicy: z.nullish(z.object({ Name: z.optional(z.string()) })) })),
 });
 
 export const imageInspectSchema = z.object({
   Id: z.string(),
   // Docker 28 with the containerd image store: the manifest or index the image is; its digest is the id.
-  Descriptor: z.object({ digest: z.string() }).nullish(),
-  Config: z.object({ Healthcheck: z.object({ Test: z.array(z.string()).nullish() }).nullish() }).nullish(),
+  Descriptor: z.nullish(z.object({ digest: z.string() })),
+  Config: z.nullish(z.object({ Healthcheck: z.nullish(z.object({ Test: z.nullish(z.array(z.string())) })) })),
 });
 
 export const containerListSchema = z.array(
@@ -37,24 +37,27 @@ export const containerListSchema = z.array(
 
 export const containerImagesSchema = z.array(z.object({ Id: z.string(), ImageID: z.string(), Labels: labelsSchema }));
 
-export const imageDeleteSchema = z.array(z.object({ Untagged: z.string().optional(), Deleted: z.string().optional() }));
+export const imageDeleteSchema = z.array(z.object({ Untagged: z.optional(z.string()), Deleted: z.optional(z.string()) }));
 
 export const pullEventSchema = z.object({
-  status: z.string().optional(),
-  error: z.string().optional(),
-  errorDetail: z.object({ message: z.string().optional() }).optional(),
+  status: z.optional(z.string()),
+  error: z.optional(z.string()),
+  errorDetail: z.optional(z.object({ message: z.optional(z.string()) })),
 });
 
 /** An event of the engine's log (GET /events): for an image, the reference it is about. */
 export const imageEventSchema = z.object({
-  id: z.string().optional(),
-  Actor: z.object({ ID: z.string().optional() }).nullish(),
+  id: z.optional(z.string()),
+  Actor: z.nullish(z.object({ ID: z.optional(z.string()) })),
 });
 
 export const createAnswerSchema = z.object({ Id: z.string() });
 
 export const distributionSchema = z.object({
-  Descriptor: z.object({ mediaType: z.string(), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'not a sha256 digest') }),
+  Descriptor: z.object({
+    mediaType: z.string(),
+    digest: z.string().check(z.regex(/^sha256:[0-9a-f]{64}$/, 'not a sha256 digest')),
+  }),
 });
 export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
   'application/vnd.oci.image.index.v1+json',

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { EnginePlatform } from './engine-port.js';
 
 /**
@@ -9,8 +9,11 @@ import type { EnginePlatform } from './engine-port.js';
  * from `GET /info`'s Architecture (the kernel's machine name, `armv7l`, `aarch64`) as containerd's
  * fallback does. Elsewhere (amd64 and the rest) DefaultSpec has no variant either.
  */
-export const versionSchema = z.looseObject({ Os: z.string().min(1).max(64), Arch: z.string().min(1).max(64) });
-export const infoSchema = z.looseObject({ Architecture: z.string().max(64).optional() });
+export const versionSchema = z.looseObject({
+  Os: z.string().check(z.minLength(1), z.maxLength(64)),
+  Arch: z.string().check(z.minLength(1), z.maxLength(64)),
+});
+export const infoSchema = z.looseObject({ Architecture: z.optional(z.string().check(z.maxLength(64))) });
 
 export const needsVariant = (architecture: string): boolean => architecture === 'arm' || architecture === 'arm64';
 

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { type AttestationPolicy, sameGitHubName } from '../config/verification.js';
 
 /**
@@ -19,13 +19,12 @@ export const OID = {
   runInvocationUri: '1.3.6.1.4.1.57264.1.21',
 } as const;
 
+const oidSchema = z.looseObject({ oid: z.looseObject({ id: z.array(z.int()) }), value: z.instanceof(Uint8Array) });
+
 export const signerIdentitySchema = z.looseObject({
-  subjectAlternativeName: z.string().max(4096).optional(),
-  extensions: z.looseObject({ issuer: z.string().max(4096).optional() }).optional(),
-  oids: z
-    .array(z.looseObject({ oid: z.looseObject({ id: z.array(z.number().int()) }), value: z.instanceof(Uint8Array) }))
-    .max(256)
-    .optional(),
+  subjectAlternativeName: z.optional(z.string().check(z.maxLength(4096))),
+  extensions: z.optional(z.looseObject({ issuer: z.optional(z.string().check(z.maxLength(4096))) })),
+  oids: z.optional(z.array(oidSchema).check(z.maxLength(256))),
 });
 export type SignerIdentity = z.infer<typeof signerIdentitySchema>;
 

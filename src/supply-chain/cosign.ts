@@ -1,5 +1,5 @@
 import { verify as verifySignature } from 'node:crypto';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { CosignKeyPolicy } from '../config/verification.js';
 import { bundleVersionProblem, isBundleType } from './bundle-media.js';
 import { firstVerified, type Judgement } from './candidates.js';
@@ -21,12 +21,12 @@ import { coveredDigest, dsseEnvelopeSchema, IN_TOTO_PAYLOAD_TYPE, pae, parseStat
  */
 const simpleSigningSchema = z.looseObject({
   critical: z.looseObject({
-    image: z.looseObject({ 'docker-manifest-digest': z.string().max(128) }),
+    image: z.looseObject({ 'docker-manifest-digest': z.string().check(z.maxLength(128)) }),
     type: z.literal('cosign container image signature'),
   }),
 });
 
-const bundleSchema = z.looseObject({ mediaType: z.string().max(256), dsseEnvelope: dsseEnvelopeSchema });
+const bundleSchema = z.looseObject({ mediaType: z.string().check(z.maxLength(256)), dsseEnvelope: dsseEnvelopeSchema });
 
 export class CosignKeyVerifier {
   constructor(private readonly policy: CosignKeyPolicy) {}

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { UNDECIDED_ARTIFACT_TYPES } from './bundle-media.js';
 import { type RegistryClient, unverified } from './registry.js';
 
@@ -25,43 +25,43 @@ export const LIMITS = {
   candidates: 32,
 } as const;
 
-const DIGEST = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+const DIGEST = z.string().check(z.regex(/^sha256:[0-9a-f]{64}$/));
+// A bounded string, named: spelled out, the nested check would hide the descriptor's field names.
+const upTo = (max: number) => z.string().check(z.maxLength(max));
 
 export const descriptorSchema = z.looseObject({
-  mediaType: z.string().max(256),
+  mediaType: upTo(256),
   digest: DIGEST,
-  size: z.number().int().nonnegative(),
-  artifactType: z.string().max(256).optional(),
-  annotations: z.record(z.string().max(256), z.string().max(64 * 1024)).optional(),
-  platform: z
-    .looseObject({ os: z.string().max(64), architecture: z.string().max(64), variant: z.string().max(64).optional() })
-    .optional(),
+  size: z.int().check(z.nonnegative()),
+  artifactType: z.optional(upTo(256)),
+  annotations: z.optional(z.record(upTo(256), upTo(64 * 1024))),
+  platform: z.optional(z.looseObject({ os: upTo(64), architecture: upTo(64), variant: z.optional(upTo(64)) })),
 });
 export type Descriptor = z.infer<typeof descriptorSchema>;
 
 export const indexSchema = z.looseObject({
   schemaVersion: z.literal(2),
-  manifests: z.array(descriptorSchema).max(4096),
+  manifests: z.array(descriptorSchema).check(z.maxLength(4096)),
 });
 
 export const manifestSchema = z.looseObject({
   schemaVersion: z.literal(2),
-  artifactType: z.string().max(256).optional(),
+  artifactType: z.optional(upTo(256)),
   config: descriptorSchema,
-  layers: z.array(descriptorSchema).max(64),
-  subject: descriptorSchema.optional(),
+  layers: z.array(descriptorSchema).check(z.maxLength(64)),
+  subject: z.optional(descriptorSchema),
 });
 export type Manifest = z.infer<typeof manifestSchema>;
 
 /** JSON parsed with a schema, or null: what does not parse is not a candidate, never a crash. */
-export function parseJson<T>(bytes: Buffer, schema: z.ZodType<T>): T | null {
+export function parseJson<T>(bytes: Buffer, schema: z.core.$ZodType<T>): T | null {
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
   } catch {
     return null;
   }
-  const parsed = schema.safeParse(value);
+  const parsed = z.safeParse(schema, value);
   return parsed.success ? parsed.data : null;
 }
 

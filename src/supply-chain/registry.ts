@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
 import { type Answer, httpGet } from './http-get.js';
@@ -78,8 +78,8 @@ export const unverified = (reason: string): AgentError =>
   });
 
 const tokenAnswer = z.union([
-  z.looseObject({ token: z.string().min(1).max(MAX_TOKEN_BYTES) }),
-  z.looseObject({ access_token: z.string().min(1).max(MAX_TOKEN_BYTES) }),
+  z.looseObject({ token: z.string().check(z.minLength(1), z.maxLength(MAX_TOKEN_BYTES)) }),
+  z.looseObject({ access_token: z.string().check(z.minLength(1), z.maxLength(MAX_TOKEN_BYTES)) }),
 ]);
 
 export class RegistryClient {

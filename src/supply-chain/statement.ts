@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /**
  * In-toto statements as they travel in a DSSE envelope (attestations, and cosign 3's signatures),
@@ -7,23 +7,27 @@ import * as z from 'zod';
  */
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 
+const subjectSchema = z.looseObject({
+  name: z.optional(z.string().check(z.maxLength(1024))),
+  digest: z.record(z.string().check(z.maxLength(32)), z.string().check(z.maxLength(256))),
+});
+
 export const statementSchema = z.looseObject({
-  _type: z.string().regex(/^https:\/\/in-toto\.io\/Statement\/v(0\.1|1)$/),
-  subject: z
-    .array(z.looseObject({ name: z.string().max(1024).optional(), digest: z.record(z.string().max(32), z.string().max(256)) }))
-    .min(1)
-    .max(1024),
-  predicateType: z.string().max(512),
+  _type: z.string().check(z.regex(/^https:\/\/in-toto\.io\/Statement\/v(0\.1|1)$/)),
+  subject: z.array(subjectSchema).check(z.minLength(1), z.maxLength(1024)),
+  predicateType: z.string().check(z.maxLength(512)),
 });
 export type Statement = z.infer<typeof statementSchema>;
 
+const signatureSchema = z.looseObject({
+  sig: z.string().check(z.maxLength(16 * 1024)),
+  keyid: z.optional(z.string().check(z.maxLength(256))),
+});
+
 export const dsseEnvelopeSchema = z.looseObject({
-  payloadType: z.string().max(256),
-  payload: z.string().max(2 * 1024 * 1024),
-  signatures: z
-    .array(z.looseObject({ sig: z.string().max(16 * 1024), keyid: z.string().max(256).optional() }))
-    .min(1)
-    .max(16),
+  payloadType: z.string().check(z.maxLength(256)),
+  payload: z.string().check(z.maxLength(2 * 1024 * 1024)),
+  signatures: z.array(signatureSchema).check(z.minLength(1), z.maxLength(16)),
 });
 
 /** The statement in a DSSE payload, or null when it is not one. */

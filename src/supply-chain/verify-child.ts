@@ -1,5 +1,5 @@
 import { createPublicKey } from 'node:crypto';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { VerificationPolicy } from '../config/verification.js';
 import { AgentError } from '../errors.js';
 import { createImageVerifier, type VerifyRequest } from './verifier.js';

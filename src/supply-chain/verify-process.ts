@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { VerificationPolicy } from '../config/verification.js';
 import { AgentError, type ErrorCode } from '../errors.js';
 import { type Provenance, provenanceSchema } from './provenance.js';
@@ -48,10 +48,10 @@ const replySchema = z.discriminatedUnion('ok', [
   z.strictObject({ ok: z.literal(true), provenance: provenanceSchema }),
   z.strictObject({
     ok: z.literal(false),
-    status: z.number().int().min(400).max(599),
-    reason: z.string().max(4096),
-    code: z.string().max(64),
-    cause: z.string().max(4096).nullable(),
+    status: z.int().check(z.minimum(400), z.maximum(599)),
+    reason: z.string().check(z.maxLength(4096)),
+    code: z.string().check(z.maxLength(64)),
+    cause: z.nullable(z.string().check(z.maxLength(4096))),
   }),
 ]);
 
