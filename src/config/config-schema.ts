@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import '../zod-locale.js';
 
 /**
  * The variables the agent reads, each checked on its own: presence, form and range. What depends on
@@ -13,18 +14,20 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 // Cloudflare answers 524 when an origin has not answered in 100 s: a deploy must end before that.
 const CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS = 100;
 
+/** Digits only, then the number they spell: a decimal string, so "1e3", " 5" or "0x10" are refused. */
+const digitsAsNumber = (message: string) => z.pipe(z.string().check(z.regex(/^\d+$/, message)), z.transform(Number));
+
 const wholeNumber = (min: number, max: number, what: string) =>
-  z
-    .string()
-    .regex(/^\d+$/, `must be a whole number of ${what}`)
-    .transform(Number)
-    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+  z.pipe(
+    digitsAsNumber(`must be a whole number of ${what}`),
+    z.int().check(z.minimum(min, `must be at least ${min}`), z.maximum(max, `must be at most ${max}`)),
+  );
 const seconds = (min: number, max: number) => wholeNumber(min, max, 'seconds');
 
-const absolutePath = z
-  .string()
-  .refine((p) => isAbsolute(p), 'must be an absolute path')
-  .refine((p) => !p.includes('\0') && !p.split('/').includes('..'), 'must not contain ".." or NUL');
+const absolutePath = z.string().check(
+  z.refine((p) => isAbsolute(p), 'must be an absolute path'),
+  z.refine((p) => !p.includes('\0') && !p.split('/').includes('..'), 'must not contain ".." or NUL'),
+);
 
 // Security: secrets are checked for being present, not trivially short, and sendable: a service token
 // secret travels in an HTTP header, so anything but visible ASCII (a space, a trailing "# note" that
@@ -33,83 +36,83 @@ const absolutePath = z
 // values never appear in an error message, because this message is printed to the journal.
 const secret = z
   .string()
-  .min(16, 'must be at least 16 characters long')
-  .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII only, without spaces (is there a trailing comment or a stray byte?)');
+  .check(
+    z.minLength(16, 'must be at least 16 characters long'),
+    z.regex(/^[\x21-\x7e]+$/, 'must be visible ASCII only, without spaces (is there a trailing comment or a stray byte?)'),
+  );
 const clientId = z
   .string()
-  .min(1)
-  .max(256)
-  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+  .check(z.minLength(1), z.maxLength(256), z.regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'));
 
-export const schema = z
-  .object({
-    ENVIRONMENT: z.enum(['dev', 'prod'], { error: 'must be "dev" or "prod"' }),
-    PORT: z
+export const schema = z.object({
+  ENVIRONMENT: z.enum(['dev', 'prod'], { error: 'must be "dev" or "prod"' }),
+  PORT: z.optional(
+    z.pipe(
+      digitsAsNumber('must be a port number'),
+      z.int().check(z.minimum(1), z.maximum(65535, 'must be a port number from 1 to 65535')),
+    ),
+  ),
+  CONTAINER_NAME: z.optional(
+    z
       .string()
-      .regex(/^\d+$/, 'must be a port number')
-      .transform(Number)
-      .pipe(z.number().int().min(1).max(65535, 'must be a port number from 1 to 65535'))
-      .optional(),
-    CONTAINER_NAME: z
+      .check(
+        z.regex(
+          /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/,
+          'must be a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 101 characters)',
+        ),
+      ),
+  ),
+  CF_ACCESS_CLIENT_ID: clientId,
+  CF_ACCESS_CLIENT_SECRET: secret,
+  CF_ACCESS_CLIENT_SECRET_FILE: z.optional(absolutePath),
+  CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: z.optional(absolutePath),
+  CF_ACCESS_ROTATION_CLIENT_ID: z.optional(clientId),
+  CF_ACCESS_ROTATION_CLIENT_SECRET: z.optional(secret),
+  CF_ACCESS_TEAM_DOMAIN: z.optional(
+    z
       .string()
-      .regex(
-        /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/,
-        'must be a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 101 characters)',
-      )
-      .optional(),
-    CF_ACCESS_CLIENT_ID: clientId,
-    CF_ACCESS_CLIENT_SECRET: secret,
-    CF_ACCESS_CLIENT_SECRET_FILE: absolutePath.optional(),
-    CF_ACCESS_ROTATION_CLIENT_SECRET_FILE: absolutePath.optional(),
-    CF_ACCESS_ROTATION_CLIENT_ID: clientId.optional(),
-    CF_ACCESS_ROTATION_CLIENT_SECRET: secret.optional(),
-    CF_ACCESS_TEAM_DOMAIN: z
-      .string()
-      .regex(
-        /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
-        'must be a host name such as "myteam.cloudflareaccess.com", without scheme or path',
-      )
-      .optional(),
-    CF_ACCESS_AUD: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,256}$/, 'must be the Access application audience tag')
-      .optional(),
-    CF_ACCESS_CERTS_URL: z.string().optional(),
-    IMAGE_REPOSITORY: z.string().optional(),
-    REGISTRY_USERNAME: z.string().max(256).optional(),
-    REGISTRY_PASSWORD: z.string().max(4096).optional(),
-    REGISTRY_PASSWORD_FILE: absolutePath.optional(),
-    AUDIT_EVENTS_PATH: absolutePath,
-    SNAPSHOTS_PATH: absolutePath,
-    ALLOW_EXECUTION_PLANE: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional(),
-    RUNTIME_ENV_FILE: absolutePath.optional(),
-    RUNTIME_NETWORK: z
-      .string()
-      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'must be a Docker network mode or network name')
-      .optional(),
-    STOP_TIMEOUT_SECONDS: seconds(1, 60).optional(),
-    START_CHECK_SECONDS: seconds(1, 60).optional(),
-    DEPLOY_TIMEOUT_SECONDS: seconds(10, CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS - 5).optional(),
-    IMAGE_RETENTION: z
-      .string()
-      .regex(/^\d+$/, 'must be a whole number of images (0 keeps all)')
-      .transform(Number)
-      .pipe(z.number().int().max(1000, 'must be at most 1000'))
-      .optional(),
-    STATE_DIR: absolutePath.optional(),
-    DOCKER_HOST: z.string().optional(),
-    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
-    FAILURE_LOG_LINES: wholeNumber(0, 200, 'lines').optional(),
-    // Checked by verification.ts, which names the variable of an inconsistent combination.
-    IMAGE_VERIFICATION: z.string().optional(),
-    SIGSTORE_TRUSTED_ROOT_FILE: z.string().optional(),
-    ATTESTATION_REPOSITORY: z.string().optional(),
-    ATTESTATION_SIGNER_WORKFLOW: z.string().optional(),
-    ATTESTATION_SOURCE_REFS: z.string().optional(),
-    ATTESTATION_PREDICATE_TYPE: z.string().optional(),
-    ATTESTATION_ISSUER: z.string().optional(),
-    COSIGN_PUBLIC_KEY_FILE: z.string().optional(),
-  })
-  .strip();
+      .check(
+        z.regex(
+          /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
+          'must be a host name such as "myteam.cloudflareaccess.com", without scheme or path',
+        ),
+      ),
+  ),
+  CF_ACCESS_AUD: z.optional(z.string().check(z.regex(/^[A-Za-z0-9_-]{1,256}$/, 'must be the Access application audience tag'))),
+  CF_ACCESS_CERTS_URL: z.optional(z.string()),
+  IMAGE_REPOSITORY: z.optional(z.string()),
+  REGISTRY_USERNAME: z.optional(z.string().check(z.maxLength(256))),
+  REGISTRY_PASSWORD: z.optional(z.string().check(z.maxLength(4096))),
+  REGISTRY_PASSWORD_FILE: z.optional(absolutePath),
+  AUDIT_EVENTS_PATH: absolutePath,
+  SNAPSHOTS_PATH: absolutePath,
+  ALLOW_EXECUTION_PLANE: z.optional(z.enum(['true', 'false'], { error: 'must be "true" or "false"' })),
+  RUNTIME_ENV_FILE: z.optional(absolutePath),
+  RUNTIME_NETWORK: z.optional(
+    z.string().check(z.regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'must be a Docker network mode or network name')),
+  ),
+  STOP_TIMEOUT_SECONDS: z.optional(seconds(1, 60)),
+  START_CHECK_SECONDS: z.optional(seconds(1, 60)),
+  DEPLOY_TIMEOUT_SECONDS: z.optional(seconds(10, CLOUDFLARE_ORIGIN_TIMEOUT_SECONDS - 5)),
+  IMAGE_RETENTION: z.optional(
+    z.pipe(
+      digitsAsNumber('must be a whole number of images (0 keeps all)'),
+      z.int().check(z.maximum(1000, 'must be at most 1000')),
+    ),
+  ),
+  STATE_DIR: z.optional(absolutePath),
+  DOCKER_HOST: z.optional(z.string()),
+  LOG_LEVEL: z.optional(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` })),
+  FAILURE_LOG_LINES: z.optional(wholeNumber(0, 200, 'lines')),
+  // Checked by verification.ts, which names the variable of an inconsistent combination.
+  IMAGE_VERIFICATION: z.optional(z.string()),
+  SIGSTORE_TRUSTED_ROOT_FILE: z.optional(z.string()),
+  ATTESTATION_REPOSITORY: z.optional(z.string()),
+  ATTESTATION_SIGNER_WORKFLOW: z.optional(z.string()),
+  ATTESTATION_SOURCE_REFS: z.optional(z.string()),
+  ATTESTATION_PREDICATE_TYPE: z.optional(z.string()),
+  ATTESTATION_ISSUER: z.optional(z.string()),
+  COSIGN_PUBLIC_KEY_FILE: z.optional(z.string()),
+});
 
 export type Raw = z.infer<typeof schema>;

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /**
  * The shapes the three endpoints answer with, as zod schemas. The handlers build their answers from
@@ -12,9 +12,9 @@ import * as z from 'zod';
 export const errorBodySchema = z
   .strictObject({
     status: z.literal('error'),
-    reason: z.string().describe('For the person reading the answer or the audit log: what failed and why.'),
+    reason: z.string().check(z.describe('For the person reading the answer or the audit log: what failed and why.')),
   })
-  .describe('Every error answer, for every status.');
+  .check(z.describe('Every error answer, for every status.'));
 
 /** Deep readonly, so a `readonly string[]` of a result type and a schema's `string[]` compare equal. */
 type Frozen<T> = T extends readonly (infer U)[]
@@ -32,4 +32,4 @@ export type SameShape<A, B> = [Frozen<A>] extends [Frozen<B>] ? ([Frozen<B>] ext
 /** `warnings` of a deploy or a stop: present only when something went wrong that did not fail it. */
 export const warningsSchema = z
   .array(z.string())
-  .describe('What went wrong on the way without failing the request; absent when nothing did.');
+  .check(z.describe('What went wrong on the way without failing the request; absent when nothing did.'));

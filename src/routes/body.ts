@@ -1,15 +1,16 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { badRequest, conflict } from '../errors.js';
+import '../zod-locale.js';
 
 /** A body that may carry only the informational `environment` (stop, and status if it has a body). */
 export const environmentOnlyBodySchema = z.strictObject({
-  environment: z.string({ error: 'must be a string' }).max(64).optional(),
+  environment: z.optional(z.string({ error: 'must be a string' }).check(z.maxLength(64))),
 });
 
 /** Parses a request body with its schema; the first problem becomes a 400 naming the field. */
-export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+export function parseBody<S extends z.core.$ZodType>(schema: S, body: unknown): z.infer<S> {
   // An empty body reads as an empty object; the schema then decides what is missing.
-  const parsed = schema.safeParse(body === undefined ? {} : body);
+  const parsed = z.safeParse(schema, body === undefined ? {} : body);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   if (issue === undefined) throw badRequest('invalid request body');

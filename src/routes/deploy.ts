@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { DeployResult } from '../deploy/operations.js';
@@ -14,8 +14,8 @@ import { checkEnvironment, parseBody } from './body.js';
 export const deployBodySchema = z.strictObject({
   image: z
     .string({ error: 'is required and must be a string' })
-    .max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`),
-  environment: z.string({ error: 'must be a string' }).max(64).optional(),
+    .check(z.maxLength(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`)),
+  environment: z.optional(z.string({ error: 'must be a string' }).check(z.maxLength(64))),
 });
 
 /** `afterDeployed` runs once a deploy has answered 200: clean-up that must never delay or fail it. */
@@ -55,22 +55,21 @@ export const deployAnswerSchema = z
   .strictObject({
     status: z.literal('deployed'),
     container_name: z.string(),
-    image: z.string().describe('The image deployed, as requested.'),
+    image: z.string().check(z.describe('The image deployed, as requested.')),
     environment: z.string(),
     image_digest: z
       .string()
-      .describe("The manifest that runs: sha256:<64 hex> (of an image index, the one for the engine's platform)."),
-    tag_digest: z.string().describe('What the tag resolved to: image_digest, or the image index it was chosen from.'),
+      .check(z.describe("The manifest that runs: sha256:<64 hex> (of an image index, the one for the engine's platform).")),
+    tag_digest: z.string().check(z.describe('What the tag resolved to: image_digest, or the image index it was chosen from.')),
     container_id: z.string(),
-    started_at: z.string().nullable().describe('When the engine started the container (ISO 8601).'),
+    started_at: z.nullable(z.string()).check(z.describe('When the engine started the container (ISO 8601).')),
     previous_image: z
-      .string()
-      .nullable()
-      .describe('The last image deployed successfully before this one: deploy it to roll back.'),
-    warnings: warningsSchema.optional(),
-    provenance: provenanceSchema.optional().describe('What built the image, when IMAGE_VERIFICATION verified it.'),
+      .nullable(z.string())
+      .check(z.describe('The last image deployed successfully before this one: deploy it to roll back.')),
+    warnings: z.optional(warningsSchema),
+    provenance: z.optional(provenanceSchema).check(z.describe('What built the image, when IMAGE_VERIFICATION verified it.')),
   })
-  .describe('A deploy that ran: the new container has passed its start check.');
+  .check(z.describe('A deploy that ran: the new container has passed its start check.'));
 
 const deployAnswerMatches: SameShape<z.output<typeof deployAnswerSchema>, DeployResult> = true;
 void deployAnswerMatches;

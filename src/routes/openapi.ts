@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ACCESS_JWT_HEADER, CLIENT_ID_HEADER, CLIENT_SECRET_HEADER } from '../auth.js';
 import { provenanceSchema } from '../supply-chain/provenance.js';
 import { errorBodySchema } from './answers.js';
@@ -20,7 +20,7 @@ type Json = { readonly [key: string]: unknown };
 const REF = '#/components/schemas/';
 
 /** Each registry's schemas as JSON Schema (2020-12, OpenAPI 3.1's dialect), referring to each other by REF. */
-function componentsOf(schemas: Readonly<Record<string, z.ZodType>>, io: 'input' | 'output'): Record<string, Json> {
+function componentsOf(schemas: Readonly<Record<string, z.core.$ZodType>>, io: 'input' | 'output'): Record<string, Json> {
   const registry = z.registry<{ id: string }>();
   for (const [id, schema] of Object.entries(schemas)) registry.add(schema, { id });
   const { schemas: out } = z.toJSONSchema(registry, { target: 'draft-2020-12', io, uri: (id) => `${REF}${id}` });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { StatusBody } from '../deploy/status-view.js';
@@ -119,19 +119,19 @@ const hasBody = (req: IncomingMessage): boolean =>
 const lastDeploySchema = z.strictObject({
   image: z.string(),
   outcome: z.enum(['deployed', 'failed', 'abandoned', 'interrupted']),
-  reason: z.string().nullable(),
-  at: z.string().describe('ISO 8601.'),
-  request_id: z.string().describe("The deploy's X-Request-Id, and its audit log request_id."),
-  image_digest: z.string().nullable(),
+  reason: z.nullable(z.string()),
+  at: z.string().check(z.describe('ISO 8601.')),
+  request_id: z.string().check(z.describe("The deploy's X-Request-Id, and its audit log request_id.")),
+  image_digest: z.nullable(z.string()),
 });
 
 const leftoverSchema = z.strictObject({
   id: z.string(),
-  name: z.string().nullable(),
-  state: z.string().nullable(),
-  attempts: z.number().int(),
-  last_error: z.string().nullable(),
-  next_attempt_at: z.string().nullable().describe('ISO 8601.'),
+  name: z.nullable(z.string()),
+  state: z.nullable(z.string()),
+  attempts: z.int(),
+  last_error: z.nullable(z.string()),
+  next_attempt_at: z.nullable(z.string()).check(z.describe('ISO 8601.')),
 });
 
 const notOursSchema = z.strictObject({ id: z.string(), name: z.string(), state: z.string(), why: z.string() });
@@ -142,49 +142,44 @@ export const statusAnswerSchema = z
     container_name: z.string(),
     environment: z.string(),
     running: z.boolean(),
-    image: z.string().optional().describe('When running.'),
-    image_digest: z.string().nullable().optional().describe('When running: the manifest that runs.'),
+    image: z.optional(z.string()).check(z.describe('When running.')),
+    image_digest: z.optional(z.nullable(z.string())).check(z.describe('When running: the manifest that runs.')),
     tag_digest: z
-      .string()
-      .nullable()
-      .optional()
-      .describe('When running: what its tag resolved to (image_digest, or the image index it was chosen from).'),
-    started_at: z.string().optional().describe('When running (ISO 8601).'),
-    provenance: provenanceSchema
-      .nullable()
-      .optional()
-      .describe('When running: what built the image, as verified at its deploy; null if deployed without verification.'),
-    state: z.string().describe('The engine\'s state of the container: running, exited, created, ... or "absent".'),
-    operation_in_progress: z.enum(['deploy', 'stop']).nullable(),
+      .optional(z.nullable(z.string()))
+      .check(z.describe('When running: what its tag resolved to (image_digest, or the image index it was chosen from).')),
+    started_at: z.optional(z.string()).check(z.describe('When running (ISO 8601).')),
+    provenance: z
+      .optional(z.nullable(provenanceSchema))
+      .check(z.describe('When running: what built the image, as verified at its deploy; null if deployed without verification.')),
+    state: z.string().check(z.describe('The engine\'s state of the container: running, exited, created, ... or "absent".')),
+    operation_in_progress: z.nullable(z.enum(['deploy', 'stop'])),
     deploy_in_progress: z.boolean(),
-    phase: z.enum(DEPLOY_PHASES).nullable().describe('What the deploy in progress is doing; null when idle.'),
-    phase_since: z.string().nullable().describe('When the phase began (ISO 8601); null when idle.'),
-    last_deploy: lastDeploySchema.nullable(),
-    last_interrupted: lastDeploySchema.nullable().describe('The last deploy found cut short by a crash at start.'),
+    phase: z.nullable(z.enum(DEPLOY_PHASES)).check(z.describe('What the deploy in progress is doing; null when idle.')),
+    phase_since: z.nullable(z.string()).check(z.describe('When the phase began (ISO 8601); null when idle.')),
+    last_deploy: z.nullable(lastDeploySchema),
+    last_interrupted: z.nullable(lastDeploySchema).check(z.describe('The last deploy found cut short by a crash at start.')),
     previous_image: z
-      .string()
-      .nullable()
-      .describe('The last image deployed successfully before the current one: deploy it to roll back.'),
-    leftovers: z.array(leftoverSchema).describe('Containers that will never run again and are not removed yet.'),
+      .nullable(z.string())
+      .check(z.describe('The last image deployed successfully before the current one: deploy it to roll back.')),
+    leftovers: z.array(leftoverSchema).check(z.describe('Containers that will never run again and are not removed yet.')),
     not_ours: z
       .array(notOursSchema)
-      .describe("Containers that look like leftovers but are not provably this agent's: never touched."),
-    audit_head: z.string().describe('The hash of the last audit line.'),
+      .check(z.describe("Containers that look like leftovers but are not provably this agent's: never touched.")),
+    audit_head: z.string().check(z.describe('The hash of the last audit line.')),
     audit_intact: z
-      .boolean()
-      .nullable()
-      .describe('Whether the audit log is whole (chain verified at start, same file, head as recorded); null while checking.'),
-    audit_problem: z.string().nullable().describe('What is wrong with the audit log, when audit_intact is false.'),
-    image_retention: z.number().int().describe('IMAGE_RETENTION: how many deployed images are kept; 0: all.'),
-    inspected_at: z.string().describe('When the engine was asked (ISO 8601).'),
-    inspection_age_ms: z.number().describe("How old the engine's answer was when this one was built."),
+      .nullable(z.boolean())
+      .check(
+        z.describe('Whether the audit log is whole (chain verified at start, same file, head as recorded); null while checking.'),
+      ),
+    audit_problem: z.nullable(z.string()).check(z.describe('What is wrong with the audit log, when audit_intact is false.')),
+    image_retention: z.int().check(z.describe('IMAGE_RETENTION: how many deployed images are kept; 0: all.')),
+    inspected_at: z.string().check(z.describe('When the engine was asked (ISO 8601).')),
+    inspection_age_ms: z.number().check(z.describe("How old the engine's answer was when this one was built.")),
     access_keys_age_seconds: z
-      .number()
-      .nullable()
-      .optional()
-      .describe('With the Access JWT check on: how old the signing keys in use are (null before the first fetch).'),
+      .optional(z.nullable(z.number()))
+      .check(z.describe('With the Access JWT check on: how old the signing keys in use are (null before the first fetch).')),
   })
-  .describe("What runs, from the engine's own inspection, and what the agent is doing.");
+  .check(z.describe("What runs, from the engine's own inspection, and what the agent is doing."));
 
 const statusAnswerMatches: SameShape<z.output<typeof statusAnswerSchema>, StatusBody> = true;
 void statusAnswerMatches;

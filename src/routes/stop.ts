@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { StopResult } from '../deploy/operations.js';
@@ -25,14 +25,13 @@ export const stopAnswerSchema = z
   .strictObject({
     status: z.literal('stopped'),
     container_name: z.string(),
-    removed: z.boolean().describe('Whether there was a container to stop and remove; false: the stop was a no-op.'),
+    removed: z.boolean().check(z.describe('Whether there was a container to stop and remove; false: the stop was a no-op.')),
     also_stopped: z
-      .array(z.string())
-      .optional()
-      .describe("Other running containers of this environment's runtime it stopped too."),
-    warnings: warningsSchema.optional(),
+      .optional(z.array(z.string()))
+      .check(z.describe("Other running containers of this environment's runtime it stopped too.")),
+    warnings: z.optional(warningsSchema),
   })
-  .describe('The runtime is stopped.');
+  .check(z.describe('The runtime is stopped.'));
 
 const stopAnswerMatches: SameShape<z.output<typeof stopAnswerSchema>, StopResult> = true;
 void stopAnswerMatches;

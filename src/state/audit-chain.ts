@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /**
  * The audit log's hash chain. Each line ends with `seq`, `prev` (the previous line's hash) and `hash`,
@@ -10,7 +10,7 @@ export const GENESIS = '0'.repeat(64);
 
 export const sha256 = (line: string): string => createHash('sha256').update(line, 'utf8').digest('hex');
 
-export const chainSchema = z.object({ seq: z.number().int().nonnegative(), prev: z.string(), hash: z.string() });
+export const chainSchema = z.object({ seq: z.int().check(z.nonnegative()), prev: z.string(), hash: z.string() });
 
 // The hash field is always last, so the hashed text is the line without this suffix.
 const HASH_SUFFIX = /,"hash":"[0-9a-f]{64}"\}$/;

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ChainVerifier, type VerifyResult } from './audit-verify.js';
 import { parseJsonOrNull } from './files.js';
 import { type AuditHead, DEPLOYMENTS_KEPT, type Deployment, DIGEST, type LastDeploy } from './state-file.js';
@@ -26,15 +26,17 @@ export interface AuditScan {
 
 export type SeenDeployment = Omit<Deployment, 'digest'> & { readonly digest: string | null };
 
+const digest = z.string().check(z.regex(DIGEST));
+
 const deployLine = z.object({
   time: z.string(),
   request_id: z.string(),
   endpoint: z.literal('/v1/deploy'),
-  image: z.string().nullable(),
+  image: z.nullable(z.string()),
   outcome: z.string(),
-  reason: z.string().nullable().optional(),
-  image_digest: z.string().regex(DIGEST).optional(),
-  tag_digest: z.string().regex(DIGEST).optional(),
+  reason: z.optional(z.nullable(z.string())),
+  image_digest: z.optional(digest),
+  tag_digest: z.optional(digest),
 });
 
 /** The tag of an image reference as the agent writes it: repository:tag (no digest form). */

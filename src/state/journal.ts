@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { stateRefusal } from '../errors.js';
 import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 import { JOURNAL_SCHEMA, type Owner, ownerMismatch, readSchemaVersion } from './schema.js';
@@ -20,22 +20,22 @@ export type DeployPhase = (typeof DEPLOY_PHASES)[number];
  * only a hint: the reconciler acts on a container only if it is provably this agent's (ownership.ts).
  */
 export const CONTAINER_ID = /^[0-9a-f]{64}$/;
-const containerId = z.string().regex(CONTAINER_ID, 'is not a 64-hex container id');
+const containerId = z.string().check(z.regex(CONTAINER_ID, 'is not a 64-hex container id'));
 
 const recordSchema = z.object({
-  version: z.number().int().min(1).optional(),
-  environment: z.string().optional(),
-  container_name: z.string().optional(),
+  version: z.optional(z.int().check(z.minimum(1))),
+  environment: z.optional(z.string()),
+  container_name: z.optional(z.string()),
   // Records written before stops were journaled have no operation: they are deploys.
-  operation: z.enum(['deploy', 'stop']).default('deploy'),
+  operation: z._default(z.enum(['deploy', 'stop']), 'deploy'),
   request_id: z.string(),
   image: z.string(),
   phase: z.enum(DEPLOY_PHASES),
   since: z.string(),
-  old_container_id: containerId.nullable(),
-  new_container_id: containerId.nullable(),
+  old_container_id: z.nullable(containerId),
+  new_container_id: z.nullable(containerId),
   /** The image of the last successful deploy before this one: the way back, should this one fail. */
-  old_image: z.string().nullable().default(null),
+  old_image: z._default(z.nullable(z.string()), null),
 });
 export type JournalRecord = Omit<z.infer<typeof recordSchema>, 'version' | 'environment' | 'container_name'>;
 

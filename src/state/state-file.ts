@@ -1,6 +1,7 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { stateRefusal } from '../errors.js';
 import { parseJsonOrNull } from './files.js';
+import '../zod-locale.js';
 import { type Owner, ownerMismatch, readSchemaVersion, STATE_SCHEMA } from './schema.js';
 
 /**
@@ -10,17 +11,17 @@ import { type Owner, ownerMismatch, readSchemaVersion, STATE_SCHEMA } from './sc
 const lastDeploySchema = z.object({
   image: z.string(),
   outcome: z.enum(['deployed', 'failed', 'abandoned', 'interrupted']),
-  reason: z.string().nullable(),
+  reason: z.nullable(z.string()),
   at: z.string(),
   request_id: z.string(),
-  image_digest: z.string().nullable(),
+  image_digest: z.nullable(z.string()),
 });
 export type LastDeploy = z.infer<typeof lastDeploySchema>;
 
 // A digest the agent wrote is always this; anything else is damage of the file, not the registry's doing.
 export const DIGEST = /^sha256:[0-9a-f]{64}$/;
 export const tagRecordSchema = z.object({
-  digest: z.string().regex(DIGEST, 'is not a sha256 digest'),
+  digest: z.string().check(z.regex(DIGEST, 'is not a sha256 digest')),
   first_deployed_at: z.string(),
 });
 export type TagRecord = z.infer<typeof tagRecordSchema>;
@@ -38,7 +39,10 @@ export type Deployment = z.infer<typeof deploymentSchema>;
 export const DEPLOYMENTS_KEPT = 100;
 
 /** The audit log's chain head when the state was last written: the log must still hold it. */
-const auditHeadSchema = z.object({ seq: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const auditHeadSchema = z.object({
+  seq: z.int().check(z.nonnegative()),
+  hash: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+});
 export type AuditHead = z.infer<typeof auditHeadSchema>;
 
 // `tags` is checked entry by entry below, not with z.record: a record schema builds a plain object,
@@ -46,19 +50,16 @@ export type AuditHead = z.infer<typeof auditHeadSchema>;
 // Schema 1 (up to 93a5f22 and after it) had neither the owner nor the audit head; `deployments`
 // came later within it. Every field added since is optional here and filled in by migrate().
 const stateSchema = z.object({
-  version: z.number().int().min(1),
-  environment: z.string().nullable().optional(),
-  container_name: z.string().nullable().optional(),
+  version: z.int().check(z.minimum(1)),
+  environment: z.optional(z.nullable(z.string())),
+  container_name: z.optional(z.nullable(z.string())),
   tags: z.unknown(),
-  last_deploy: lastDeploySchema.nullable(),
-  last_interrupted: lastDeploySchema.nullable().optional(),
-  deployments: z.array(deploymentSchema).max(DEPLOYMENTS_KEPT).optional(),
-  leftovers: z
-    .array(z.string().regex(/^[0-9a-f]{12,64}$/))
-    .max(1000)
-    .optional(),
-  audit_head: auditHeadSchema.nullable().optional(),
-  audit_damage: z.string().nullable().optional(),
+  last_deploy: z.nullable(lastDeploySchema),
+  last_interrupted: z.optional(z.nullable(lastDeploySchema)),
+  deployments: z.optional(z.array(deploymentSchema).check(z.maxLength(DEPLOYMENTS_KEPT))),
+  leftovers: z.optional(z.array(z.string().check(z.regex(/^[0-9a-f]{12,64}$/))).check(z.maxLength(1000))),
+  audit_head: z.optional(z.nullable(auditHeadSchema)),
+  audit_damage: z.optional(z.nullable(z.string())),
 });
 
 export interface State {
