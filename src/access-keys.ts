@@ -1,7 +1,7 @@
 import type { JWTVerifyGetKey } from 'jose';
-import * as z from 'zod/mini';
 import { AgentError, describe } from './errors.js';
 import { httpGet } from './supply-chain/http-get.js';
+import * as z from './zod.js';
 
 /**
  * Cloudflare Access's signing keys (the team's JWKS), fetched, cached and kept through an outage of

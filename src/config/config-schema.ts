@@ -1,6 +1,5 @@
 import { isAbsolute } from 'node:path';
-import * as z from 'zod/mini';
-import '../zod-locale.js';
+import * as z from '../zod.js';
 
 /**
  * The variables the agent reads, each checked on its own: presence, form and range. What depends on

@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 import { ATTESTATION_VARIABLES, COSIGN_VARIABLES, fail, type Variable } from './config-sources.js';
 
 /**

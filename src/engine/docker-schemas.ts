@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 
 /** The Docker engine's answers the agent depends on, checked at the boundary (docker.ts and its src/engine/ helpers). */
 

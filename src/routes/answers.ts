@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 
 /**
  * The shapes the three endpoints answer with, as zod schemas. The handlers build their answers from

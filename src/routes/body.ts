@@ -1,6 +1,5 @@
-import * as z from 'zod/mini';
 import { badRequest, conflict } from '../errors.js';
-import '../zod-locale.js';
+import * as z from '../zod.js';
 
 /** A body that may carry only the informational `environment` (stop, and status if it has a body). */
 export const environmentOnlyBodySchema = z.strictObject({

@@ -1,11 +1,11 @@
 import type { RequestHandler } from 'express';
-import * as z from 'zod/mini';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { DeployResult } from '../deploy/operations.js';
 import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
 import { MAX_REFERENCE_LENGTH, parseImageReference } from '../policy/image.js';
 import { provenanceSchema } from '../supply-chain/provenance.js';
+import * as z from '../zod.js';
 import { type SameShape, warningsSchema } from './answers.js';
 import { checkEnvironment, parseBody } from './body.js';
 

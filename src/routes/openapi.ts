@@ -1,6 +1,6 @@
-import * as z from 'zod/mini';
 import { ACCESS_JWT_HEADER, CLIENT_ID_HEADER, CLIENT_SECRET_HEADER } from '../auth.js';
 import { provenanceSchema } from '../supply-chain/provenance.js';
+import * as z from '../zod.js';
 import { errorBodySchema } from './answers.js';
 import { environmentOnlyBodySchema } from './body.js';
 import { deployAnswerSchema, deployBodySchema } from './deploy.js';

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import * as z from 'zod/mini';
 import { ACCESS_JWT_HEADER, type AccessJwtVerifier, checkServiceToken, type HashedToken } from '../auth.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { StatusBody } from '../deploy/status-view.js';
@@ -13,6 +12,7 @@ import { requestFields } from '../http/http-log.js';
 import type { Reply } from '../http/respond.js';
 import { DEPLOY_PHASES } from '../state/journal.js';
 import { provenanceSchema } from '../supply-chain/provenance.js';
+import * as z from '../zod.js';
 import type { SameShape } from './answers.js';
 import { environmentOnlyBodySchema, parseBody } from './body.js';
 

@@ -1,9 +1,9 @@
 import type { RequestHandler } from 'express';
-import * as z from 'zod/mini';
 import type { Config } from '../config/config.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { StopResult } from '../deploy/operations.js';
 import { auditContext, authenticatedClient, type Reply } from '../http/respond.js';
+import * as z from '../zod.js';
 import { type SameShape, warningsSchema } from './answers.js';
 import { checkEnvironment, environmentOnlyBodySchema, parseBody } from './body.js';
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 
 /**
  * The audit log's hash chain. Each line ends with `seq`, `prev` (the previous line's hash) and `hash`,

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 import { ChainVerifier, type VerifyResult } from './audit-verify.js';
 import { parseJsonOrNull } from './files.js';
 import { type AuditHead, DEPLOYMENTS_KEPT, type Deployment, DIGEST, type LastDeploy } from './state-file.js';

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod/mini';
 import { stateRefusal } from '../errors.js';
+import * as z from '../zod.js';
 import { parseJsonOrNull, readTextOrNull, writeFileAtomic } from './files.js';
 import { JOURNAL_SCHEMA, type Owner, ownerMismatch, readSchemaVersion } from './schema.js';
 

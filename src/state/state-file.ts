@@ -1,7 +1,6 @@
-import * as z from 'zod/mini';
 import { stateRefusal } from '../errors.js';
+import * as z from '../zod.js';
 import { parseJsonOrNull } from './files.js';
-import '../zod-locale.js';
 import { type Owner, ownerMismatch, readSchemaVersion, STATE_SCHEMA } from './schema.js';
 
 /**

@@ -1,5 +1,5 @@
-import * as z from 'zod/mini';
 import { type AttestationPolicy, sameGitHubName } from '../config/verification.js';
+import * as z from '../zod.js';
 
 /**
  * Who signed, read from a Fulcio certificate that has already verified against the trusted root:

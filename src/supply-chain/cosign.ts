@@ -1,6 +1,6 @@
 import { verify as verifySignature } from 'node:crypto';
-import * as z from 'zod/mini';
 import type { CosignKeyPolicy } from '../config/verification.js';
+import * as z from '../zod.js';
 import { bundleVersionProblem, isBundleType } from './bundle-media.js';
 import { firstVerified, type Judgement } from './candidates.js';
 import type { Provenance } from './provenance.js';

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.js';
 
 /**
  * What built the image that runs: read from a verified attestation's signing certificate (or, for
@@ -9,21 +9,21 @@ export const provenanceSchema = z.strictObject({
   /** How it was verified: `github-attestation` or `cosign-key`. */
   verified_by: z.enum(['github-attestation', 'cosign-key']),
   /** The digest the attestation or signature covers: the tag's digest or its platform manifest. */
-  subject_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  subject_digest: z.string().check(z.regex(/^sha256:[0-9a-f]{64}$/)),
   /** `https://github.com/<owner>/<repo>` (certificate OID .12). */
-  repository: z.string().max(512).nullable(),
+  repository: z.nullable(z.string().check(z.maxLength(512))),
   /** The commit built (OID .13). */
-  commit: z.string().max(128).nullable(),
+  commit: z.nullable(z.string().check(z.maxLength(128))),
   /** The git ref built from (OID .14). */
-  ref: z.string().max(512).nullable(),
+  ref: z.nullable(z.string().check(z.maxLength(512))),
   /** The workflow that signed: the certificate's SAN, `https://github.com/<workflow>@<ref>`. */
-  workflow: z.string().max(1024).nullable(),
+  workflow: z.nullable(z.string().check(z.maxLength(1024))),
   /** The workflow run (OID .21). */
-  run_url: z.string().max(1024).nullable(),
+  run_url: z.nullable(z.string().check(z.maxLength(1024))),
   /** The attestation's predicate type (`github-attestation`). */
-  predicate_type: z.string().max(512).nullable(),
+  predicate_type: z.nullable(z.string().check(z.maxLength(512))),
   /** SHA-256 of the public key's SubjectPublicKeyInfo (`cosign-key`). */
-  key_fingerprint: z.string().max(128).nullable(),
+  key_fingerprint: z.nullable(z.string().check(z.maxLength(128))),
 });
 
 export type Provenance = z.infer<typeof provenanceSchema>;

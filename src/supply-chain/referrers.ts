@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 import { UNDECIDED_ARTIFACT_TYPES } from './bundle-media.js';
 import { type RegistryClient, unverified } from './registry.js';
 

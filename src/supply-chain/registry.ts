@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import * as z from 'zod/mini';
 import type { RegistryCredentials } from '../engine/engine-port.js';
 import { AgentError } from '../errors.js';
+import * as z from '../zod.js';
 import { type Answer, httpGet } from './http-get.js';
 
 /**

@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import * as z from '../zod.js';
 
 /**
  * In-toto statements as they travel in a DSSE envelope (attestations, and cosign 3's signatures),

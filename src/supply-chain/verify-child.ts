@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
-import * as z from 'zod/mini';
 import type { VerificationPolicy } from '../config/verification.js';
 import { AgentError } from '../errors.js';
+import * as z from '../zod.js';
 import { createImageVerifier, type VerifyRequest } from './verifier.js';
 import { VERIFY_CHILD_ARGUMENT, type VerifyReply, type WirePolicy } from './verify-process.js';
 

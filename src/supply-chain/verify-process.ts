@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import * as z from 'zod/mini';
 import type { VerificationPolicy } from '../config/verification.js';
 import { AgentError, type ErrorCode } from '../errors.js';
+import * as z from '../zod.js';
 import { type Provenance, provenanceSchema } from './provenance.js';
 import type { ImageVerifier, VerifyRequest } from './verifier.js';
 

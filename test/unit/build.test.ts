@@ -53,7 +53,7 @@ describe('scripts/build.mjs', () => {
 
   // Memory (BENCHMARKS.md): what the agent never runs is not carried. Each module the bundle carries
   // is a key of esbuild's wrapper ("node_modules/<package>/..."), and zod's unused schema types are
-  // left out only when zod is imported as a namespace (`import * as z`): `import { z }` keeps all
+  // left out only when zod is imported as a namespace (`import * as z from './zod.js'`): `import { z }` keeps all
   // of them (about 2.5 MB of the idle agent).
   it('carries none of the stubbed packages, and only the zod schema types the agent uses', () => {
     const bundle = readFileSync(join(first, 'agent.js'), 'utf8');
@@ -63,6 +63,10 @@ describe('scripts/build.mjs', () => {
     }
     for (const unused of ['ZodTemplateLiteral', 'ZodPromise', 'ZodFile', 'ZodBigInt'])
       assert.ok(!bundle.includes(unused), `zod's ${unused} is in the bundle: is zod imported as \`import { z }\`?`);
+    // zod's classic API names its types "ZodString" and the like, zod/mini "ZodMiniString": one module
+    // importing 'zod' rather than src/zod.ts brings the classic build back (about 2 MB idle, issue 24).
+    assert.ok(!bundle.includes('"ZodString"'), "zod's classic build is in the bundle: import zod from src/zod.ts");
+    assert.ok(bundle.includes('"ZodMiniString"'));
     assert.ok(bundle.includes('"build/qs-refused.cjs"'), 'the qs stub is not in the bundle');
   });
 
