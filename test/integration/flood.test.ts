@@ -18,7 +18,7 @@ import { freePort } from '../support/sandbox.js';
  * client's FIN). Meanwhile authenticated status requests and, at the end, a stop are sent, each on a
  * fresh connection, and the agent's RSS and open file descriptors are read from /proc.
  *
- * The agent runs with the shipped unit's Node.js flags (`--max-semi-space-size=1 --optimize-for-size`):
+ * The agent runs with the shipped unit's Node.js flags (`--max-semi-space-size=1 --optimize-for-size --no-maglev`):
  * its memory is production's. Over a 60 s flood (docs/RELIABILITY.md) the live heap after each full
  * GC stays at 12.5 MB and RSS levels off within seconds; without the flags V8 lets the dead sockets
  * of the churn pile up to a 240 MiB plateau before collecting them, with the same live heap.
